@@ -1,0 +1,292 @@
+"""The functions every front door calls: :func:`fit`, :func:`load`, and the :class:`Model` they return.
+
+The CLI, the scikit-learn estimators and (later) the server and playground all go through here; none of them
+re-implements a step of the data path.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .artifacts import FORMAT_VERSION, load_bundle, save_bundle
+from .config import TrainConfig, resolve
+from .data import Schema, drop_missing_target, fingerprint, infer_schema, read_table, source_name, split
+from .errors import ArtifactError, SchemaError
+from .metrics import compute
+from .model import build, spec_for
+from .model.tabm import compute_bins
+from .preprocessing import Batch, Preprocessor
+from .training import Callback, History, predict_output, resolve_device, to_tensors, train
+
+__all__ = ["Model", "fit", "load"]
+
+Data = "str | Path | pd.DataFrame"
+
+
+class _Notices:
+    """Collects one-line notices and forwards them to the callbacks."""
+
+    def __init__(self, callbacks: Sequence[Callback]) -> None:
+        self.callbacks = list(callbacks)
+        self.messages: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        self.messages.append(message)
+        for cb in self.callbacks:
+            cb.on_notice(message)
+
+
+def _versions() -> dict[str, str]:
+    import safetensors
+    import sklearn
+
+    return {"neuraltab": __version__, "torch": torch.__version__.split("+")[0], "numpy": np.__version__,
+            "pandas": pd.__version__, "scikit-learn": sklearn.__version__, "safetensors": safetensors.__version__,
+            "python": platform.python_version()}
+
+
+def _n_threads(requested: int | None) -> int:
+    if requested:
+        return requested
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# ======================================================================================================================
+# Model
+# ======================================================================================================================
+
+
+class Model:
+    """A trained network with everything needed to use it: schema, preprocessing, weights, config and metrics."""
+
+    def __init__(self, *, schema: Schema, preprocessor: Preprocessor, network: torch.nn.Module, spec: dict[str, Any],
+                 config: TrainConfig, metrics: dict[str, Any], history: History | dict[str, Any],
+                 data_fingerprint: dict[str, Any], versions: dict[str, str], notices: list[str] | None = None,
+                 splits: dict[str, np.ndarray] | None = None, device: torch.device | None = None) -> None:
+        self.schema = schema
+        self.preprocessor = preprocessor
+        self.network = network
+        self.spec = spec
+        self.config = config
+        self.metrics = metrics
+        self.history = history.to_dict() if isinstance(history, History) else history
+        self.data_fingerprint = data_fingerprint
+        self.versions = versions
+        self.notices = notices or []
+        self.splits = splits  # row labels of the training table per split; only after fit, not saved
+        self.device = device or torch.device("cpu")
+
+    # --------------------------------------------------------------------------------------------------- basics
+    @property
+    def task(self) -> str:
+        return self.schema.task
+
+    @property
+    def classes(self) -> tuple[Any, ...]:
+        return self.schema.classes
+
+    def __repr__(self) -> str:
+        head = f"{self.task} on {self.schema.target!r}"
+        return f"<neuraltab.Model {self.spec['kind']} {head}, {len(self.schema.features)} features>"
+
+    # --------------------------------------------------------------------------------------------------- predict
+    def _batch(self, data: Any, *, with_target: bool, notify: Any) -> tuple[pd.DataFrame, Batch]:
+        source = source_name(data)
+        df = read_table(data, notify=notify)
+        if with_target:
+            df = drop_missing_target(df, self.schema.target, source=source, notify=notify)
+        else:
+            expected = set(self.schema.feature_names()) | {self.schema.target}
+            extra = [c for c in df.columns if c not in expected]
+            if extra:
+                shown = ", ".join(repr(c) for c in extra[:5]) + (" ..." if len(extra) > 5 else "")
+                notify(f"{source}: ignoring {len(extra)} column(s) the model does not use: {shown}")
+        return df, self.preprocessor.transform(df, source=source, notify=notify, with_target=with_target)
+
+    def _output(self, batch: Batch) -> np.ndarray:
+        x_num, x_cat, _ = to_tensors(batch, self.device, task=self.task)
+        out = predict_output(self.network, x_num, x_cat, task=self.task).to("cpu").numpy()
+        if self.task == "regression":
+            return out.astype(np.float64) * self.preprocessor.y_std + self.preprocessor.y_mean
+        return out
+
+    def _labels(self, proba: np.ndarray) -> pd.Series:
+        classes = pd.Series(list(self.classes))
+        return pd.Series(classes.to_numpy()[proba.argmax(axis=1)] if len(proba) else classes.iloc[:0].to_numpy(),
+                         dtype=classes.dtype)
+
+    def predict(self, data: Any, *, notify: Any = None) -> pd.Series:
+        """Predicted labels as the user wrote them (classification) or values (regression), one per row, in order."""
+        _, batch = self._batch(data, with_target=False, notify=notify or (lambda m: None))
+        out = self._output(batch)
+        return pd.Series(out, name="prediction") if self.task == "regression" else self._labels(out).rename("prediction")
+
+    def predict_proba(self, data: Any, *, notify: Any = None) -> pd.DataFrame:
+        """Class probabilities, one column per class label (classification only)."""
+        if self.task == "regression":
+            raise SchemaError("predict_proba is for classification models; this model does regression: use predict")
+        _, batch = self._batch(data, with_target=False, notify=notify or (lambda m: None))
+        return pd.DataFrame(self._output(batch), columns=list(self.classes))
+
+    def predict_table(self, data: Any, *, id_column: str | None = None, notify: Any = None) -> pd.DataFrame:
+        """The table ``neuraltab predict`` writes: [id], prediction, and proba_<label> per class."""
+        notify = notify or (lambda m: None)
+        df, batch = self._batch(data, with_target=False, notify=notify)
+        out = self._output(batch)
+        table = pd.DataFrame(index=pd.RangeIndex(len(df)))
+        if id_column is not None:
+            if id_column not in df.columns:
+                from .errors import closest_names
+
+                raise SchemaError(f"{source_name(data)}: --id column {id_column!r} not found; "
+                                  f"{closest_names(id_column, list(df.columns))}")
+            table[id_column] = df[id_column].to_numpy()
+        if self.task == "regression":
+            table["prediction"] = out
+        else:
+            table["prediction"] = self._labels(out).to_numpy()
+            for j, label in enumerate(self.classes):
+                table[f"proba_{label}"] = out[:, j]
+        return table
+
+    def evaluate(self, data: Any, *, notify: Any = None) -> dict[str, Any]:
+        """The metric table on a table that has the target column."""
+        _, batch = self._batch(data, with_target=True, notify=notify or (lambda m: None))
+        return compute(self.task, batch.y, self._output(batch))
+
+    # --------------------------------------------------------------------------------------------------- files
+    def save(self, path: str | Path, *, force: bool = False) -> Path:
+        """Write the model as one safetensors file (atomically; refuses to overwrite unless ``force``)."""
+        pre_tensors, pre_meta = self.preprocessor.to_state()
+        tensors = {f"model.{k}": v for k, v in self.network.state_dict().items()}
+        tensors.update({f"pre.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in pre_tensors.items()})
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "schema": self.schema.to_dict(),
+            "preprocessing": pre_meta,
+            "model": self.spec,
+            "config": self.config.to_dict(),
+            "metrics": self.metrics,
+            "history": self.history,
+            "data": self.data_fingerprint,
+            "versions": self.versions,
+        }
+        return save_bundle(Path(path), tensors, meta, force=force)
+
+    def info(self) -> dict[str, Any]:
+        """Everything the model file records, for `neuraltab info`."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "task": self.task,
+            "target": self.schema.target,
+            "classes": list(self.classes),
+            "features": [{"name": c.name, "kind": c.kind} for c in self.schema.features],
+            "dropped": [{"name": n, "reason": r} for n, r in self.schema.dropped],
+            "model": {**self.spec, "n_parameters": sum(p.numel() for p in self.network.parameters())},
+            "config": self.config.to_dict(),
+            "metrics": self.metrics,
+            "training": {k: v for k, v in self.history.items() if k != "epochs"} | {"epochs_run": len(self.history.get("epochs", []))},
+            "data": self.data_fingerprint,
+            "versions": self.versions,
+        }
+
+
+# ======================================================================================================================
+# fit / load
+# ======================================================================================================================
+
+
+def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding: str | None = None,
+        **options: Any) -> Model:
+    """Train a model on a table (a path or a DataFrame) to predict column ``target``.
+
+    ``options`` are :class:`TrainConfig` fields (``model``, ``epochs``, ``seed``, ...). The table is split into
+    train/valid/test (``test_size``, ``valid_size``); ``model.metrics["test"]`` holds the held-out test metrics.
+    """
+    cfg = TrainConfig.from_dict(options)
+    notify = _Notices(callbacks)
+    source = source_name(data)
+    raw = read_table(data, encoding=encoding, notify=notify)
+    df = drop_missing_target(raw, target, source=source, notify=notify)
+    schema = infer_schema(df, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
+                          source=source, notify=notify)
+    codes = None if schema.task == "regression" else Preprocessor(schema).encode_target(df[target], source=source)
+    train_idx, valid_idx, test_idx = split(len(df), y=codes, test_size=cfg.test_size, valid_size=cfg.valid_size,
+                                           seed=cfg.seed, notify=notify)
+    if not cfg.early_stopping:  # nothing to validate against: train on every non-test row, as the classic recipe
+        train_idx, valid_idx = np.sort(np.concatenate([train_idx, valid_idx])), valid_idx[:0]
+    device = resolve_device(cfg.device)
+    cfg = resolve(cfg, n_train=len(train_idx), device_type=device.type)
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(_n_threads(cfg.threads))
+    try:
+        part = {"train": df.iloc[train_idx], "valid": df.iloc[valid_idx], "test": df.iloc[test_idx]}
+        pre = Preprocessor(schema, scaling=cfg.scaling, max_categories=cfg.max_categories)
+        pre.fit(part["train"], source=source, notify=notify)
+        quiet = lambda message: None  # noqa: E731  (unseen categories in valid/test are expected, not news)
+        batches = {name: pre.transform(frame, source=source, notify=quiet, with_target=True)
+                   for name, frame in part.items()}
+        tensors = {name: to_tensors(b, device, task=schema.task, y_mean=pre.y_mean, y_std=pre.y_std)
+                   for name, b in batches.items()}
+
+        torch.manual_seed(cfg.seed)
+        bins = None
+        if cfg.model == "default" and cfg.d_embedding > 0 and pre.n_num > 0:
+            bins = compute_bins(torch.from_numpy(batches["train"].x_num), n_bins=cfg.n_bins)
+        n_out = 1 if schema.task == "regression" else schema.n_classes
+        spec = spec_for(cfg, n_num=pre.n_num, cat_cardinalities=pre.cat_cardinalities, n_out=n_out,
+                        n_bins_per_feature=[len(b) - 1 for b in bins] if bins is not None else None)
+        network = build(spec)
+        if bins is not None:
+            network.set_bins(bins)
+        network.to(device)
+        history = train(network, tensors["train"], tensors["valid"], task=schema.task, cfg=cfg, callbacks=callbacks)
+
+        model = Model(schema=schema, preprocessor=pre, network=network, spec=spec, config=cfg, metrics={},
+                      history=history, data_fingerprint=fingerprint(data, raw), versions=_versions(),
+                      notices=notify.messages, device=device,
+                      splits={name: df.index[idx].to_numpy() for name, idx in
+                              (("train", train_idx), ("valid", valid_idx), ("test", test_idx))})
+        for name in ("valid", "test"):
+            if len(batches[name]):
+                model.metrics[name] = compute(schema.task, batches[name].y, model._output(batches[name]))
+        # timings are kept out of the saved history so that the same seed writes the same file bytes
+        model.history = {**model.history, "seconds": None,
+                         "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in history.epochs]}
+        model.train_seconds = history.seconds
+    finally:
+        torch.set_num_threads(previous_threads)
+    return model
+
+
+def load(path: str | Path, *, device: str = "cpu") -> Model:
+    """Load a model file written by :meth:`Model.save`. Never runs code from the file."""
+    tensors, meta = load_bundle(Path(path))
+    try:
+        schema = Schema.from_dict(meta["schema"])
+        pre_tensors = {k[4:]: v.numpy() for k, v in tensors.items() if k.startswith("pre.")}
+        pre = Preprocessor.from_state(schema, pre_tensors, meta["preprocessing"])
+        spec = meta["model"]
+        network = build(spec)
+        network.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        config = TrainConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"{path}: the model file is incomplete or inconsistent ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:200]}); retrain the model") from None
+    dev = resolve_device(device)
+    network.to(dev).eval()
+    return Model(schema=schema, preprocessor=pre, network=network, spec=spec, config=config,
+                 metrics=meta.get("metrics", {}), history=meta.get("history", {}),
+                 data_fingerprint=meta.get("data", {}), versions=meta.get("versions", {}), device=dev)

@@ -1,0 +1,137 @@
+"""The model file: one safetensors file holding every tensor, with the JSON metadata in its header. No pickle.
+
+Layout: safetensors' own header carries ``{"format": "neuraltab", "format_version": "1", "meta": <JSON>}``, and
+``meta["checksum"]`` is a SHA-256 over all tensors, so a flipped byte anywhere in the weights is caught at load time.
+Writes are atomic: a temporary file in the same folder, fsync, then rename over the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ArtifactError
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_bundle", "load_bundle", "atomic_write_bytes", "check_writable"]
+
+FORMAT = "neuraltab"
+FORMAT_VERSION = 1
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def check_writable(path: Path, *, force: bool) -> None:
+    """Fail early (before a long training run) if ``path`` cannot be written."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise ArtifactError(f"{path}: already exists; pass --force to overwrite it or choose another --output")
+    if path.is_dir():
+        raise ArtifactError(f"{path}: is a folder; give a file name for the output")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ArtifactError(f"{path}: the folder {parent} does not exist; create it or choose another --output")
+    if not os.access(parent, os.W_OK):
+        raise ArtifactError(f"{path}: the folder {parent} is not writable; choose another --output")
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, force: bool) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one, never a part."""
+    path = Path(path)
+    check_writable(path, force=force)
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if not force and path.exists():
+            raise ArtifactError(f"{path}: already exists; pass --force to overwrite it or choose another --output")
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ArtifactError(f"{path}: cannot write ({exc.strerror or exc}); free some space or choose another --output") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save_bundle(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], *, force: bool = False) -> Path:
+    """Write tensors + JSON metadata as one safetensors file, atomically. Returns the path."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    meta = {**meta, "checksum": _checksum(tensors)}
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
+              "meta": json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False)}
+    atomic_write_bytes(Path(path), save(tensors, metadata=header), force=force)
+    return Path(path)
+
+
+def load_bundle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a model file written by :func:`save_bundle`; any problem is an :class:`ArtifactError` naming it."""
+    from safetensors.torch import load
+
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: model file not found; check the path (train one with `neuraltab train`)")
+    if path.is_dir():
+        raise ArtifactError(f"{path}: is a folder, not a model file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if data[:1] == b"\x80" or data[:2] == b"PK":
+        kind = "a Python pickle" if data[:1] == b"\x80" else "a zip archive (such as a torch.save checkpoint)"
+        raise ArtifactError(f"{path}: looks like {kind}, not a neuraltab model file; neuraltab never loads pickles")
+    if len(data) < 8:
+        raise ArtifactError(f"{path}: truncated or not a model file ({len(data)} bytes)")
+    (n_header,) = struct.unpack("<Q", data[:8])
+    if n_header > min(len(data) - 8, _MAX_HEADER):
+        raise ArtifactError(f"{path}: truncated or corrupted (header says {n_header} bytes, file has {len(data)}); "
+                            "re-copy or retrain the model")
+    try:
+        header = json.loads(data[8:8 + n_header])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ArtifactError(f"{path}: not a neuraltab model file (its header is not valid JSON)") from None
+    info = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: not a neuraltab model file (a safetensors file from another tool?)")
+    try:
+        version = int(info.get("format_version", ""))
+    except ValueError:
+        raise ArtifactError(f"{path}: corrupted model file (bad format_version)") from None
+    if version > FORMAT_VERSION:
+        raise ArtifactError(f"{path}: written in model format {version}, but this neuraltab reads format "
+                            f"{FORMAT_VERSION} and older; upgrade neuraltab (pip install -U neuraltab)")
+    try:
+        meta = json.loads(info["meta"])
+        tensors = load(data)
+    except Exception as exc:  # safetensors raises its own error types for malformed data
+        raise ArtifactError(f"{path}: corrupted model file ({type(exc).__name__}); re-copy or retrain the model") from None
+    if not isinstance(meta, dict) or meta.get("checksum") != _checksum(tensors):
+        raise ArtifactError(f"{path}: corrupted model file (checksum mismatch); re-copy or retrain the model")
+    return tensors, meta

@@ -1,0 +1,396 @@
+"""The ``neuraltab`` command: parse options, call :mod:`neuraltab.api`, render. No logic of its own.
+
+Results go to stdout (a table, or JSON with ``--json``); progress, notices and errors go to stderr. A user error
+prints one line, ``error: ...``, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import api
+from .artifacts import atomic_write_bytes, check_writable
+from .errors import UserError
+from .training import Callback, History
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Deep neural networks for tables: train, evaluate, predict and inspect models.")
+
+MODEL_SUFFIX = ".ntab"
+
+
+def _stdout() -> Console:
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+def _stderr() -> Console:
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    """Run a command body; a UserError becomes one line on stderr and exit status 2."""
+    try:
+        return fn()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise typer.Exit(130) from None
+
+
+# ======================================================================================================================
+# Progress
+# ======================================================================================================================
+
+
+class Progress(Callback):
+    """Live progress on stderr: a rich bar on a terminal, otherwise a plain line every few seconds."""
+
+    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.live = console.is_terminal and not quiet
+        self.bar: Any = None
+        self.last_line = 0.0
+
+    def on_notice(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(f"[yellow]note:[/yellow] {message}", markup=True)
+
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        self.info = info
+        if self.quiet:
+            return
+        self.console.print(f"training on {info['n_train']:,} rows (validation {info['n_valid']:,}), "
+                           f"{info['n_parameters']:,} parameters, device {info['device']}")
+        if self.live:
+            from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+            self.bar = Bar(TextColumn("epoch {task.completed:>4.0f}/{task.total:.0f}"), BarColumn(),
+                           TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=self.console,
+                           transient=False)
+            self.task_id = self.bar.add_task("train", total=info["max_epochs"], status="")
+            self.bar.start()
+
+    def status(self, logs: dict[str, Any]) -> str:
+        parts = [f"loss {logs['train_loss']:.4f}"]
+        if logs.get("valid_score") is not None:
+            metric = "acc" if self.info["monitor"] == "accuracy" else "rmse*"
+            score = abs(logs["valid_score"])
+            parts.append(f"valid {metric} {score:.4f} (best {abs(logs['best_score']):.4f} @ {logs['best_epoch']})")
+        per_epoch = logs["seconds"] / logs["epoch"]
+        remaining = self.info["max_epochs"] - logs["epoch"]
+        if self.info["monitor"] is not None:
+            left = min(remaining, self.info["patience"] - (logs["epoch"] - logs["best_epoch"]))
+            parts.append(f"ETA {_seconds(left * per_epoch)} unless it improves")
+        else:
+            parts.append(f"ETA {_seconds(remaining * per_epoch)}")
+        return " · ".join(parts)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        if self.live:
+            self.bar.update(self.task_id, completed=epoch, status=self.status(logs))
+        elif epoch == 1 or time.monotonic() - self.last_line >= 2.0:
+            self.last_line = time.monotonic()
+            self.console.print(f"epoch {epoch}/{self.info['max_epochs']} · {self.status(logs)}")
+
+    def on_train_end(self, history: History) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+        if not self.quiet:
+            reasons = {"early_stopping": "stopped early", "max_epochs": "reached the last epoch",
+                       "time_limit": "hit the time limit", "interrupted": "interrupted"}
+            best = f", best epoch {history.best_epoch}" if history.best_score is not None else ""
+            self.console.print(f"{reasons.get(history.stop_reason, history.stop_reason)} after "
+                               f"{len(history.epochs)} epoch(s) in {history.seconds:.1f}s{best}")
+
+
+def _seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    return f"{s:.0f}s" if s < 120 else f"{s / 60:.1f}min"
+
+
+# ======================================================================================================================
+# Rendering
+# ======================================================================================================================
+
+
+def _metrics_table(title: str, metrics: dict[str, Any], classes: tuple[Any, ...]) -> Table:
+    table = Table(title=title, show_header=True, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        if name == "confusion_matrix":
+            continue
+        table.add_row(name, "n/a" if value is None else (f"{value:,}" if isinstance(value, int) else f"{value:.4f}"))
+    return table
+
+
+def _confusion_table(metrics: dict[str, Any], classes: tuple[Any, ...]) -> Table | None:
+    matrix = metrics.get("confusion_matrix")
+    if not matrix or len(classes) > 12:
+        return None
+    table = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    table.add_column("")
+    for c in classes:
+        table.add_column(str(c), justify="right")
+    for c, row in zip(classes, matrix):
+        table.add_row(str(c), *[f"{v:,}" for v in row])
+    return table
+
+
+def _print_metrics(console: Console, title: str, metrics: dict[str, Any], classes: tuple[Any, ...]) -> None:
+    console.print(_metrics_table(title, metrics, classes))
+    confusion = _confusion_table(metrics, classes)
+    if confusion is not None:
+        console.print(confusion)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _write_table(table: Any, path: Path | None, *, force: bool) -> None:
+    """Write predictions as CSV/TSV/Parquet/JSON lines (by extension), atomically; to stdout as CSV without a path."""
+    import pyarrow as pa
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    buffer = io.BytesIO()
+    suffix = path.suffix.lower() if path else ".csv"
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        pq.write_table(arrow, buffer)
+    elif suffix in (".jsonl", ".ndjson", ".json"):
+        buffer.write(table.to_json(orient="records", lines=True).encode())
+    else:
+        import pyarrow.csv as pacsv
+
+        delimiter = "\t" if suffix in (".tsv", ".tab") else ","
+        pacsv.write_csv(arrow, buffer, write_options=pacsv.WriteOptions(delimiter=delimiter, quoting_style="needed"))
+    if path is None:
+        sys.stdout.buffer.write(buffer.getvalue())
+    else:
+        atomic_write_bytes(path, buffer.getvalue(), force=force)
+
+
+def _split_list(value: Optional[str]) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+# ======================================================================================================================
+# Commands
+# ======================================================================================================================
+
+
+@app.command()
+def train(
+    data: Path = typer.Argument(..., help="Table to learn from: CSV/TSV (delimiter sniffed), Parquet or JSON lines."),
+    target: str = typer.Option(..., "--target", "-t", help="Column to predict."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Model file [default: next to DATA, .ntab]."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing model file."),
+    task: Optional[str] = typer.Option(None, help="binary | multiclass | regression [default: inferred]."),
+    model: Optional[str] = typer.Option(None, help="default (TabM-style ensemble) | mlp (plain MLP)."),
+    layers: Optional[str] = typer.Option(None, help="Plain MLP hidden widths, e.g. 64,64."),
+    activation: Optional[str] = typer.Option(None, help="Plain MLP activation: relu, gelu, silu, tanh, sigmoid, selu."),
+    k: Optional[int] = typer.Option(None, "--k", help="Ensemble members of the default model."),
+    d_block: Optional[int] = typer.Option(None, help="Width of the default model's blocks."),
+    n_blocks: Optional[int] = typer.Option(None, help="Depth of the default model."),
+    d_embedding: Optional[int] = typer.Option(None, help="Numeric embedding size (0 = raw numbers)."),
+    n_bins: Optional[int] = typer.Option(None, help="Quantile bins per numeric feature for the embeddings."),
+    dropout: Optional[float] = typer.Option(None, help="Dropout rate."),
+    optimizer: Optional[str] = typer.Option(None, help="adamw | adam | sgd."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate."),
+    weight_decay: Optional[float] = typer.Option(None, help="Weight decay."),
+    batch_size: Optional[int] = typer.Option(None, help="Rows per step [default: from the data size]."),
+    epochs: Optional[int] = typer.Option(None, help="Maximum epochs [default: 1000]."),
+    early_stopping: bool = typer.Option(True, "--early-stopping/--no-early-stopping",
+                                        help="Stop when validation stops improving; keep the best weights."),
+    patience: Optional[int] = typer.Option(None, help="Epochs without improvement before stopping [default: 16]."),
+    time_limit: Optional[float] = typer.Option(None, help="Seconds of training at most; the best model so far is kept."),
+    scaling: Optional[str] = typer.Option(None, help="Numeric scaling: auto | quantile | standard | none."),
+    test_size: Optional[float] = typer.Option(None, help="Share of rows held out for test metrics [default: 0.3]."),
+    valid_size: Optional[float] = typer.Option(None, help="Share of the rest used for validation [default: 0.2]."),
+    categorical: Optional[str] = typer.Option(None, help="Comma-separated columns to treat as categorical."),
+    numeric: Optional[str] = typer.Option(None, help="Comma-separated columns to treat as numeric."),
+    drop: Optional[str] = typer.Option(None, help="Comma-separated columns to ignore."),
+    seed: Optional[int] = typer.Option(None, help="Seed for split, initialisation and batch order [default: 0]."),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N [default: auto]."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads [default: all cores]."),
+    encoding: Optional[str] = typer.Option(None, help="Text encoding of DATA [default: sniffed]."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable result on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or notices."),
+) -> None:
+    """Train a model on DATA to predict --target, report test metrics and save the model file."""
+
+    def body() -> None:
+        out = output if output is not None else data.with_suffix(MODEL_SUFFIX)
+        check_writable(out, force=force)  # fail now, not after training
+        options = {
+            "task": task, "model": model, "layers": _split_list(layers), "activation": activation, "k": k,
+            "d_block": d_block, "n_blocks": n_blocks, "d_embedding": d_embedding, "n_bins": n_bins,
+            "dropout": dropout, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
+            "batch_size": batch_size, "epochs": epochs, "patience": patience, "time_limit": time_limit,
+            "scaling": scaling, "test_size": test_size, "valid_size": valid_size, "categorical": _split_list(categorical),
+            "numeric": _split_list(numeric), "drop": _split_list(drop), "seed": seed, "device": device,
+            "threads": threads,
+        }
+        options = {name: value for name, value in options.items() if value is not None}
+        options["early_stopping"] = early_stopping
+        progress = Progress(_stderr(), quiet=quiet)
+        fitted = api.fit(str(data), target, callbacks=[progress], encoding=encoding, **options)
+        fitted.save(out, force=force)
+        result = {"model_file": str(out), "task": fitted.task, "target": target, "metrics": fitted.metrics,
+                  "best_epoch": fitted.history["best_epoch"], "epochs_run": len(fitted.history["epochs"]),
+                  "stop_reason": fitted.history["stop_reason"], "train_seconds": round(fitted.train_seconds, 3),
+                  "notices": fitted.notices}
+        if as_json:
+            _print_json(result)
+            return
+        console = _stdout()
+        if "test" in fitted.metrics:
+            _print_metrics(console, f"test metrics ({fitted.metrics['test']['n']:,} rows)", fitted.metrics["test"],
+                           fitted.classes)
+        elif "valid" in fitted.metrics:
+            _print_metrics(console, "validation metrics", fitted.metrics["valid"], fitted.classes)
+        console.print(f"model saved to {out}")
+
+    _run(body)
+
+
+@app.command()
+def evaluate(
+    model_file: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `neuraltab train`."),
+    data: Path = typer.Argument(..., help="Table with the target column."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notices."),
+) -> None:
+    """Print MODEL's metrics on DATA (which must contain the target column)."""
+
+    def body() -> None:
+        progress = Progress(_stderr(), quiet=quiet)
+        fitted = api.load(model_file)
+        metrics = fitted.evaluate(str(data), notify=progress.on_notice)
+        if as_json:
+            _print_json(metrics)
+        else:
+            _print_metrics(_stdout(), f"metrics on {data} ({metrics['n']:,} rows)", metrics, fitted.classes)
+
+    _run(body)
+
+
+@app.command()
+def predict(
+    model_file: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `neuraltab train`."),
+    data: Path = typer.Argument(..., help="Table with the feature columns (a target column is ignored)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Predictions file (.csv, .tsv, .parquet, .jsonl) [default: stdout]."),
+    id_column: Optional[str] = typer.Option(None, "--id", help="Column of DATA to copy into the output."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notices."),
+) -> None:
+    """Write one prediction per row of DATA, in order: the label and one probability per class, or the value."""
+
+    def body() -> None:
+        if output is not None:
+            check_writable(output, force=force)
+        progress = Progress(_stderr(), quiet=quiet)
+        fitted = api.load(model_file)
+        table = fitted.predict_table(str(data), id_column=id_column, notify=progress.on_notice)
+        _write_table(table, output, force=force)
+        if output is not None and not quiet:
+            _stderr().print(f"wrote {len(table):,} predictions to {output}")
+
+    _run(body)
+
+
+@app.command()
+def info(
+    model_file: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `neuraltab train`."),
+    as_json: bool = typer.Option(False, "--json", help="Print everything as JSON."),
+) -> None:
+    """Show MODEL's schema, config, metrics, training data fingerprint and library versions."""
+
+    def body() -> None:
+        details = api.load(model_file).info()
+        if as_json:
+            _print_json(details)
+            return
+        console = _stdout()
+        classes = f" (classes: {', '.join(map(str, details['classes']))})" if details["classes"] else ""
+        console.print(f"[bold]{model_file}[/bold]: {details['task']} model of {details['target']!r}{classes}")
+        console.print(f"model: {details['model']['kind']}, {details['model']['n_parameters']:,} parameters; "
+                      f"trained {details['training'].get('epochs_run')} epochs, best "
+                      f"{details['training'].get('best_epoch')} ({details['training'].get('stop_reason')})")
+        features = Table(title="features", title_justify="left")
+        features.add_column("column")
+        features.add_column("kind")
+        for f in details["features"]:
+            features.add_row(f["name"], f["kind"])
+        for d in details["dropped"]:
+            features.add_row(d["name"], f"dropped: {d['reason']}")
+        console.print(features)
+        for split_name, metrics in details["metrics"].items():
+            console.print(_metrics_table(f"{split_name} metrics", metrics, tuple(details["classes"])))
+        config = Table(title="config", title_justify="left")
+        config.add_column("option")
+        config.add_column("value")
+        for key, value in details["config"].items():
+            config.add_row(key, str(value))
+        console.print(config)
+        data_fp = details["data"]
+        console.print(f"training data: {data_fp.get('name') or data_fp.get('kind')}, {data_fp.get('rows'):,} rows × "
+                      f"{data_fp.get('columns')} columns, sha256 {data_fp.get('sha256')}")
+        console.print("versions: " + ", ".join(f"{k} {v}" for k, v in details["versions"].items()))
+
+    _run(body)
+
+
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("neuraltab-demo"), "--output", "-o", help="Folder for the demo's files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress."),
+) -> None:
+    """Train on scikit-learn's bundled breast-cancer table: writes the CSV, the model and predictions to a folder."""
+
+    def body() -> None:
+        from sklearn.datasets import load_breast_cancer
+
+        output.mkdir(parents=True, exist_ok=True)
+        frame = load_breast_cancer(as_frame=True).frame
+        frame["diagnosis"] = frame.pop("target").map({0: "malignant", 1: "benign"})
+        csv_path, model_path, pred_path = output / "breast_cancer.csv", output / "breast_cancer.ntab", output / "predictions.csv"
+        atomic_write_bytes(csv_path, frame.to_csv(index=False).encode(), force=True)
+        console = _stdout()
+        console.print(f"demo: {len(frame)} tumours, {frame.shape[1] - 1} measurements, target 'diagnosis' -> {csv_path}")
+        fitted = api.fit(str(csv_path), "diagnosis", callbacks=[Progress(_stderr(), quiet=quiet)])
+        fitted.save(model_path, force=True)
+        _print_metrics(console, f"test metrics ({fitted.metrics['test']['n']} rows)", fitted.metrics["test"],
+                       fitted.classes)
+        _write_table(api.load(model_path).predict_table(str(csv_path)), pred_path, force=True)
+        console.print(f"model: {model_path}\npredictions: {pred_path}\n"
+                      f"next: neuraltab info {model_path}  ·  neuraltab predict {model_path} {csv_path} -o out.csv")
+
+    _run(body)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

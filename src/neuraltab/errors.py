@@ -1,0 +1,61 @@
+"""Errors a person sees.
+
+Every problem caused by the user's input (a file, a column, an option) is raised as a :class:`UserError`
+subclass whose message is one line: what must hold, what was found, and how to fix it. The CLI prints the
+message and exits with status 2; anything else escaping is a bug in neuraltab.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+__all__ = [
+    "UserError",
+    "DataError",
+    "SchemaError",
+    "ConfigError",
+    "ArtifactError",
+    "closest_names",
+]
+
+
+class UserError(Exception):
+    """A problem with the user's input. The message is a single line meant for a person."""
+
+    def __init__(self, message: str) -> None:
+        # One line, always: the CLI prints it as-is after "error: ".
+        super().__init__(" ".join(str(message).split()))
+
+
+class DataError(UserError):
+    """A table cannot be read: missing file, bad encoding, ragged rows, no rows, ..."""
+
+
+class SchemaError(UserError):
+    """A table can be read but its columns do not fit: missing target, missing feature, wrong type, ..."""
+
+
+class ConfigError(UserError, ValueError):
+    """An option has an invalid value or an unknown name."""
+
+
+class ArtifactError(UserError):
+    """A model file cannot be read: not found, truncated, corrupted, foreign or from a newer version."""
+
+
+def closest_names(name: str, candidates: list[str], n: int = 3) -> str:
+    """Render ``did you mean ...?`` hints, or the list of available names when none is close.
+
+    >>> closest_names("lef", ["left", "salary", "sales"])
+    "did you mean 'left'?"
+    """
+    close = difflib.get_close_matches(name, candidates, n=n, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in candidates}
+        if name.lower() in lowered:
+            close = [lowered[name.lower()]]
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    shown = ", ".join(repr(c) for c in candidates[:8])
+    more = f" (and {len(candidates) - 8} more)" if len(candidates) > 8 else ""
+    return f"available columns: {shown}{more}"

@@ -1,0 +1,284 @@
+"""TabM-mini: a parameter-efficient ensemble MLP for tables, with piecewise-linear numeric embeddings.
+
+Follows Gorishniy et al., "TabM: Advancing Tabular Deep Learning with Parameter-Efficient Ensembling" (ICLR 2025)
+and "On Embeddings for Numerical Features in Tabular Deep Learning" (NeurIPS 2022). The ``k`` members share every
+MLP weight; they differ only by one non-shared elementwise scaling of the input and by their own output heads.
+
+Shapes: ``B`` batch rows, ``k`` members, ``n_num`` numeric and ``n_cat`` categorical features, ``T`` bins.
+Categorical codes are int64 in ``[0, cardinality)``; code 0 is the missing/unknown slot and gets its own one-hot
+column. The model returns one prediction per member, ``[B, k, n_out]``: train on the mean of the members' losses,
+predict by averaging the members' probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["compute_bins", "piecewise_linear_encoding", "PiecewiseLinearEmbeddings", "TabM"]
+
+
+# --- bins and the encoding -------------------------------------------------------------------------------------
+def compute_bins(x_num: Tensor, n_bins: int) -> list[Tensor]:
+    """Quantile bin edges per numeric column of the *training* split: sorted, unique, 2 to ``n_bins + 1`` each.
+
+    ``n_bins`` is capped at ``N - 1``; a constant column ``v`` gets the single bin ``[v, v + 1]``.
+
+    >>> [e.tolist() for e in compute_bins(torch.tensor([[0.0, 5.0], [1.0, 5.0], [2.0, 5.0]]), n_bins=4)]
+    [[0.0, 1.0, 2.0], [5.0, 6.0]]
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 2:
+        raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}")
+    if not isinstance(x_num, Tensor) or x_num.ndim != 2:
+        shape = tuple(x_num.shape) if isinstance(x_num, Tensor) else type(x_num).__name__
+        raise ValueError(f"x_num must be a 2-D tensor [N, n_num], got {shape}")
+    if x_num.numel() == 0:
+        raise ValueError(f"x_num must be non-empty to compute bins, got shape {tuple(x_num.shape)}")
+    x = x_num.detach().to("cpu", torch.float64)
+    if not torch.isfinite(x).all():
+        raise ValueError("x_num must contain only finite values to compute bins (found NaN or inf)")
+    n = x.shape[0]
+    n_bins = max(1, min(n_bins, n - 1))
+    # Linear-interpolated quantiles of all columns at once.
+    xs = x.sort(dim=0).values
+    pos = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64) * (n - 1)
+    lo = pos.floor().long()
+    hi = pos.ceil().long()
+    edges = xs[lo] + (pos - lo)[:, None] * (xs[hi] - xs[lo])  # [n_bins + 1, n_num]
+    bins = []
+    for column in edges.to(torch.float32).T:
+        e = torch.unique(column)  # sorted and strictly increasing
+        bins.append(e if len(e) >= 2 else torch.stack([e[0], e[0] + 1.0]))
+    return bins
+
+
+def _pad_edges(bins: list[Tensor]) -> Tensor:
+    """Stack ragged edge vectors into ``[n, T_max + 1]``, repeating each last edge (padded bins are masked)."""
+    width = max(len(e) for e in bins)
+    return torch.stack([torch.cat([e, e[-1:].expand(width - len(e))]) for e in bins])
+
+
+def _bin_bounds(n_bins: list[int]) -> tuple[Tensor, Tensor]:
+    """Clamp bounds ``[n, T_max]``: first bin open below, last bin open above, padded bins pinned to 0."""
+    t = torch.arange(max(n_bins))
+    counts = torch.tensor(n_bins)[:, None]
+    lower = torch.where(t == 0, -math.inf, 0.0).expand(len(n_bins), -1)
+    upper = torch.where(t == counts - 1, math.inf, 1.0)
+    padded = t >= counts
+    return lower.masked_fill(padded, 0.0), upper.masked_fill(padded, 0.0)
+
+
+def _encode(x: Tensor, edges: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    left = edges[:, :-1]
+    width = edges[:, 1:] - left
+    width = torch.where(width > 0, width, torch.ones_like(width))  # padded bins and unset (all-zero) edges
+    return torch.clamp((x[..., None] - left) / width, min=lower, max=upper)
+
+
+def piecewise_linear_encoding(x_num: Tensor, bins: list[Tensor]) -> Tensor:
+    """Piecewise-linear encoding ``[..., n_num] -> [..., n_num, T_max]`` (zeros past each feature's bin count).
+
+    Component ``t`` is 0 left of bin ``t``, 1 right of it and linear inside; the first bin extends linearly
+    below the first edge (negative values) and the last bin above the last edge (values > 1).
+
+    >>> piecewise_linear_encoding(torch.tensor([[-1.0], [0.5], [1.5], [3.0]]), [torch.tensor([0.0, 1.0, 2.0])])
+    tensor([[[-1.0000,  0.0000]],
+    <BLANKLINE>
+            [[ 0.5000,  0.0000]],
+    <BLANKLINE>
+            [[ 1.0000,  0.5000]],
+    <BLANKLINE>
+            [[ 1.0000,  2.0000]]])
+    """
+    if len(bins) != x_num.shape[-1]:
+        raise ValueError(f"got {len(bins)} edge vectors for {x_num.shape[-1]} numeric features")
+    lower, upper = _bin_bounds([len(e) - 1 for e in bins])
+    return _encode(x_num, _pad_edges(bins).to(x_num), lower.to(x_num), upper.to(x_num))
+
+
+# --- numeric embeddings ----------------------------------------------------------------------------------------
+class PiecewiseLinearEmbeddings(nn.Module):
+    """Per-feature embedding ``float32[B, n_num] -> float32[B, n_num, d_embedding]`` ("version B", no activation).
+
+    ``embedding = w0 * x + b0 + PLE(x) @ W``: a linear term of the raw value plus a per-feature linear layer on the
+    piecewise-linear encoding (``W`` starts at zero). The edges are a persistent buffer ``[n_num, T_max + 1]``
+    filled by :meth:`set_bins` or :meth:`load_state_dict`.
+
+    >>> emb = PiecewiseLinearEmbeddings(n_bins_per_feature=[3, 1], d_embedding=4)
+    >>> emb.set_bins([torch.tensor([0.0, 1.0, 2.0, 3.0]), torch.tensor([-1.0, 1.0])])
+    >>> emb(torch.randn(5, 2)).shape
+    torch.Size([5, 2, 4])
+    """
+
+    def __init__(self, *, n_bins_per_feature: list[int], d_embedding: int) -> None:
+        super().__init__()
+        n_bins = [int(n) for n in n_bins_per_feature]
+        if not n_bins or min(n_bins) < 1:
+            raise ValueError(f"n_bins_per_feature must be a non-empty list of ints >= 1, got {n_bins_per_feature!r}")
+        if d_embedding < 1:
+            raise ValueError(f"d_embedding must be >= 1, got {d_embedding!r}")
+        self.n_bins_per_feature = n_bins
+        n, t = len(n_bins), max(n_bins)
+        self.register_buffer("edges", torch.zeros(n, t + 1))
+        lower, upper = _bin_bounds(n_bins)
+        self.register_buffer("lower", lower, persistent=False)
+        self.register_buffer("upper", upper, persistent=False)
+        bound = d_embedding**-0.5
+        self.weight0 = nn.Parameter(torch.empty(n, d_embedding).uniform_(-bound, bound))
+        self.bias0 = nn.Parameter(torch.empty(n, d_embedding).uniform_(-bound, bound))
+        self.weight = nn.Parameter(torch.zeros(n, t, d_embedding))
+
+    def set_bins(self, bins: list[Tensor]) -> None:
+        """Copy edges (e.g. from :func:`compute_bins`) into the buffer; counts must match ``n_bins_per_feature``."""
+        counts = [len(e) - 1 for e in bins]
+        if counts != self.n_bins_per_feature:
+            raise ValueError(f"bins give {counts} bins per feature, the module expects {self.n_bins_per_feature}")
+        if any(bool((e[1:] <= e[:-1]).any()) for e in bins):
+            raise ValueError("bin edges must be strictly increasing for every feature")
+        with torch.no_grad():
+            self.edges.copy_(_pad_edges([e.detach().to(self.edges) for e in bins]))
+
+    def forward(self, x_num: Tensor) -> Tensor:
+        encoded = _encode(x_num, self.edges, self.lower, self.upper)  # [..., n, T]
+        lead = encoded.shape[:-2]
+        encoded = encoded.reshape(-1, *encoded.shape[-2:]).transpose(0, 1)  # [n, B, T]
+        nonlinear = torch.bmm(encoded, self.weight).transpose(0, 1)  # [B, n, d]
+        linear = torch.addcmul(self.bias0, self.weight0, x_num[..., None])
+        return linear + nonlinear.reshape(*lead, *nonlinear.shape[1:])
+
+
+class _Dropout(nn.Dropout):
+    """``nn.Dropout`` whose CPU mask costs one 64-bit draw per 4 elements (16-bit uniforms; ``p`` exact to 2e-5).
+
+    Drawing one float per element dominates a CPU training step of a wide MLP; on other devices this is plain dropout.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0 or x.device.type != "cpu":
+            return super().forward(x)
+        n = x.numel()
+        bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64).view(torch.int16)[:n]
+        keep = bits.view(x.shape) >= round(self.p * 65536) - 32768
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+
+# --- the ensemble ----------------------------------------------------------------------------------------------
+class TabM(nn.Module):
+    """TabM-mini: ``(x_num float32[B, n_num], x_cat int64[B, n_cat]) -> float32[B, k, n_out]``.
+
+    Input = flattened numeric embeddings (or raw numbers) ++ one one-hot block per categorical feature; member ``i``
+    scales it by ``scaling[i]`` (``[k, d_in]``), then ``n_blocks`` shared Linear-ReLU-Dropout blocks and member
+    ``i``'s own linear head. Inputs may also be ``[B, k, ...]`` (a different batch per member). ``x_num`` or
+    ``x_cat`` may be ``None`` when there are no such features.
+
+    >>> model = TabM(n_num=3, cat_cardinalities=[4], n_out=2, k=8, d_block=32)
+    >>> model(torch.randn(5, 3), torch.randint(0, 4, (5, 1))).shape
+    torch.Size([5, 8, 2])
+    >>> model = TabM.from_training_data(x_num_train=torch.randn(100, 3), n_bins=8, cat_cardinalities=[], n_out=1, k=4)
+    >>> model(torch.randn(1, 3), None).shape
+    torch.Size([1, 4, 1])
+    """
+
+    def __init__(
+        self,
+        *,
+        n_num: int,
+        cat_cardinalities: list[int],
+        n_out: int,
+        k: int = 32,
+        d_block: int = 512,
+        n_blocks: int = 2,
+        dropout: float = 0.1,
+        d_embedding: int = 16,
+        n_bins_per_feature: list[int] | None = None,
+    ) -> None:
+        super().__init__()
+        cards = [int(c) for c in cat_cardinalities]
+        if n_num < 0 or (n_num == 0 and not cards):
+            raise ValueError(f"need at least one feature, got n_num={n_num} and cat_cardinalities={cards}")
+        if cards and min(cards) < 1:
+            raise ValueError(f"every categorical cardinality must be >= 1, got {cards}")
+        for name, value in [("n_out", n_out), ("k", k), ("d_block", d_block), ("n_blocks", n_blocks)]:
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if n_bins_per_feature is not None and len(n_bins_per_feature) != n_num:
+            raise ValueError(f"n_bins_per_feature has {len(n_bins_per_feature)} entries for n_num={n_num}")
+        self.n_num, self.cat_cardinalities, self.n_out, self.k = n_num, cards, n_out, k
+        embed = n_bins_per_feature is not None and n_num > 0
+        self.num_embeddings = (
+            PiecewiseLinearEmbeddings(n_bins_per_feature=n_bins_per_feature, d_embedding=d_embedding)
+            if embed
+            else None
+        )
+        self.register_buffer("cat_offsets", torch.tensor([0, *cards[:-1]]).cumsum(0)[: len(cards)], persistent=False)
+        self.register_buffer("cat_limits", torch.tensor(cards, dtype=torch.long), persistent=False)
+        # TabM-mini: one random scalar per member and per feature chunk, broadcast over the chunk.
+        chunks = [d_embedding if embed else 1] * n_num + cards
+        d_in = sum(chunks)
+        if embed:
+            scalars = torch.randn(k, len(chunks))
+        else:
+            scalars = torch.randint(0, 2, (k, len(chunks))).float() * 2.0 - 1.0
+        self.scaling = nn.Parameter(scalars.repeat_interleave(torch.tensor(chunks), dim=1))
+        layers: list[nn.Module] = []
+        for i in range(n_blocks):
+            layers += [nn.Linear(d_in if i == 0 else d_block, d_block), nn.ReLU(), _Dropout(dropout)]
+        self.blocks = nn.Sequential(*layers)
+        bound = d_block**-0.5
+        self.head_weight = nn.Parameter(torch.empty(k, d_block, n_out).uniform_(-bound, bound))
+        self.head_bias = nn.Parameter(torch.empty(k, n_out).uniform_(-bound, bound))
+
+    @classmethod
+    def from_training_data(cls, *, x_num_train: Tensor, n_bins: int | None, **kwargs) -> TabM:
+        """Build a model whose embedding bins come from the training numerics (``n_bins=None``: raw numbers)."""
+        n_num = int(x_num_train.shape[1])
+        if kwargs.setdefault("n_num", n_num) != n_num:
+            raise ValueError(f"n_num={kwargs['n_num']} but x_num_train has {n_num} columns")
+        if "n_bins_per_feature" in kwargs:
+            raise TypeError("from_training_data computes n_bins_per_feature itself; pass n_bins instead")
+        if n_bins is None or n_num == 0:
+            return cls(**kwargs)
+        bins = compute_bins(x_num_train, n_bins)
+        model = cls(n_bins_per_feature=[len(e) - 1 for e in bins], **kwargs)
+        model.set_bins(bins)
+        return model
+
+    def set_bins(self, bins: list[Tensor]) -> None:
+        """Fill the numeric embeddings' edges (see :func:`compute_bins`)."""
+        if self.num_embeddings is None:
+            raise ValueError("this TabM has no numeric embeddings (built with n_bins_per_feature=None)")
+        self.num_embeddings.set_bins(bins)
+
+    def _features(self, x_num: Tensor | None, x_cat: Tensor | None) -> Tensor:
+        parts = []
+        if self.n_num:
+            if x_num is None or x_num.shape[-1] != self.n_num:
+                got = None if x_num is None else tuple(x_num.shape)
+                raise ValueError(f"expected x_num [..., {self.n_num}], got {got}")
+            parts.append(x_num if self.num_embeddings is None else self.num_embeddings(x_num).flatten(-2))
+        if self.cat_cardinalities:
+            n_cat = len(self.cat_cardinalities)
+            if x_cat is None or x_cat.shape[-1] != n_cat or x_cat.dtype != torch.long:
+                got = None if x_cat is None else f"{x_cat.dtype} {tuple(x_cat.shape)}"
+                raise ValueError(f"expected x_cat int64 [..., {n_cat}], got {got}")
+            if bool(((x_cat < 0) | (x_cat >= self.cat_limits)).any()):
+                raise ValueError(f"categorical codes must lie in [0, cardinality) for {self.cat_cardinalities}")
+            one_hot = self.scaling.new_zeros(*x_cat.shape[:-1], sum(self.cat_cardinalities))
+            parts.append(one_hot.scatter_(-1, x_cat + self.cat_offsets, 1.0))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def forward(self, x_num: Tensor | None, x_cat: Tensor | None) -> Tensor:
+        x = self._features(x_num, x_cat)  # [B, d_in] or [B, k, d_in]
+        if x.ndim == 2:
+            x = x[None] * self.scaling[:, None, :]
+        elif x.ndim == 3 and x.shape[1] == self.k:
+            x = (x.transpose(0, 1) * self.scaling[:, None, :]).contiguous()
+        else:
+            raise ValueError(f"inputs must be [B, n] or [B, k={self.k}, n], got features of shape {tuple(x.shape)}")
+        # Members-first layout [k, B, d]: each shared Linear is one GEMM over k*B rows, the heads one batched GEMM.
+        x = self.blocks(x)
+        return torch.baddbmm(self.head_bias[:, None, :], x, self.head_weight).transpose(0, 1)  # [B, k, n_out]

@@ -1,0 +1,277 @@
+"""Turning a DataFrame into model inputs, with statistics learned on the training split only.
+
+:class:`Preprocessor` owns every number the transformation needs (medians, quantiles, vocabularies, target scale);
+its state is plain arrays plus JSON, stored in the model file, so no pickle is ever needed to rebuild it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtri
+
+from .data import Schema, label_key, parse_datetimes
+from .errors import SchemaError
+
+__all__ = ["Batch", "Preprocessor", "quantile_normal_transform"]
+
+Notify = Callable[[str], None]
+DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "epoch_days")
+_BOUNDS = 1e-7  # as scikit-learn's QuantileTransformer: keeps the normal output finite (about ±5.2)
+_WRONG_TYPE_SHARE = 0.05  # more unparsable values than this at predict time means the column changed type
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+@dataclass
+class Batch:
+    """Model inputs for n rows: ``x_num`` float32[n, d_num], ``x_cat`` int64[n, d_cat] (0 = missing/unknown),
+    ``y`` int64[n] class codes, float32[n] raw regression values, or None."""
+
+    x_num: np.ndarray
+    x_cat: np.ndarray
+    y: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.x_num)
+
+
+def quantile_normal_transform(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """Map values to a standard normal through the training quantiles, as scikit-learn's
+    ``QuantileTransformer(output_distribution='normal')`` does (ties get the mean of their rank range).
+
+    x: float64[n, d]; quantiles: float64[n_quantiles, d], non-decreasing per column. Returns float64[n, d].
+
+    >>> q = np.linspace(0.0, 1.0, 11)[:, None]
+    >>> quantile_normal_transform(np.array([[0.5]]), q).round(6).tolist()
+    [[0.0]]
+    """
+    refs = np.linspace(0.0, 1.0, quantiles.shape[0])
+    out = np.empty_like(x, dtype=np.float64)
+    for j in range(x.shape[1]):
+        col, q = x[:, j], quantiles[:, j]
+        # interpolating forwards and backwards and averaging gives tied values the middle of their range
+        u = 0.5 * (np.interp(col, q, refs) - np.interp(-col, -q[::-1], -refs[::-1]))
+        u[col - _BOUNDS < q[0]] = 0.0
+        u[col + _BOUNDS > q[-1]] = 1.0
+        out[:, j] = u
+    clip = _BOUNDS - np.spacing(1)
+    return np.clip(ndtri(np.clip(out, clip, 1 - clip)), ndtri(clip), ndtri(1 - clip))
+
+
+def _category_keys(s: pd.Series) -> np.ndarray:
+    """Column values as strings (1 and 1.0 give "1"), None where missing."""
+    mask = s.isna().to_numpy()
+    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+        keys = np.array([label_key(v) for v in s.to_numpy()], dtype=object) if len(s) else np.array([], dtype=object)
+    else:
+        keys = s.astype(object).map(lambda v: v if isinstance(v, str) else label_key(v)).to_numpy(dtype=object)
+    keys[mask] = None
+    return keys
+
+
+class Preprocessor:
+    """Learns imputation, scaling and vocabularies on the training rows; transforms any table with the same columns.
+
+    Numeric (and datetime parts): infinities and missing values → training median, plus a 0/1 missing indicator for
+    columns that had gaps in training; then quantile→normal, standard or no scaling. Categorical and boolean: the
+    ``max_categories`` most frequent training values get codes 1..m; missing and unseen values get 0.
+    """
+
+    def __init__(self, schema: Schema, *, scaling: str = "quantile", max_categories: int = 1000) -> None:
+        self.schema = schema
+        self.scaling = scaling
+        self.max_categories = max_categories
+
+    # ------------------------------------------------------------------------------------------------------------ fit
+    def fit(self, df: pd.DataFrame, *, source: str = "the data", notify: Notify = _ignore) -> "Preprocessor":
+        self.numeric_inputs: list[tuple[str, str | None]] = []  # (column, datetime part or None)
+        self.vocabs: list[tuple[str, list[str]]] = []
+        for col in self.schema.features:
+            if col.kind == "numeric":
+                self.numeric_inputs.append((col.name, None))
+            elif col.kind == "datetime":
+                parts = _datetime_parts(parse_datetimes(df[col.name]))
+                for part, values in parts.items():
+                    if np.nanmax(values, initial=-np.inf) > np.nanmin(values, initial=np.inf):
+                        self.numeric_inputs.append((col.name, part))
+            else:
+                keys = pd.Series(_category_keys(df[col.name])).dropna()
+                counts = keys.value_counts(sort=False)
+                order = sorted(counts.index, key=lambda k: (-counts[k], k))
+                if len(order) > self.max_categories:
+                    notify(f"{source}: column {col.name!r} has {len(order)} categories; the {self.max_categories} most "
+                           "frequent are kept and the rest share the unknown slot (--max-categories to change)")
+                    order = order[: self.max_categories]
+                self.vocabs.append((col.name, list(order)))
+
+        raw = self._numeric_matrix(df, source=source, notify=notify)
+        missing = np.isnan(raw)
+        with np.errstate(all="ignore"):
+            median = np.nanmedian(raw, axis=0) if raw.shape[1] else np.zeros(0)
+        self.median = np.where(np.isfinite(median), median, 0.0)
+        self.indicators = np.flatnonzero(missing.any(axis=0)).astype(np.int64)
+        filled = np.where(missing, self.median, raw)
+        d = filled.shape[1]
+        if self.scaling == "quantile":
+            n_quantiles = max(min(len(filled) // 30, 1000), 10)
+            refs = np.linspace(0, 100, n_quantiles)
+            q = np.percentile(filled, refs, axis=0) if d else np.zeros((n_quantiles, 0))
+            self.stats = {"quantiles": np.maximum.accumulate(q, axis=0)}
+        elif self.scaling == "standard":
+            std = filled.std(axis=0) if d else np.zeros(0)
+            self.stats = {"mean": filled.mean(axis=0) if d else np.zeros(0), "std": np.where(std > 0, std, 1.0)}
+        else:
+            self.stats = {}
+
+        self.y_mean, self.y_std = 0.0, 1.0
+        if self.schema.task == "regression":
+            y = self.encode_target(df[self.schema.target], source=source)
+            self.y_mean, self.y_std = float(y.mean()), float(y.std()) or 1.0
+        return self
+
+    # ------------------------------------------------------------------------------------------------- properties
+    @property
+    def n_num(self) -> int:
+        return len(self.numeric_inputs) + len(self.indicators)
+
+    @property
+    def cat_cardinalities(self) -> list[int]:
+        return [len(v) + 1 for _, v in self.vocabs]
+
+    def input_names(self) -> list[str]:
+        names = [c if p is None else f"{c}.{p}" for c, p in self.numeric_inputs]
+        return names + [f"{names[i]}.missing" for i in self.indicators] + [c for c, _ in self.vocabs]
+
+    # ------------------------------------------------------------------------------------------------- transform
+    def transform(self, df: pd.DataFrame, *, source: str = "the data", notify: Notify = _ignore,
+                  with_target: bool = False) -> Batch:
+        """Model inputs for every row of ``df``; checks that the training features are present and of the right type."""
+        expected = self.schema.feature_names()
+        missing_cols = [c for c in expected if c not in df.columns]
+        if missing_cols:
+            shown = ", ".join(repr(c) for c in missing_cols[:5]) + (" ..." if len(missing_cols) > 5 else "")
+            raise SchemaError(f"{source}: missing {len(missing_cols)} feature column(s) the model was trained on: "
+                              f"{shown}; add them (values may be empty)")
+        raw = self._numeric_matrix(df, source=source, notify=notify)
+        missing = np.isnan(raw)
+        x = np.where(missing, self.median, raw)
+        if self.scaling == "quantile":
+            x = quantile_normal_transform(x, self.stats["quantiles"])
+        elif self.scaling == "standard":
+            x = (x - self.stats["mean"]) / self.stats["std"]
+        x_num = np.concatenate([x, missing[:, self.indicators]], axis=1).astype(np.float32)
+
+        x_cat = np.zeros((len(df), len(self.vocabs)), dtype=np.int64)
+        for j, (col, vocab) in enumerate(self.vocabs):
+            keys = _category_keys(df[col])
+            codes = pd.Categorical(keys, categories=vocab).codes.astype(np.int64) + 1
+            unseen = (codes == 0) & pd.notna(keys)
+            if unseen.any():
+                examples = ", ".join(repr(v) for v in pd.unique(keys[unseen])[:3])
+                notify(f"{source}: column {col!r} has {int(unseen.sum())} value(s) not seen in training ({examples}); "
+                       "they are treated as unknown")
+            x_cat[:, j] = codes
+        y = self.encode_target(df[self.schema.target], source=source) if with_target else None
+        return Batch(x_num=x_num, x_cat=x_cat, y=y)
+
+    def _numeric_matrix(self, df: pd.DataFrame, *, source: str, notify: Notify) -> np.ndarray:
+        out = np.empty((len(df), len(self.numeric_inputs)), dtype=np.float64)
+        parsed: dict[str, dict[str, np.ndarray]] = {}
+        for j, (col, part) in enumerate(self.numeric_inputs):
+            if part is None:
+                out[:, j] = _to_float(df[col], col, source, notify)
+            else:
+                if col not in parsed:
+                    stamps = parse_datetimes(df[col])
+                    _check_parsed(df[col], stamps.isna().to_numpy(), col, "dates", source, notify)
+                    parsed[col] = _datetime_parts(stamps)
+                out[:, j] = parsed[col][part]
+        out[~np.isfinite(out)] = np.nan
+        return out
+
+    # ------------------------------------------------------------------------------------------------- target
+    def encode_target(self, y: pd.Series, *, source: str = "the data") -> np.ndarray:
+        name = self.schema.target
+        if y.isna().any():
+            raise SchemaError(f"{source}: target column {name!r} has {int(y.isna().sum())} missing value(s); "
+                              "drop those rows first")
+        if self.schema.task == "regression":
+            values = pd.to_numeric(y, errors="coerce")
+            if values.isna().any():
+                bad = y[values.isna()].iloc[0]
+                raise SchemaError(f"{source}: target column {name!r} must be numeric but has {bad!r}; fix those rows")
+            return values.to_numpy(dtype=np.float32)
+        lookup = {label_key(c): i for i, c in enumerate(self.schema.classes)}
+        keys = _category_keys(y)
+        codes = pd.Series(keys).map(lookup)
+        if codes.isna().any():
+            unknown = pd.unique(keys[codes.isna().to_numpy()])[:3]
+            raise SchemaError(f"{source}: target column {name!r} has label(s) the model was not trained on: "
+                              f"{', '.join(repr(v) for v in unknown)}; known labels: "
+                              f"{', '.join(repr(c) for c in self.schema.classes[:10])}")
+        return codes.to_numpy(dtype=np.int64)
+
+    # ------------------------------------------------------------------------------------------------- state
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        tensors = {"median": self.median, "indicators": self.indicators, **self.stats}
+        meta = {
+            "scaling": self.scaling,
+            "max_categories": self.max_categories,
+            "numeric_inputs": [[c, p] for c, p in self.numeric_inputs],
+            "vocabs": [[c, v] for c, v in self.vocabs],
+            "y_mean": self.y_mean,
+            "y_std": self.y_std,
+        }
+        return tensors, meta
+
+    @classmethod
+    def from_state(cls, schema: Schema, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> "Preprocessor":
+        self = cls(schema, scaling=meta["scaling"], max_categories=meta["max_categories"])
+        self.numeric_inputs = [(c, p) for c, p in meta["numeric_inputs"]]
+        self.vocabs = [(c, list(v)) for c, v in meta["vocabs"]]
+        self.median = np.asarray(tensors["median"], dtype=np.float64)
+        self.indicators = np.asarray(tensors["indicators"], dtype=np.int64)
+        names = {"quantile": ("quantiles",), "standard": ("mean", "std")}.get(self.scaling, ())
+        self.stats = {k: np.asarray(tensors[k], dtype=np.float64) for k in names}
+        self.y_mean, self.y_std = float(meta["y_mean"]), float(meta["y_std"])
+        return self
+
+
+def _to_float(s: pd.Series, col: str, source: str, notify: Notify) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+        return s.to_numpy(dtype=np.float64, na_value=np.nan)
+    values = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
+    _check_parsed(s, values.isna().to_numpy(), col, "numbers", source, notify)
+    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _check_parsed(s: pd.Series, failed: np.ndarray, col: str, what: str, source: str, notify: Notify) -> None:
+    bad = failed & s.notna().to_numpy()
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return
+    examples = ", ".join(repr(v) for v in pd.unique(s[bad].astype(str))[:3])
+    n_present = int(s.notna().sum())
+    if n_bad > _WRONG_TYPE_SHARE * n_present:
+        raise SchemaError(f"{source}: column {col!r} should hold {what} (as in training) but {n_bad} of {n_present} "
+                          f"values are not ({examples}); fix the column or leave those cells empty")
+    notify(f"{source}: column {col!r}: {n_bad} value(s) are not {what} ({examples}); treated as missing")
+
+
+def _datetime_parts(stamps: pd.Series) -> dict[str, np.ndarray]:
+    dt = stamps.dt
+
+    def f(values: Any) -> np.ndarray:
+        return pd.Series(values).to_numpy(dtype=np.float64, na_value=np.nan)
+
+    epoch = (stamps - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+    return {
+        "year": f(dt.year), "month": f(dt.month), "day": f(dt.day), "dayofweek": f(dt.dayofweek),
+        "dayofyear": f(dt.dayofyear), "hour": f(dt.hour + dt.minute / 60.0), "epoch_days": f(epoch),
+    }

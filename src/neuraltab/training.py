@@ -1,0 +1,214 @@
+"""The training loop: tensors resident on the device, index shuffling, early stopping with best-state restore.
+
+Library code never prints: progress goes to :class:`Callback` objects (the CLI's progress bar is one).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .errors import ConfigError
+from .preprocessing import Batch
+
+__all__ = ["Callback", "History", "resolve_device", "train", "predict_output", "to_tensors"]
+
+
+class Callback:
+    """No-op hooks; subclass and override what you need."""
+
+    def on_notice(self, message: str) -> None:
+        """A one-line remark about the data or the run (a dropped column, an unseen category, ...)."""
+
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        """info: max_epochs, steps_per_epoch, n_train, n_valid, device, n_parameters, monitor, patience."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        """logs: epoch, train_loss, valid_loss, valid_score, best_epoch, best_score, seconds."""
+
+    def on_train_end(self, history: "History") -> None:
+        """Called once, with the weights of the best epoch already restored."""
+
+
+@dataclass
+class History:
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # one dict per epoch, as given to on_epoch_end
+    best_epoch: int = 0
+    best_score: float | None = None
+    stop_reason: str = ""  # early_stopping | max_epochs | time_limit | interrupted
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; an explicit ``cuda`` that is not there is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: no CUDA GPU is available here; use --device cpu or auto")
+        index = torch.device(name).index or 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are present")
+    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError("--device mps: Apple's MPS backend is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def to_tensors(batch: Batch, device: torch.device, *, task: str, y_mean: float = 0.0,
+               y_std: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Move a Batch to ``device``; regression targets are standardised with the training mean and std."""
+    x_num = torch.from_numpy(batch.x_num).to(device)
+    x_cat = torch.from_numpy(batch.x_cat).to(device)
+    y = None
+    if batch.y is not None:
+        if task == "regression":
+            y = torch.from_numpy(((batch.y - y_mean) / y_std).astype(np.float32)).to(device)
+        else:
+            y = torch.from_numpy(np.array(batch.y, dtype=np.int64)).to(device)
+    return x_num, x_cat, y
+
+
+@torch.inference_mode()
+def predict_output(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *, task: str,
+                   batch_size: int = 8192) -> torch.Tensor:
+    """Mean over ensemble members of the probabilities float32[n, C] (classification) or values float32[n]."""
+    was_training = model.training
+    model.eval()
+    outs = []
+    for start in range(0, max(x_num.shape[0], 1), batch_size):  # at least once: an empty input gives [0, C]
+        out = model(x_num[start:start + batch_size], x_cat[start:start + batch_size])  # [b, k, n_out]
+        outs.append(out.mean(1).squeeze(-1) if task == "regression" else out.softmax(-1).mean(1))
+    model.train(was_training)
+    return torch.cat(outs)
+
+
+def _loss_fn(task: str):
+    if task == "regression":
+        return nn.functional.mse_loss
+    return nn.functional.cross_entropy
+
+
+def _score(task: str, pred: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(validation loss, validation score where higher is better) from averaged predictions."""
+    if task == "regression":
+        mse = float(((pred - y) ** 2).mean())
+        return mse, -math.sqrt(mse)
+    loss = float(nn.functional.nll_loss(pred.clamp_min(1e-12).log(), y))
+    accuracy = float((pred.argmax(1) == y).float().mean())
+    return loss, accuracy
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, foreach=True)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    try:
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # fused kernels are not built for every device
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+
+
+def train(
+    model: nn.Module,
+    train_data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    valid_data: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+    *,
+    task: str,
+    cfg: TrainConfig,
+    callbacks: Sequence[Callback] = (),
+) -> History:
+    """Train ``model`` in place on (x_num, x_cat, y) tensors already on the model's device; return the History.
+
+    With a validation set and ``cfg.early_stopping``, training stops after ``cfg.patience`` epochs without a better
+    validation score and the best epoch's weights are restored. Without one, the last epoch's weights are kept.
+    Ctrl-C and ``cfg.time_limit`` end training early and keep the best weights found so far.
+    """
+    x_num, x_cat, y = train_data
+    device = x_num.device
+    n = x_num.shape[0]
+    batch_size = min(cfg.batch_size, n)
+    steps = math.ceil(n / batch_size)
+    optimizer = _make_optimizer(model, cfg, device)
+    loss_fn = _loss_fn(task)
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    use_valid = valid_data is not None and len(valid_data[0]) > 0 and cfg.early_stopping
+    history = History()
+    best_state: dict[str, torch.Tensor] | None = None
+    since_best = 0
+    started = time.perf_counter()
+    deadline = started + cfg.time_limit if cfg.time_limit else math.inf
+
+    for cb in callbacks:
+        cb.on_train_begin({
+            "max_epochs": cfg.epochs, "steps_per_epoch": steps, "n_train": n,
+            "n_valid": len(valid_data[0]) if use_valid else 0, "device": str(device),
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "monitor": ("-rmse" if task == "regression" else "accuracy") if use_valid else None,
+            "patience": cfg.patience,
+        })
+    model.train()
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            perm = torch.randperm(n, generator=generator).to(device)
+            total = torch.zeros((), device=device)
+            for step in range(steps):
+                idx = perm[step * batch_size:(step + 1) * batch_size]
+                out = model(x_num[idx], x_cat[idx])  # [b, k, n_out]
+                k = out.shape[1]
+                target = y[idx].repeat_interleave(k)
+                # mean of the members' losses, not the loss of their mean: each member learns on its own
+                pred = out.reshape(-1) if task == "regression" else out.reshape(-1, out.shape[-1])
+                loss = loss_fn(pred, target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+                optimizer.step()
+                total += loss.detach() * len(idx)
+                if time.perf_counter() > deadline:
+                    break
+            logs: dict[str, Any] = {"epoch": epoch, "train_loss": float(total) / n}
+            if use_valid:
+                pred = predict_output(model, valid_data[0], valid_data[1], task=task)
+                logs["valid_loss"], logs["valid_score"] = _score(task, pred, valid_data[2])
+                if history.best_score is None or logs["valid_score"] > history.best_score:
+                    history.best_epoch, history.best_score = epoch, logs["valid_score"]
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    since_best = 0
+                else:
+                    since_best += 1
+            else:
+                history.best_epoch = epoch
+            logs["best_epoch"], logs["best_score"] = history.best_epoch, history.best_score
+            logs["seconds"] = time.perf_counter() - started
+            history.epochs.append(logs)
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if time.perf_counter() > deadline:
+                history.stop_reason = "time_limit"
+                break
+            if use_valid and since_best >= cfg.patience:
+                history.stop_reason = "early_stopping"
+                break
+        else:
+            history.stop_reason = "max_epochs"
+    except KeyboardInterrupt:
+        history.stop_reason = "interrupted"
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    history.seconds = time.perf_counter() - started
+    for cb in callbacks:
+        cb.on_train_end(history)
+    return history
