@@ -1,7 +1,9 @@
 """The model file: one safetensors file holding every tensor, with the JSON metadata in its header. No pickle.
 
-Layout: safetensors' own header carries ``{"format": "neuraltab", "format_version": "1", "meta": <JSON>}``, and
-``meta["checksum"]`` is a SHA-256 over all tensors, so a flipped byte anywhere in the weights is caught at load time.
+Layout: safetensors' own header metadata holds one key, ``"neuraltab"``, whose value is the JSON document
+``{"format": "neuraltab", "format_version": 1, "meta": {...}}`` (one key, because safetensors writes its metadata
+map in no fixed order and the same seed must give the same bytes). ``meta["checksum"]`` is a SHA-256 over all
+tensors, so a flipped byte anywhere in the weights is caught at load time.
 Writes are atomic: a temporary file in the same folder, fsync, then rename over the target.
 """
 
@@ -85,8 +87,8 @@ def save_bundle(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, An
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     meta = {**meta, "checksum": _checksum(tensors)}
-    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
-              "meta": json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False)}
+    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta}
+    header = {FORMAT: json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)}
     atomic_write_bytes(Path(path), save(tensors, metadata=header), force=force)
     return Path(path)
 
@@ -117,18 +119,21 @@ def load_bundle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         header = json.loads(data[8:8 + n_header])
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ArtifactError(f"{path}: not a neuraltab model file (its header is not valid JSON)") from None
-    info = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or FORMAT not in metadata:
         raise ArtifactError(f"{path}: not a neuraltab model file (a safetensors file from another tool?)")
     try:
-        version = int(info.get("format_version", ""))
-    except ValueError:
-        raise ArtifactError(f"{path}: corrupted model file (bad format_version)") from None
+        info = json.loads(metadata[FORMAT])
+        version = int(info["format_version"])
+    except (TypeError, ValueError, KeyError):
+        raise ArtifactError(f"{path}: corrupted model file (unreadable neuraltab metadata); re-copy or retrain") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: not a neuraltab model file (a safetensors file from another tool?)")
     if version > FORMAT_VERSION:
         raise ArtifactError(f"{path}: written in model format {version}, but this neuraltab reads format "
                             f"{FORMAT_VERSION} and older; upgrade neuraltab (pip install -U neuraltab)")
     try:
-        meta = json.loads(info["meta"])
+        meta = info["meta"]
         tensors = load(data)
     except Exception as exc:  # safetensors raises its own error types for malformed data
         raise ArtifactError(f"{path}: corrupted model file ({type(exc).__name__}); re-copy or retrain the model") from None

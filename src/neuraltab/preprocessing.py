@@ -65,12 +65,21 @@ def quantile_normal_transform(x: np.ndarray, quantiles: np.ndarray) -> np.ndarra
 
 
 def _category_keys(s: pd.Series) -> np.ndarray:
-    """Column values as strings (1 and 1.0 give "1"), None where missing."""
+    """Column values as strings (1 and 1.0 give "1", True gives "True"), None where missing. Vectorised."""
     mask = s.isna().to_numpy()
-    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
-        keys = np.array([label_key(v) for v in s.to_numpy()], dtype=object) if len(s) else np.array([], dtype=object)
+    if pd.api.types.is_bool_dtype(s):
+        keys = np.where(s.to_numpy(dtype=bool, na_value=False), "True", "False").astype(object)
+    elif pd.api.types.is_numeric_dtype(s):
+        values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        integral = np.isfinite(values) & (np.mod(values, 1) == 0)
+        keys = np.empty(len(values), dtype=object)
+        keys[integral] = values[integral].astype(np.int64).astype(str)
+        other = ~integral & ~mask
+        keys[other] = [label_key(v) for v in values[other]]
     else:
-        keys = s.astype(object).map(lambda v: v if isinstance(v, str) else label_key(v)).to_numpy(dtype=object)
+        keys = s.to_numpy(dtype=object, copy=True)
+        odd = np.array([not isinstance(v, str) for v in keys], dtype=bool) & ~mask if keys.size else mask
+        keys[odd] = [label_key(v) for v in keys[odd]]
     keys[mask] = None
     return keys
 
@@ -170,7 +179,7 @@ class Preprocessor:
         x_cat = np.zeros((len(df), len(self.vocabs)), dtype=np.int64)
         for j, (col, vocab) in enumerate(self.vocabs):
             keys = _category_keys(df[col])
-            codes = pd.Categorical(keys, categories=vocab).codes.astype(np.int64) + 1
+            codes = pd.Index(vocab, dtype=object).get_indexer(keys).astype(np.int64) + 1
             unseen = (codes == 0) & pd.notna(keys)
             if unseen.any():
                 examples = ", ".join(repr(v) for v in pd.unique(keys[unseen])[:3])

@@ -39,6 +39,10 @@ class MLP(nn.Module):
             d_in = width
         blocks.append(nn.Linear(d_in, n_out))
         self.net = nn.Sequential(*blocks)
+        for layer in self.net:
+            if isinstance(layer, nn.Linear):  # Keras' Dense defaults: Glorot-uniform weights, zero biases
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         """x_num: float32[B, n_num], x_cat: int64[B, n_cat] → float32[B, 1, n_out]."""

@@ -1,0 +1,155 @@
+"""Contract tests of the Python API: fit → predict/evaluate, save → load round trips, determinism, the classic recipe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import neuraltab
+from neuraltab.errors import ConfigError, SchemaError
+
+from conftest import FAST, make_table
+
+
+@pytest.fixture(scope="module")
+def binary_model():
+    df = make_table(400, task="binary")
+    return df, neuraltab.fit(df, target="label", **FAST)
+
+
+def test_fit_reports_test_metrics_and_learns(binary_model):
+    df, model = binary_model
+    test = model.metrics["test"]
+    assert test["n"] == 120  # 30% of 400
+    assert test["accuracy"] > 0.7  # the signal is strong; chance is 0.5
+    assert set(test) >= {"accuracy", "balanced_accuracy", "log_loss", "roc_auc", "f1_macro", "confusion_matrix"}
+    assert model.classes == ("no", "yes")
+
+
+def test_predictions_come_back_as_written_and_in_order(binary_model):
+    df, model = binary_model
+    labels = model.predict(df)
+    proba = model.predict_proba(df)
+    assert len(labels) == len(df) and set(labels) <= {"no", "yes"}
+    assert list(proba.columns) == ["no", "yes"]
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert (labels.to_numpy() == np.where(proba["yes"] > proba["no"], "yes", "no")).all()
+    shuffled = df.sample(frac=1.0, random_state=1)
+    assert (model.predict(shuffled).to_numpy() == labels.to_numpy()[shuffled.index.to_numpy()]).all()
+
+
+def test_predict_on_the_test_split_reproduces_the_test_accuracy_exactly(binary_model):
+    df, model = binary_model
+    test_rows = df.loc[model.splits["test"]]
+    accuracy = float((model.predict(test_rows).to_numpy() == test_rows["label"].to_numpy()).mean())
+    assert accuracy == model.metrics["test"]["accuracy"]
+    assert model.evaluate(test_rows) == model.metrics["test"]
+
+
+def test_save_load_predict_is_identical(binary_model, tmp_path):
+    df, model = binary_model
+    path = model.save(tmp_path / "m.ntab")
+    loaded = neuraltab.load(path)
+    pd.testing.assert_frame_equal(loaded.predict_proba(df), model.predict_proba(df))
+    assert loaded.metrics == model.metrics
+    assert loaded.schema == model.schema
+    assert loaded.config == model.config
+
+
+def test_same_seed_gives_identical_model_files_and_other_seed_differs(tmp_path):
+    df = make_table(200)
+    paths = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        paths.append(neuraltab.fit(df, target="label", seed=seed, **FAST).save(tmp_path / f"{name}.ntab"))
+    a, b, c = (p.read_bytes() for p in paths)
+    assert a == b
+    assert a != c
+
+
+def test_input_dataframe_is_not_modified():
+    df = make_table(150)
+    before = df.copy(deep=True)
+    neuraltab.fit(df, target="label", **FAST)
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_multiclass_with_integer_labels_returns_ints():
+    df = make_table(300, task="multiclass")
+    model = neuraltab.fit(df, target="label", **FAST)
+    assert model.task == "multiclass"
+    assert model.classes == (0, 1, 2)
+    labels = model.predict(df.drop(columns="label"))
+    assert labels.dtype.kind == "i"
+    assert len(model.metrics["test"]["confusion_matrix"]) == 3
+
+
+def test_regression_predicts_in_the_targets_units():
+    df = make_table(400, task="regression")
+    model = neuraltab.fit(df, target="label", **{**FAST, "epochs": 30})
+    assert model.task == "regression"
+    pred = model.predict(df)
+    # the target is centred at about 100: an un-inverted standardised prediction would sit near 0
+    assert abs(pred.mean() - df["label"].mean()) < 0.2 * df["label"].std()
+    assert model.metrics["test"]["r2"] > 0.5
+
+
+def test_boolean_labels_round_trip():
+    df = make_table(200)
+    df["label"] = df["label"] == "yes"
+    model = neuraltab.fit(df, target="label", **FAST)
+    assert model.classes == (False, True)
+    assert model.predict(df).dtype == bool
+
+
+def test_classic_recipe_builds_exactly_dense64_relu_dense64_relu_dense_c():
+    df = make_table(200)
+    model = neuraltab.fit(df, target="label", model="mlp", layers=(64, 64), activation="relu", optimizer="adam",
+                          epochs=2, batch_size=32, early_stopping=False)
+    net = model.network.net
+    assert [type(m).__name__ for m in net] == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert [(m.in_features, m.out_features) for m in net if isinstance(m, torch.nn.Linear)][1:] == [(64, 64), (64, 2)]
+    # x1, x2, the missing-indicator of x2, then one-hot color (3 + unknown) and size (3 + unknown)
+    assert net[0].in_features == 3 + 4 + 4
+    # without early stopping there is no validation split: it trains on all non-test rows for every epoch
+    assert model.history["stop_reason"] == "max_epochs" and len(model.history["epochs"]) == 2
+    assert len(model.splits["valid"]) == 0 and len(model.splits["train"]) == 140
+    assert isinstance(model.config, neuraltab.TrainConfig) and model.config.optimizer == "adam"
+
+
+def test_unknown_option_suggests_the_right_name():
+    with pytest.raises(ConfigError, match="did you mean 'batch_size'"):
+        neuraltab.fit(make_table(50), target="label", batchsize=3)
+
+
+def test_unseen_category_and_missing_values_at_predict_time(binary_model):
+    df, model = binary_model
+    new = df.drop(columns="label").head(5).copy()
+    new.loc[new.index[0], "color"] = "purple"
+    new.loc[new.index[1], "x1"] = np.nan
+    notices = []
+    labels = model.predict(new, notify=notices.append)
+    assert len(labels) == 5
+    assert any("purple" in n and "color" in n for n in notices)
+
+
+def test_missing_feature_at_predict_time_names_it(binary_model):
+    df, model = binary_model
+    with pytest.raises(SchemaError, match="'color'"):
+        model.predict(df.drop(columns=["color"]))
+
+
+def test_time_limit_stops_training_and_keeps_a_model():
+    df = make_table(300)
+    model = neuraltab.fit(df, target="label", time_limit=0.05, **{**FAST, "epochs": 1000})
+    assert model.history["stop_reason"] == "time_limit"
+    assert len(model.history["epochs"]) < 1000
+    assert model.metrics["test"]["accuracy"] > 0
+
+
+@pytest.mark.slow
+def test_default_model_on_hr_beats_the_2017_recipe(hr_csv):
+    model = neuraltab.fit(str(hr_csv), target="left", seed=0)
+    assert model.metrics["test"]["n"] == 4500
+    assert model.metrics["test"]["accuracy"] >= 0.975
