@@ -12,7 +12,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HR_CSV = SHARED_DATA / "hr.csv"
 
 # Small, fast settings for tests that train: seconds, not minutes.
-FAST = {"k": 2, "d_block": 32, "n_blocks": 1, "epochs": 8, "n_bins": 8, "d_embedding": 4}
+FAST = {"k": 2, "d_block": 32, "n_blocks": 1, "epochs": 8, "n_bins": 8, "d_embedding": 4, "threads": 1}
 
 
 def make_table(n: int = 300, *, task: str = "binary", seed: int = 0) -> pd.DataFrame:

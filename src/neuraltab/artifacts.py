@@ -28,12 +28,17 @@ FORMAT_VERSION = 1
 _MAX_HEADER = 100 * 1024 * 1024
 
 
-def _checksum(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
+def _canonical(meta: dict[str, Any]) -> str:
+    return json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _checksum(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
+    """SHA-256 over every tensor and the metadata (which holds preprocessing state, so it must not drift either)."""
+    digest = hashlib.sha256(_canonical({k: v for k, v in meta.items() if k != "checksum"}).encode())
     for name in sorted(tensors):
         t = tensors[name].contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
 
 
@@ -81,14 +86,27 @@ def atomic_write_bytes(path: Path, data: bytes, *, force: bool) -> None:
         pass
 
 
+def _parse_header(data: bytes) -> dict[str, Any] | None:
+    """The safetensors JSON header, or None when ``data`` does not start with one."""
+    if len(data) < 8:
+        return None
+    (n_header,) = struct.unpack("<Q", data[:8])
+    if n_header > min(len(data) - 8, _MAX_HEADER):
+        return None
+    try:
+        header = json.loads(data[8:8 + n_header])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
 def save_bundle(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], *, force: bool = False) -> Path:
     """Write tensors + JSON metadata as one safetensors file, atomically. Returns the path."""
     from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    meta = {**meta, "checksum": _checksum(tensors)}
-    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta}
-    header = {FORMAT: json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)}
+    meta = {**meta, "checksum": _checksum(tensors, meta)}
+    header = {FORMAT: _canonical({"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta})}
     atomic_write_bytes(Path(path), save(tensors, metadata=header), force=force)
     return Path(path)
 
@@ -106,20 +124,18 @@ def load_bundle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         data = path.read_bytes()
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if data[:1] == b"\x80" or data[:2] == b"PK":
-        kind = "a Python pickle" if data[:1] == b"\x80" else "a zip archive (such as a torch.save checkpoint)"
-        raise ArtifactError(f"{path}: looks like {kind}, not a neuraltab model file; neuraltab never loads pickles")
-    if len(data) < 8:
-        raise ArtifactError(f"{path}: truncated or not a model file ({len(data)} bytes)")
-    (n_header,) = struct.unpack("<Q", data[:8])
-    if n_header > min(len(data) - 8, _MAX_HEADER):
-        raise ArtifactError(f"{path}: truncated or corrupted (header says {n_header} bytes, file has {len(data)}); "
-                            "re-copy or retrain the model")
-    try:
-        header = json.loads(data[8:8 + n_header])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ArtifactError(f"{path}: not a neuraltab model file (its header is not valid JSON)") from None
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    header = _parse_header(data)
+    if header is None:
+        if len(data) < 8:
+            raise ArtifactError(f"{path}: truncated or not a model file (only {len(data)} bytes); re-copy or retrain")
+        if data[:1] == b"\x80" or data[:2] == b"PK":
+            kind = "a Python pickle" if data[:1] == b"\x80" else "a zip archive (such as a torch.save checkpoint)"
+            raise ArtifactError(f"{path}: looks like {kind}, not a neuraltab model file; neuraltab never loads pickles")
+        if len(data) >= 8 and struct.unpack("<Q", data[:8])[0] > len(data) - 8:
+            raise ArtifactError(f"{path}: truncated or corrupted (the header runs past the end of the file's "
+                                f"{len(data)} bytes); re-copy or retrain the model")
+        raise ArtifactError(f"{path}: not a neuraltab model file (no safetensors header)")
+    metadata = header.get("__metadata__")
     if not isinstance(metadata, dict) or FORMAT not in metadata:
         raise ArtifactError(f"{path}: not a neuraltab model file (a safetensors file from another tool?)")
     try:
@@ -137,6 +153,6 @@ def load_bundle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = load(data)
     except Exception as exc:  # safetensors raises its own error types for malformed data
         raise ArtifactError(f"{path}: corrupted model file ({type(exc).__name__}); re-copy or retrain the model") from None
-    if not isinstance(meta, dict) or meta.get("checksum") != _checksum(tensors):
+    if not isinstance(meta, dict) or meta.get("checksum") != _checksum(tensors, meta):
         raise ArtifactError(f"{path}: corrupted model file (checksum mismatch); re-copy or retrain the model")
     return tensors, meta

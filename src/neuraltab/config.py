@@ -81,7 +81,9 @@ class TrainConfig:
         cleaned = {}
         for key, value in values.items():
             if key in _TUPLE_FIELDS and value is not None:
-                value = tuple(value) if not isinstance(value, str) else tuple(v for v in value.split(",") if v)
+                value = tuple(value) if not isinstance(value, str) else tuple(v.strip() for v in value.split(",") if v.strip())
+                if key == "layers":
+                    value = tuple(_as_int(v, key) for v in value)
             cleaned[key] = value
         return cls(**cleaned)
 
@@ -93,6 +95,15 @@ class TrainConfig:
 
 
 _TUPLE_FIELDS = {"layers", "categorical", "numeric", "drop"}
+
+
+def _as_int(value: Any, name: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"option {name!r} must be a list of positive integers, e.g. 64,64, got {value!r}") from None
+    return value
 
 # name -> (check, what must hold). One table, one message format for every option.
 _CHOICES = {"task": TASKS, "model": MODELS, "activation": ACTIVATIONS, "optimizer": OPTIMIZERS, "scaling": SCALINGS}
@@ -115,7 +126,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "max_categories": (lambda v: isinstance(v, int) and v >= 1, "a positive integer"),
     "seed": (lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
     "threads": (lambda v: v is None or (isinstance(v, int) and v >= 1), "a positive integer"),
-    "layers": (lambda v: isinstance(v, tuple) and len(v) >= 1 and all(isinstance(x, int) and x >= 1 for x in v),
+    "layers": (lambda v: isinstance(v, tuple) and len(v) >= 1 and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v),
                "a non-empty list of positive integers, e.g. 64,64"),
 }
 

@@ -132,6 +132,10 @@ def _read_csv(path: Path, *, encoding: str | None, notify: Notify) -> pd.DataFra
         raise DataError(f"{name}: cannot parse as a delimited text table ({msg.splitlines()[0]})") from None
     except (UnicodeDecodeError, pa.ArrowException) as exc:
         raise DataError(f"{name}: cannot decode the file as {encoding} ({type(exc).__name__}); pass --encoding") from None
+    if encoding in ("utf-8", "utf-8-sig") and any(pa.types.is_binary(t) for t in table.schema.types):
+        # pyarrow keeps invalid UTF-8 past the sniffed head as binary columns instead of failing
+        notify(f"{name}: not valid UTF-8; read as Latin-1 (pass --encoding to choose another)")
+        return _read_csv(path, encoding="latin-1", notify=notify)
     return table.to_pandas(date_as_object=False)
 
 

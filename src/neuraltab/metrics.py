@@ -31,7 +31,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, A
         "balanced_accuracy": float(_quiet(skm.balanced_accuracy_score, y_true, y_pred)),
         "log_loss": float(skm.log_loss(y_true, proba, labels=labels)),
         "roc_auc": None,
-        "f1_macro": float(skm.f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0)),
+        "f1_macro": float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0)),
     }
     present = np.unique(y_true)
     if len(present) >= 2:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy.special import ndtri
@@ -57,8 +59,8 @@ def quantile_normal_transform(x: np.ndarray, quantiles: np.ndarray) -> np.ndarra
         col, q = x[:, j], quantiles[:, j]
         # interpolating forwards and backwards and averaging gives tied values the middle of their range
         u = 0.5 * (np.interp(col, q, refs) - np.interp(-col, -q[::-1], -refs[::-1]))
-        u[col - _BOUNDS < q[0]] = 0.0
         u[col + _BOUNDS > q[-1]] = 1.0
+        u[col - _BOUNDS < q[0]] = 0.0  # second, as scikit-learn: a column constant in training maps to the low end
         out[:, j] = u
     clip = _BOUNDS - np.spacing(1)
     return np.clip(ndtri(np.clip(out, clip, 1 - clip)), ndtri(clip), ndtri(1 - clip))
@@ -121,7 +123,8 @@ class Preprocessor:
 
         raw = self._numeric_matrix(df, source=source, notify=notify)
         missing = np.isnan(raw)
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # an all-missing column has no median: it gets 0 below
+            warnings.simplefilter("ignore", RuntimeWarning)
             median = np.nanmedian(raw, axis=0) if raw.shape[1] else np.zeros(0)
         self.median = np.where(np.isfinite(median), median, 0.0)
         self.indicators = np.flatnonzero(missing.any(axis=0)).astype(np.int64)
@@ -281,6 +284,6 @@ def _datetime_parts(stamps: pd.Series) -> dict[str, np.ndarray]:
 
     epoch = (stamps - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
     return {
-        "year": f(dt.year), "month": f(dt.month), "day": f(dt.day), "dayofweek": f(dt.dayofweek),
-        "dayofyear": f(dt.dayofyear), "hour": f(dt.hour + dt.minute / 60.0), "epoch_days": f(epoch),
+        "year": f(dt.year), "month": f(dt.month), "day": f(dt.day), "dayofweek": f(dt.day_of_week),
+        "dayofyear": f(dt.day_of_year), "hour": f(dt.hour + dt.minute / 60.0), "epoch_days": f(epoch),
     }

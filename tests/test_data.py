@@ -1,0 +1,505 @@
+"""Contract tests for neuraltab.data: reading tables, inferring the schema, splitting rows."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neuraltab.data import drop_missing_target, infer_schema, read_table, split
+from neuraltab.errors import DataError, SchemaError
+
+
+class Notices(list):
+    """Collects notices; ``notices.text`` is everything said, for substring checks."""
+
+    def __call__(self, message: str) -> None:
+        assert "\n" not in message
+        self.append(message)
+
+    @property
+    def text(self) -> str:
+        return " | ".join(self)
+
+
+def _write(tmp_path, name: str, content: str | bytes, encoding: str = "utf-8"):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode(encoding))
+    return path
+
+
+# ======================================================================================================================
+# read_table: delimiters, quoting, encodings
+# ======================================================================================================================
+@pytest.mark.parametrize("delim", [",", ";", "\t", "|"], ids=["comma", "semicolon", "tab", "pipe"])
+def test_delimiter_is_sniffed(tmp_path, delim):
+    rows = [["age", "city", "score"], ["31", "Paris", "1.5"], ["45", "Lyon", "2.5"], ["27", "Nice", "3.5"]]
+    path = _write(tmp_path, "t.csv", "\n".join(delim.join(r) for r in rows) + "\n")
+    df = read_table(path)
+    assert list(df.columns) == ["age", "city", "score"]
+    assert df["age"].tolist() == [31, 45, 27]
+    assert df["city"].tolist() == ["Paris", "Lyon", "Nice"]
+    assert df["score"].tolist() == [1.5, 2.5, 3.5]
+
+
+def test_decimal_commas_inside_semicolon_file_do_not_fool_the_sniffer(tmp_path):
+    path = _write(tmp_path, "t.csv", 'price;name\n"1,5";a\n"2,5";b\n"3,0";c\n')
+    df = read_table(path)
+    assert list(df.columns) == ["price", "name"]
+    assert df["price"].tolist() == ["1,5", "2,5", "3,0"]
+
+
+def test_quoted_delimiters_and_quoted_newlines(tmp_path):
+    path = _write(tmp_path, "t.csv", 'id,text,n\n1,"hello, world",3\n2,"two\nlines",4\n3,plain,5\n')
+    df = read_table(path)
+    assert df.shape == (3, 3)
+    assert df["text"].tolist() == ["hello, world", "two\nlines", "plain"]
+    assert df["n"].tolist() == [3, 4, 5]
+
+
+def test_utf8_bom_is_not_part_of_the_first_column_name(tmp_path):
+    path = _write(tmp_path, "t.csv", b"\xef\xbb\xbfname,value\ncaf\xc3\xa9,1\nthe,2\n")
+    df = read_table(path)
+    assert list(df.columns) == ["name", "value"]
+    assert df["name"].tolist() == ["café", "the"]
+
+
+def test_latin1_is_read_with_a_notice_and_decoded(tmp_path):
+    path = _write(tmp_path, "t.csv", "name,city\ncafé,Zürich\nnaïve,Köln\n", encoding="latin-1")
+    notices = Notices()
+    df = read_table(path, notify=notices)
+    assert df["name"].tolist() == ["café", "naïve"]
+    assert df["city"].tolist() == ["Zürich", "Köln"]
+    assert "Latin-1" in notices.text and "t.csv" in notices.text
+
+
+def test_latin1_byte_after_the_sniffed_head_still_reads(tmp_path):
+    lines = ["name,n"] + [f"plain{i},{i}" for i in range(12_000)] + ["café,1"]
+    path = _write(tmp_path, "t.csv", "\n".join(lines) + "\n", encoding="latin-1")
+    assert path.stat().st_size > (1 << 16)
+    notices = Notices()
+    df = read_table(path, notify=notices)
+    assert df["name"].iloc[-1] == "café" and len(df) == 12_001
+    assert "Latin-1" in notices.text
+
+
+def test_explicit_encoding_is_used(tmp_path):
+    path = _write(tmp_path, "t.csv", "name,n\ncafé,1\nthé,2\n", encoding="cp1252")
+    assert read_table(path, encoding="cp1252")["name"].tolist() == ["café", "thé"]
+
+
+def test_unknown_encoding_name_is_a_data_error(tmp_path):
+    path = _write(tmp_path, "t.csv", "a,b\n1,2\n")
+    with pytest.raises(DataError, match="unknown encoding 'klingon'"):
+        read_table(path, encoding="klingon")
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be"])
+def test_utf16_with_bom(tmp_path, codec):
+    text = "name;value\ncafé;1\nnaïve;2\n"
+    data = text.encode("utf-16") if codec == "utf-16" else b"\xfe\xff" + text.encode("utf-16-be")
+    path = _write(tmp_path, "t.csv", data)
+    df = read_table(path)
+    assert list(df.columns) == ["name", "value"]
+    assert df["name"].tolist() == ["café", "naïve"] and df["value"].tolist() == [1, 2]
+
+
+def test_nul_bytes_are_an_unreadable_encoding(tmp_path):
+    path = _write(tmp_path, "t.csv", b"a,b\n1,\x00\x002\n3,4\n")
+    with pytest.raises(DataError, match="unreadable encoding") as info:
+        read_table(path)
+    assert "t.csv" in str(info.value)
+
+
+# ======================================================================================================================
+# read_table: broken files
+# ======================================================================================================================
+@pytest.mark.parametrize(("bad_row", "n_fields"), [("7,8,9,10", 4), ("7,8", 2)])
+def test_ragged_row_names_the_line(tmp_path, bad_row, n_fields):
+    path = _write(tmp_path, "t.csv", f"a,b,c\n1,2,3\n4,5,6\n{bad_row}\n1,2,3\n")
+    with pytest.raises(DataError) as info:
+        read_table(path)
+    msg = str(info.value)
+    assert "line 4" in msg and f"{n_fields} fields" in msg and "header has 3" in msg and "t.csv" in msg
+
+
+def test_ragged_line_number_counts_physical_lines_after_a_quoted_newline(tmp_path):
+    path = _write(tmp_path, "t.csv", 'a,b\n1,"x\ny"\n2,3\n4,5,6\n')
+    with pytest.raises(DataError, match="line 5"):
+        read_table(path)
+
+
+def test_empty_file(tmp_path):
+    path = _write(tmp_path, "t.csv", b"")
+    with pytest.raises(DataError, match="empty"):
+        read_table(path)
+
+
+def test_header_only(tmp_path):
+    path = _write(tmp_path, "t.csv", "a,b,c\n")
+    with pytest.raises(DataError, match="no data rows"):
+        read_table(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="not found") as info:
+        read_table(tmp_path / "nope.csv")
+    assert "nope.csv" in str(info.value)
+
+
+def test_directory(tmp_path):
+    with pytest.raises(DataError, match="folder"):
+        read_table(tmp_path)
+
+
+def test_not_a_path_or_dataframe():
+    with pytest.raises(DataError, match="list"):
+        read_table([1, 2, 3])  # type: ignore[arg-type]
+
+
+def test_duplicate_and_blank_column_names_are_renamed_with_a_notice(tmp_path):
+    path = _write(tmp_path, "t.csv", "a,a, ,b,\n1,2,3,4,5\n6,7,8,9,10\n")
+    notices = Notices()
+    df = read_table(path, notify=notices)
+    assert list(df.columns) == ["a", "a.1", "unnamed_3", "b", "unnamed_5"]
+    assert df["a.1"].tolist() == [2, 7]
+    assert df.columns.is_unique
+    assert "renamed 3" in notices.text and "'a' -> 'a.1'" in notices.text
+
+
+def test_clean_names_give_no_notice(tmp_path):
+    notices = Notices()
+    read_table(_write(tmp_path, "t.csv", "a,b\n1,2\n"), notify=notices)
+    assert notices == []
+
+
+def test_null_markers_become_missing(tmp_path):
+    path = _write(tmp_path, "t.csv", "num,text\n1.5,x\n,\nNA,NA\nN/A,N/A\n?,?\n2.5,y\n")
+    df = read_table(path)
+    assert df["num"].isna().tolist() == [False, True, True, True, True, False]
+    assert df["text"].isna().tolist() == [False, True, True, True, True, False]
+    assert pd.api.types.is_numeric_dtype(df["num"])
+    assert df["num"].dropna().tolist() == [1.5, 2.5]
+
+
+def test_parquet_round_trip(tmp_path):
+    pytest.importorskip("pyarrow.parquet")
+    df = pd.DataFrame({"x": [1.5, None, 3.0], "n": [1, 2, 3], "s": ["a", None, "c"], "b": [True, False, True]})
+    df.to_parquet(tmp_path / "t.parquet")
+    back = read_table(tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(back, df, check_dtype=False)
+
+
+def test_json_lines_round_trip(tmp_path):
+    df = pd.DataFrame({"x": [1.5, 2.0, 3.25], "n": [1, 2, 3], "s": ["a", "b", "c"]})
+    path = tmp_path / "t.jsonl"
+    df.to_json(path, orient="records", lines=True)
+    back = read_table(path)
+    pd.testing.assert_frame_equal(back, df, check_dtype=False)
+
+
+def test_corrupt_parquet_is_a_data_error(tmp_path):
+    path = _write(tmp_path, "t.parquet", b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match="Parquet"):
+        read_table(path)
+
+
+def test_dataframe_input_is_not_modified():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({
+        "id": np.arange(60),
+        "amount": [str(v) for v in rng.normal(size=60).round(3)],
+        "when": [f"2021-03-{d:02d}" for d in rng.integers(1, 28, 60)],
+        " ": rng.integers(0, 3, 60),
+        "dup": rng.normal(size=60),
+        "dup2": rng.integers(0, 5, 60),
+        "label": rng.choice(["yes", "no"], 60),
+    })
+    df.columns = ["id", "amount", "when", " ", "dup", "dup", "label"]  # a blank and a duplicate name
+    df.loc[3, "label"] = None
+    original = df.copy(deep=True)
+    notices = Notices()
+    out = read_table(df, notify=notices)
+    out = drop_missing_target(out, "label", source="the DataFrame", notify=notices)
+    infer_schema(out, "label", notify=notices)
+    pd.testing.assert_frame_equal(df, original)
+    assert list(df.columns) == list(original.columns)  # duplicates and blanks are renamed in the copy only
+    assert "renamed" in notices.text
+
+
+# ======================================================================================================================
+# infer_schema: the task
+# ======================================================================================================================
+def _frame(target, n=None, **extra):
+    n = len(target) if n is None else n
+    rng = np.random.default_rng(1)
+    return pd.DataFrame({"f": rng.normal(size=n), **extra, "y": target})
+
+
+@pytest.mark.parametrize(
+    ("target", "task", "classes"),
+    [
+        (["yes", "no"] * 20, "binary", ("no", "yes")),
+        (["a", "b", "c"] * 10, "multiclass", ("a", "b", "c")),
+        ([0, 1] * 20, "binary", (0, 1)),
+        ([True, False] * 20, "binary", (False, True)),
+        ([0.0, 1.0] * 20, "binary", (0, 1)),
+        ([0, 1, 2] * 40, "multiclass", (0, 1, 2)),
+    ],
+    ids=["strings-2", "strings-3", "ints-2", "bools", "floats-2", "ints-3-many-rows"],
+)
+def test_classification_is_detected_and_labels_keep_their_types(target, task, classes):
+    schema = infer_schema(_frame(target), "y")
+    assert schema.task == task
+    assert schema.classes == classes
+    assert [type(c) for c in schema.classes] == [type(c) for c in classes]
+    assert schema.n_classes == len(classes)
+
+
+def test_integer_labels_with_missing_values_stay_integers():
+    df = _frame([0, 1, 2, None] * 30)  # float column because of the gap
+    df = drop_missing_target(df, "y", source="t", notify=Notices())
+    schema = infer_schema(df, "y")
+    assert schema.classes == (0, 1, 2) and all(type(c) is int for c in schema.classes)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [np.random.default_rng(0).normal(size=200).tolist(), [0, 1, 2] * 5, list(range(100))],
+    ids=["many-valued-float", "3-int-values-few-rows", "100-int-values"],
+)
+def test_regression_is_detected(target):
+    schema = infer_schema(_frame(target), "y")
+    assert schema.task == "regression" and schema.classes == ()
+
+
+def test_integer_multiclass_guess_is_announced():
+    notices = Notices()
+    infer_schema(_frame([0, 1, 2] * 40), "y", notify=notices)
+    assert "multiclass" in notices.text and "--task regression" in notices.text
+
+
+def test_task_override():
+    df = _frame([0, 1, 2] * 40)
+    assert infer_schema(df, "y", task="regression").task == "regression"
+    assert infer_schema(_frame([0, 1, 2] * 5), "y", task="multiclass").classes == (0, 1, 2)
+    with pytest.raises(SchemaError, match="3 classes"):
+        infer_schema(df, "y", task="binary")
+    with pytest.raises(SchemaError, match="not numeric"):
+        infer_schema(_frame(["a", "b"] * 10), "y", task="regression")
+
+
+@pytest.mark.parametrize("target", [["a"] * 20, [1] * 20, [2.5] * 20])
+def test_single_class_target_is_a_schema_error(target):
+    for task in ("auto", "regression") if not isinstance(target[0], str) else ("auto",):
+        with pytest.raises(SchemaError, match="single") as info:
+            infer_schema(_frame(target), "y", task=task)
+        assert "'y'" in str(info.value)
+
+
+def test_missing_target_names_the_closest_column():
+    df = pd.DataFrame({"Survived": [0, 1] * 5, "age": range(10)})
+    with pytest.raises(SchemaError) as info:
+        infer_schema(df, "survived", source="titanic.csv")
+    msg = str(info.value)
+    assert "'survived'" in msg and "did you mean 'Survived'" in msg and "titanic.csv" in msg
+
+
+def test_drop_missing_target_counts_rows():
+    df = pd.DataFrame({"f": range(10), "y": [1, None, 0, None, 1, 0, None, 1, 0, 1]})
+    notices = Notices()
+    out = drop_missing_target(df, "y", source="t.csv", notify=notices)
+    assert len(out) == 7 and out["y"].notna().all()
+    assert "dropped 3 row(s)" in notices.text
+    assert len(df) == 10  # input untouched
+
+
+def test_drop_missing_target_errors():
+    with pytest.raises(SchemaError, match="every value"):
+        drop_missing_target(pd.DataFrame({"y": [None, None]}), "y", source="t", notify=Notices())
+    with pytest.raises(SchemaError, match="did you mean 'label'"):
+        drop_missing_target(pd.DataFrame({"label": [1]}), "lable", source="t", notify=Notices())
+
+
+# ======================================================================================================================
+# infer_schema: feature kinds
+# ======================================================================================================================
+def _kinds(df, **kwargs):
+    schema = infer_schema(df, "y", **kwargs)
+    return {c.name: c.kind for c in schema.features}, dict(schema.dropped)
+
+
+N = 100
+
+
+def _base(**cols):
+    rng = np.random.default_rng(2)
+    return pd.DataFrame({"x": rng.normal(size=N), **cols, "y": rng.choice(["a", "b"], N)})
+
+
+def test_id_like_integer_column_is_dropped():
+    rng = np.random.default_rng(3)
+    kinds, dropped = _kinds(_base(customer_id=rng.permutation(N) + 1000, row=np.arange(N)))
+    assert "customer_id" not in kinds and "ID-like" in dropped["customer_id"]
+    assert "row" not in kinds and "ID-like" in dropped["row"]  # monotonic distinct integers
+
+
+def test_distinct_integers_that_are_quantities_are_kept():
+    rng = np.random.default_rng(4)
+    kinds, _ = _kinds(_base(income=rng.permutation(N) * 37 + 20_000))
+    assert kinds["income"] == "numeric"
+
+
+def test_constant_and_all_missing_columns_are_dropped_with_a_notice():
+    notices = Notices()
+    kinds, dropped = _kinds(_base(const=7, empty=np.nan, empty_text=[None] * N), notify=notices)
+    assert set(kinds) == {"x"}
+    assert dropped["const"] == "constant"
+    assert dropped["empty"] == "all values missing" and dropped["empty_text"] == "all values missing"
+    assert "ignoring 3 column(s)" in notices.text
+
+
+def test_numbers_stored_as_text_are_numeric_with_a_notice():
+    rng = np.random.default_rng(5)
+    values = [f"{v:.2f}" for v in rng.normal(size=N)]
+    values[3], values[40], values[77] = "N/A", "unknown", " -"
+    notices = Notices()
+    kinds, _ = _kinds(_base(price=values), notify=notices)
+    assert kinds["price"] == "numeric"
+    assert "'price'" in notices.text and "3 value(s)" in notices.text
+
+
+def test_text_with_many_non_numbers_is_categorical():
+    values = ["1", "2", "3", "x", "y"] * (N // 5)
+    kinds, _ = _kinds(_base(code=values))
+    assert kinds["code"] == "categorical"
+
+
+def test_date_strings_are_datetime():
+    rng = np.random.default_rng(6)
+    dates = [f"2021-{m:02d}-{d:02d}" for m, d in zip(rng.integers(1, 13, N), rng.integers(1, 29, N))]
+    kinds, _ = _kinds(_base(signup=dates, stamp=pd.to_datetime(dates)))
+    assert kinds["signup"] == "datetime" and kinds["stamp"] == "datetime"
+
+
+def test_dates_in_a_csv_are_datetime(tmp_path):
+    lines = ["when,x,y"] + [f"2020-01-{1 + i % 28:02d},{i % 7},{'ab'[i % 2]}" for i in range(40)]
+    df = read_table(_write(tmp_path, "t.csv", "\n".join(lines) + "\n"))
+    assert _kinds(df)[0]["when"] == "datetime"
+
+
+def test_sparse_integer_codes_are_categorical_and_contiguous_small_ints_numeric():
+    rng = np.random.default_rng(7)
+    kinds, _ = _kinds(_base(dept=rng.choice([20, 30, 45, 60, 190], N), rating=rng.integers(1, 6, N)))
+    assert kinds["dept"] == "categorical"
+    assert kinds["rating"] == "numeric"
+
+
+def test_boolean_columns():
+    rng = np.random.default_rng(8)
+    flags = rng.choice([True, False], N)
+    with_gaps = pd.Series(flags, dtype=object)
+    with_gaps[::10] = None
+    kinds, _ = _kinds(_base(flag=flags, flag_gaps=with_gaps))
+    assert kinds["flag"] == "boolean" and kinds["flag_gaps"] == "boolean"
+
+
+def test_text_ids_and_free_text_are_dropped():
+    kinds, dropped = _kinds(_base(email=[f"user{i}@x.org" for i in range(N)], city=["Paris", "Lyon"] * (N // 2)))
+    assert "email" not in kinds and "ID-like" in dropped["email"]
+    assert kinds["city"] == "categorical"
+
+
+def test_categorical_numeric_and_drop_overrides():
+    rng = np.random.default_rng(9)
+    df = _base(zip=rng.integers(10_000, 99_999, N), grade=[str(v) for v in rng.integers(1, 6, N)],
+               noise=rng.normal(size=N))
+    kinds, dropped = _kinds(df, categorical=("zip",), numeric=("grade",), drop=("noise",))
+    assert kinds["zip"] == "categorical" and kinds["grade"] == "numeric"
+    assert "noise" not in kinds and dropped["noise"] == "dropped by request"
+
+
+def test_overrides_are_checked():
+    df = _base(city=["Paris", "Lyon"] * (N // 2))
+    with pytest.raises(SchemaError) as info:
+        infer_schema(df, "y", numeric=("city",))
+    assert "'city'" in str(info.value) and "--numeric" in str(info.value)
+    with pytest.raises(SchemaError, match="--drop.*did you mean 'city'"):
+        infer_schema(df, "y", drop=("cty",))
+
+
+def test_no_usable_features_is_a_schema_error():
+    df = pd.DataFrame({"id": np.arange(30), "y": ["a", "b", "c"] * 10})
+    with pytest.raises(SchemaError, match="no usable feature"):
+        infer_schema(df, "y")
+
+
+def test_schema_round_trips_through_a_dict():
+    from neuraltab.data import Schema
+
+    schema = infer_schema(_base(const=1, city=["Paris", "Lyon"] * (N // 2)), "y")
+    assert Schema.from_dict(schema.to_dict()) == schema
+
+
+# ======================================================================================================================
+# split
+# ======================================================================================================================
+def test_split_sizes_disjoint_and_covering():
+    train, valid, test = split(100, y=None, test_size=0.3, valid_size=0.2, seed=0)
+    assert (len(train), len(valid), len(test)) == (56, 14, 30)
+    together = np.concatenate([train, valid, test])
+    assert len(np.unique(together)) == 100 and set(together.tolist()) == set(range(100))
+    for part in (train, valid, test):
+        assert np.all(np.diff(part) > 0)  # sorted, no repeats
+
+
+def test_stratified_split_keeps_class_ratios_like_sklearn():
+    from sklearn.model_selection import train_test_split
+
+    y = np.repeat([0, 1, 2], [300, 150, 50])
+    np.random.default_rng(0).shuffle(y)
+    train, valid, test = split(len(y), y=y, test_size=0.3, valid_size=0.2, seed=3)
+    sk_rest, sk_test = train_test_split(np.arange(len(y)), test_size=0.3, random_state=3, stratify=y)
+    sk_train, sk_valid = train_test_split(sk_rest, test_size=0.2, random_state=3, stratify=y[sk_rest])
+    for ours, theirs in ((train, sk_train), (valid, sk_valid), (test, sk_test)):
+        assert np.array_equal(np.bincount(y[ours], minlength=3), np.bincount(y[theirs], minlength=3))
+        expected = np.bincount(y) / len(y) * len(ours)
+        assert np.all(np.abs(np.bincount(y[ours], minlength=3) - expected) <= 1)
+
+
+def test_split_is_deterministic_per_seed():
+    y = np.tile([0, 1], 50)
+    a = split(100, y=y, test_size=0.3, valid_size=0.2, seed=1)
+    b = split(100, y=y, test_size=0.3, valid_size=0.2, seed=1)
+    c = split(100, y=y, test_size=0.3, valid_size=0.2, seed=2)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    assert not np.array_equal(a[2], c[2])
+
+
+def test_split_without_test():
+    train, valid, test = split(50, y=None, test_size=0.0, valid_size=0.2, seed=0)
+    assert len(test) == 0 and len(valid) == 10 and len(train) == 40
+    assert set(np.concatenate([train, valid]).tolist()) == set(range(50))
+
+
+def test_rare_classes_fall_back_to_a_random_split_with_a_notice():
+    y = np.array([0] * 30 + [1] * 30 + [2])
+    notices = Notices()
+    train, valid, test = split(len(y), y=y, test_size=0.3, valid_size=0.2, seed=0, notify=notices)
+    assert len(train) + len(valid) + len(test) == len(y)
+    assert "too rare to stratify" in notices.text
+
+
+@pytest.mark.parametrize(("n_rows", "test_size"), [(0, 0.3), (3, 0.3), (2, 0.0)])
+def test_tiny_tables_are_an_error(n_rows, test_size):
+    with pytest.raises(DataError) as info:
+        split(n_rows, y=None, test_size=test_size, valid_size=0.2, seed=0)
+    assert f"{n_rows} usable row(s)" in str(info.value)
+
+
+@pytest.mark.parametrize(("n_rows", "test_size"), [(4, 0.3), (3, 0.0)])
+def test_smallest_tables_leave_a_row_for_each_part(n_rows, test_size):
+    train, valid, test = split(n_rows, y=None, test_size=test_size, valid_size=0.2, seed=0)
+    assert len(train) >= 1 and len(valid) >= 1 and (len(test) >= 1 or test_size == 0)
