@@ -223,7 +223,7 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
                           source=source, notify=notify)
     codes = None if schema.task == "regression" else Preprocessor(schema).encode_target(df[target], source=source)
     train_idx, valid_idx, test_idx = split(len(df), y=codes, test_size=cfg.test_size, valid_size=cfg.valid_size,
-                                           seed=cfg.seed, notify=notify)
+                                           seed=cfg.seed, notify=notify, source=source)
     if not cfg.early_stopping:  # nothing to validate against: train on every non-test row, as the classic recipe
         train_idx, valid_idx = np.sort(np.concatenate([train_idx, valid_idx])), valid_idx[:0]
     device = resolve_device(cfg.device)

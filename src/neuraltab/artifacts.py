@@ -131,20 +131,22 @@ def load_bundle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         if data[:1] == b"\x80" or data[:2] == b"PK":
             kind = "a Python pickle" if data[:1] == b"\x80" else "a zip archive (such as a torch.save checkpoint)"
             raise ArtifactError(f"{path}: looks like {kind}, not a neuraltab model file; neuraltab never loads pickles")
-        if len(data) >= 8 and struct.unpack("<Q", data[:8])[0] > len(data) - 8:
+        if data[8:10] == b'{"' and struct.unpack("<Q", data[:8])[0] > len(data) - 8:
             raise ArtifactError(f"{path}: truncated or corrupted (the header runs past the end of the file's "
                                 f"{len(data)} bytes); re-copy or retrain the model")
-        raise ArtifactError(f"{path}: not a neuraltab model file (no safetensors header)")
+        raise ArtifactError(f"{path}: not a neuraltab model file; pass a file written by `neuraltab train`")
     metadata = header.get("__metadata__")
     if not isinstance(metadata, dict) or FORMAT not in metadata:
-        raise ArtifactError(f"{path}: not a neuraltab model file (a safetensors file from another tool?)")
+        raise ArtifactError(f"{path}: not a neuraltab model file (a safetensors file from another tool?); "
+                            "pass a file written by `neuraltab train`")
     try:
         info = json.loads(metadata[FORMAT])
         version = int(info["format_version"])
     except (TypeError, ValueError, KeyError):
         raise ArtifactError(f"{path}: corrupted model file (unreadable neuraltab metadata); re-copy or retrain") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: not a neuraltab model file (a safetensors file from another tool?)")
+        raise ArtifactError(f"{path}: not a neuraltab model file (a safetensors file from another tool?); "
+                            "pass a file written by `neuraltab train`")
     if version > FORMAT_VERSION:
         raise ArtifactError(f"{path}: written in model format {version}, but this neuraltab reads format "
                             f"{FORMAT_VERSION} and older; upgrade neuraltab (pip install -U neuraltab)")
@@ -152,7 +154,7 @@ def load_bundle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         meta = info["meta"]
         tensors = load(data)
     except Exception as exc:  # safetensors raises its own error types for malformed data
-        raise ArtifactError(f"{path}: corrupted model file ({type(exc).__name__}); re-copy or retrain the model") from None
+        raise ArtifactError(f"{path}: corrupted model file (its tensor data cannot be read); re-copy or retrain the model") from None
     if not isinstance(meta, dict) or meta.get("checksum") != _checksum(tensors, meta):
         raise ArtifactError(f"{path}: corrupted model file (checksum mismatch); re-copy or retrain the model")
     return tensors, meta

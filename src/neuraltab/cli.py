@@ -20,13 +20,14 @@ from rich.table import Table
 
 from . import api
 from .artifacts import atomic_write_bytes, check_writable
-from .errors import UserError
+from .errors import DataError, UserError
 from .training import Callback, History
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep neural networks for tables: train, evaluate, predict and inspect models.")
 
 MODEL_SUFFIX = ".ntab"
+OUTPUT_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
 
 
 def _stdout() -> Console:
@@ -133,7 +134,9 @@ def _metrics_table(title: str, metrics: dict[str, Any], classes: tuple[Any, ...]
     table = Table(title=title, show_header=True, title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name, value in metrics.items():
+    order = ["accuracy", "balanced_accuracy", "log_loss", "roc_auc", "f1_macro", "rmse", "mae", "r2", "n"]
+    for name in sorted(metrics, key=lambda m: order.index(m) if m in order else len(order)):
+        value = metrics[name]
         if name == "confusion_matrix":
             continue
         table.add_row(name, "n/a" if value is None else (f"{value:,}" if isinstance(value, int) else f"{value:.4f}"))
@@ -171,6 +174,9 @@ def _write_table(table: Any, path: Path | None, *, force: bool) -> None:
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     buffer = io.BytesIO()
     suffix = path.suffix.lower() if path else ".csv"
+    if suffix not in OUTPUT_SUFFIXES:
+        raise DataError(f"{path}: cannot write {suffix or 'files without an extension'}; "
+                        f"use one of {', '.join(OUTPUT_SUFFIXES)}")
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
@@ -238,6 +244,8 @@ def train(
     """Train a model on DATA to predict --target, report test metrics and save the model file."""
 
     def body() -> None:
+        if data.is_dir():
+            raise DataError(f"{data}: is a folder, not a table file; pass a CSV, Parquet or JSON-lines file")
         out = output if output is not None else data.with_suffix(MODEL_SUFFIX)
         check_writable(out, force=force)  # fail now, not after training
         options = {
@@ -389,7 +397,26 @@ def demo(
 
 
 def main() -> None:
-    app()
+    """Console entry point: like ``app()``, but option-parsing errors are one ``error:`` line too (exit 2)."""
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:  # typer vendors click, so its exception classes are matched by name, not imported
+        kind = type(exc).__name__
+        if kind == "NoArgsIsHelpError":
+            ctx = getattr(exc, "ctx", None)
+            print(ctx.get_help() if ctx is not None else str(exc))
+            code = 0
+        elif kind == "Abort":
+            print("interrupted", file=sys.stderr)
+            code = 130
+        elif getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
+            ctx = getattr(exc, "ctx", None)
+            name = getattr(ctx, "command_path", "neuraltab") or "neuraltab"
+            print(f"error: {exc.format_message()} (see `{name} --help`)", file=sys.stderr)
+            code = 2
+        else:
+            raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

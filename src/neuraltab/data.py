@@ -101,6 +101,8 @@ def _read_csv(path: Path, *, encoding: str | None, notify: Notify) -> pd.DataFra
     name = str(path)
     with open(path, "rb") as fh:
         head = fh.read(_SNIFF_BYTES)
+    if len(head) < _SNIFF_BYTES and not head.strip():
+        raise DataError(f"{name}: the file is empty (only blank lines); it needs a header row and at least one data row")
     if encoding is None:
         encoding = _sniff_encoding(head, name, notify)
     try:
@@ -117,6 +119,8 @@ def _read_csv(path: Path, *, encoding: str | None, notify: Notify) -> pd.DataFra
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if "Empty CSV file" in msg:
+            if head.strip():
+                raise DataError(f"{name}: has a header but no data rows; add rows below the header") from None
             raise DataError(f"{name}: the file is empty; it needs a header row and at least one data row") from None
         match = re.search(r"Expected (\d+) columns, got (\d+)", msg)
         if match:
@@ -495,7 +499,8 @@ def parse_datetimes(s: pd.Series) -> pd.Series:
 
 
 def split(
-    n_rows: int, *, y: np.ndarray | None, test_size: float, valid_size: float, seed: int, notify: Notify = _ignore
+    n_rows: int, *, y: np.ndarray | None, test_size: float, valid_size: float, seed: int, notify: Notify = _ignore,
+    source: str = "the table",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeded train/valid/test row positions; stratified by ``y`` (class codes) when given and possible.
 
@@ -508,8 +513,8 @@ def split(
     index = np.arange(n_rows)
     min_rows = 3 if test_size == 0 else 4
     if n_rows < min_rows:
-        raise DataError(f"the table has {n_rows} usable row(s); training needs at least {min_rows} "
-                        "(some for training, validation and testing)")
+        raise DataError(f"{source}: has {n_rows} usable row(s); training needs at least {min_rows} "
+                        "(some for training, validation and testing): add rows")
 
     def _cut(idx: np.ndarray, size: float, what: str) -> tuple[np.ndarray, np.ndarray]:
         strat = y[idx] if y is not None else None
@@ -517,7 +522,7 @@ def split(
             counts = np.bincount(strat)
             n_held = int(np.ceil(size * len(idx)))
             if counts[counts > 0].min() < 2 or n_held < (counts > 0).sum() or len(idx) - n_held < (counts > 0).sum():
-                notify(f"some classes are too rare to stratify the {what} split; it is random instead")
+                notify(f"{source}: some classes are too rare to stratify the {what} split; it is random instead")
                 strat = None
         return train_test_split(idx, test_size=size, random_state=seed, stratify=strat)
 
