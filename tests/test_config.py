@@ -172,7 +172,7 @@ def test_resolve_fills_every_choice_for_the_default_model(device_type):
     if device_type == "cuda":
         assert (cfg.k, cfg.d_block) == (32, 512)
     else:
-        assert (cfg.k, cfg.d_block) == (8, 256)
+        assert (cfg.k, cfg.d_block) == (8, 128)
 
 
 @pytest.mark.parametrize("device_type", ["cpu", "cuda"])

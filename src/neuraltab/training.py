@@ -145,6 +145,7 @@ def train(
     use_valid = valid_data is not None and len(valid_data[0]) > 0 and cfg.early_stopping
     history = History()
     best_state: dict[str, torch.Tensor] | None = None
+    best_key: tuple[float, float] | None = None
     since_best = 0
     started = time.perf_counter()
     deadline = started + cfg.time_limit if cfg.time_limit else math.inf
@@ -182,7 +183,10 @@ def train(
             if use_valid:
                 pred = predict_output(model, valid_data[0], valid_data[1], task=task)
                 logs["valid_loss"], logs["valid_score"] = _score(task, pred, valid_data[2])
-                if history.best_score is None or logs["valid_score"] > history.best_score:
+                # a tie on the score (accuracy often plateaus, e.g. at the majority class) goes to the lower loss
+                key = (logs["valid_score"], -logs["valid_loss"])
+                if best_key is None or key > best_key:
+                    best_key = key
                     history.best_epoch, history.best_score = epoch, logs["valid_score"]
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     since_best = 0
