@@ -36,7 +36,7 @@ def test_from_dict_rejects_unknown_keys_with_a_suggestion(key, suggestion):
     msg = str(info.value)
     assert repr(key) in msg
     if suggestion is not None:
-        assert f"did you mean {suggestion!r}" in msg or (f"did you mean" in msg and repr(suggestion) in msg)
+        assert f"did you mean {suggestion!r}" in msg or ("did you mean" in msg and repr(suggestion) in msg)
     else:  # nothing close: the message lists the options that exist, not "columns"
         assert "available options" in msg and "columns" not in msg
 

@@ -28,7 +28,6 @@ from .training import Callback, History, predict_output, resolve_device, to_tens
 
 __all__ = ["Model", "fit", "load"]
 
-Data = "str | Path | pd.DataFrame"
 
 
 class _Notices:

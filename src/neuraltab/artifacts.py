@@ -153,7 +153,7 @@ def load_bundle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         meta = info["meta"]
         tensors = load(data)
-    except Exception as exc:  # safetensors raises its own error types for malformed data
+    except Exception:  # safetensors raises its own error types for malformed data
         raise ArtifactError(f"{path}: corrupted model file (its tensor data cannot be read); re-copy or retrain the model") from None
     if not isinstance(meta, dict) or meta.get("checksum") != _checksum(tensors, meta):
         raise ArtifactError(f"{path}: corrupted model file (checksum mismatch); re-copy or retrain the model")

@@ -8,7 +8,7 @@ in one visible place, :func:`resolve`, and the resolved config is what the model
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, closest_names

@@ -10,9 +10,8 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
