@@ -58,6 +58,15 @@ def test_save_load_predict_is_identical(binary_model, tmp_path):
     assert loaded.config == model.config
 
 
+def test_model_bytes_are_the_file_bytes_and_load_back_identically(binary_model, tmp_path):
+    df, model = binary_model
+    data = model.to_bytes()
+    assert data == model.save(tmp_path / "m.ntab").read_bytes()
+    pd.testing.assert_frame_equal(neuraltab.api.load_bytes(data).predict_proba(df), model.predict_proba(df))
+    with pytest.raises(neuraltab.ArtifactError, match="the model bytes: corrupted model file"):
+        neuraltab.api.load_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+
+
 def test_same_seed_gives_identical_model_files_and_other_seed_differs(tmp_path):
     df = make_table(200)
     paths = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from neuraltab.config import TrainConfig, auto_batch_size, resolve
@@ -250,3 +251,14 @@ def test_from_dict_accepts_layers_written_as_text(layers):
 def test_replace_validates():
     with pytest.raises(ConfigError, match="'lr'"):
         TrainConfig().replace(lr=-1.0)
+
+
+def test_from_dict_takes_numpy_scalars_as_python_values():
+    # a scikit-learn grid written with np.arange / np.logspace hands over numpy scalars
+    cfg = TrainConfig.from_dict({"k": np.int64(4), "lr": np.float64(0.01), "layers": np.array([32, 16]),
+                                 "early_stopping": np.bool_(False), "categorical": np.array(["a", "b"])})
+    assert (cfg.k, cfg.lr, cfg.layers, cfg.early_stopping, cfg.categorical) == (4, 0.01, (32, 16), False, ("a", "b"))
+    assert type(cfg.k) is int and type(cfg.layers[0]) is int and type(cfg.categorical[0]) is str
+    json.dumps(cfg.to_dict())
+    with pytest.raises(ConfigError, match="option 'k'"):
+        TrainConfig.from_dict({"k": np.bool_(True)})

@@ -435,6 +435,12 @@ def test_no_usable_features_is_a_schema_error():
         infer_schema(df, "y")
 
 
+def test_cells_holding_dicts_or_lists_are_a_schema_error_naming_the_column():
+    df = _base(meta=[{"a": 1}] + [{}] * (N - 1))
+    with pytest.raises(SchemaError, match="column 'meta' holds dict values such as \"{'a': 1}\""):
+        infer_schema(df, "y")
+
+
 def test_schema_round_trips_through_a_dict():
     from neuraltab.data import Schema
 
@@ -491,7 +497,7 @@ def test_rare_classes_fall_back_to_a_random_split_with_a_notice():
     assert "too rare to stratify" in notices.text
 
 
-@pytest.mark.parametrize(("n_rows", "test_size"), [(0, 0.3), (3, 0.3), (2, 0.0)])
+@pytest.mark.parametrize(("n_rows", "test_size"), [(0, 0.3), (3, 0.3), (1, 0.0)])
 def test_tiny_tables_are_an_error(n_rows, test_size):
     with pytest.raises(DataError) as info:
         split(n_rows, y=None, test_size=test_size, valid_size=0.2, seed=0)
@@ -502,3 +508,10 @@ def test_tiny_tables_are_an_error(n_rows, test_size):
 def test_smallest_tables_leave_a_row_for_each_part(n_rows, test_size):
     train, valid, test = split(n_rows, y=None, test_size=test_size, valid_size=0.2, seed=0)
     assert len(train) >= 1 and len(valid) >= 1 and (len(test) >= 1 or test_size == 0)
+
+
+def test_two_rows_without_a_test_split_train_on_both_without_validation():
+    notices = Notices()
+    train, valid, test = split(2, y=np.array([0, 1]), test_size=0.0, valid_size=0.2, seed=0, notify=notices)
+    assert train.tolist() == [0, 1] and len(valid) == 0 and len(test) == 0
+    assert "too few to hold some out for validation" in notices.text and "without early stopping" in notices.text

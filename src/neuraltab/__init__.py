@@ -10,7 +10,8 @@ __version__ = "0.1.0"
 from .api import Model, fit, load  # noqa: E402
 from .config import TrainConfig  # noqa: E402
 from .errors import ArtifactError, ConfigError, DataError, SchemaError, UserError  # noqa: E402
+from .estimators import NeuralTabClassifier, NeuralTabRegressor  # noqa: E402
 from .training import Callback  # noqa: E402
 
-__all__ = ["fit", "load", "Model", "TrainConfig", "Callback", "UserError", "DataError", "SchemaError",
-           "ConfigError", "ArtifactError", "__version__"]
+__all__ = ["fit", "load", "Model", "TrainConfig", "Callback", "NeuralTabClassifier", "NeuralTabRegressor",
+           "UserError", "DataError", "SchemaError", "ConfigError", "ArtifactError", "__version__"]

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .artifacts import FORMAT_VERSION, load_bundle, save_bundle
+from .artifacts import FORMAT_VERSION, bundle_bytes, load_bundle, read_bundle_bytes, save_bundle
 from .config import TrainConfig, resolve
 from .data import Schema, drop_missing_target, fingerprint, infer_schema, read_table, source_name, split
 from .errors import ArtifactError, SchemaError
@@ -26,7 +26,7 @@ from .model.tabm import compute_bins
 from .preprocessing import Batch, Preprocessor
 from .training import Callback, History, predict_output, resolve_device, to_tensors, train
 
-__all__ = ["Model", "fit", "load"]
+__all__ = ["Model", "fit", "load", "load_bytes"]
 
 
 
@@ -72,7 +72,8 @@ class Model:
     def __init__(self, *, schema: Schema, preprocessor: Preprocessor, network: torch.nn.Module, spec: dict[str, Any],
                  config: TrainConfig, metrics: dict[str, Any], history: History | dict[str, Any],
                  data_fingerprint: dict[str, Any], versions: dict[str, str], notices: list[str] | None = None,
-                 splits: dict[str, np.ndarray] | None = None, device: torch.device | None = None) -> None:
+                 splits: dict[str, np.ndarray] | None = None, device: torch.device | None = None,
+                 estimator: dict[str, Any] | None = None) -> None:
         self.schema = schema
         self.preprocessor = preprocessor
         self.network = network
@@ -85,6 +86,9 @@ class Model:
         self.notices = notices or []
         self.splits = splits  # row labels of the training table per split; only after fit, not saved
         self.device = device or torch.device("cpu")
+        # set by a scikit-learn estimator that trained this model (class, parameters, classes_, feature names), so
+        # that NeuralTab*.load can rebuild it; saved with the model, JSON like the rest
+        self.estimator = estimator
 
     # --------------------------------------------------------------------------------------------------- basics
     @property
@@ -167,6 +171,13 @@ class Model:
     # --------------------------------------------------------------------------------------------------- files
     def save(self, path: str | Path, *, force: bool = False) -> Path:
         """Write the model as one safetensors file (atomically; refuses to overwrite unless ``force``)."""
+        return save_bundle(Path(path), *self._bundle(), force=force)
+
+    def to_bytes(self) -> bytes:
+        """The bytes :meth:`save` would write: safetensors + JSON, no pickle. :func:`load_bytes` reads them back."""
+        return bundle_bytes(*self._bundle())
+
+    def _bundle(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         pre_tensors, pre_meta = self.preprocessor.to_state()
         tensors = {f"model.{k}": v for k, v in self.network.state_dict().items()}
         tensors.update({f"pre.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in pre_tensors.items()})
@@ -181,7 +192,9 @@ class Model:
             "data": self.data_fingerprint,
             "versions": self.versions,
         }
-        return save_bundle(Path(path), tensors, meta, force=force)
+        if self.estimator is not None:
+            meta["estimator"] = self.estimator
+        return tensors, meta
 
     def info(self) -> dict[str, Any]:
         """Everything the model file records, for `neuraltab info`."""
@@ -198,7 +211,7 @@ class Model:
             "training": {k: v for k, v in self.history.items() if k != "epochs"} | {"epochs_run": len(self.history.get("epochs", []))},
             "data": self.data_fingerprint,
             "versions": self.versions,
-        }
+        } | ({"estimator": self.estimator} if self.estimator is not None else {})
 
 
 # ======================================================================================================================
@@ -272,7 +285,15 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
 
 def load(path: str | Path, *, device: str = "cpu") -> Model:
     """Load a model file written by :meth:`Model.save`. Never runs code from the file."""
-    tensors, meta = load_bundle(Path(path))
+    return _from_bundle(*load_bundle(Path(path)), name=str(path), device=device)
+
+
+def load_bytes(data: bytes, *, device: str = "cpu") -> Model:
+    """Load a model from the bytes :meth:`Model.to_bytes` returned (the same format as the file, no pickle)."""
+    return _from_bundle(*read_bundle_bytes(data), name="the model bytes", device=device)
+
+
+def _from_bundle(tensors: dict[str, torch.Tensor], meta: dict[str, Any], *, name: str, device: str) -> Model:
     try:
         schema = Schema.from_dict(meta["schema"])
         pre_tensors = {k[4:]: v.numpy() for k, v in tensors.items() if k.startswith("pre.")}
@@ -282,10 +303,11 @@ def load(path: str | Path, *, device: str = "cpu") -> Model:
         network.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         config = TrainConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ArtifactError(f"{path}: the model file is incomplete or inconsistent ({type(exc).__name__}: "
+        raise ArtifactError(f"{name}: the model file is incomplete or inconsistent ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:200]}); retrain the model") from None
     dev = resolve_device(device)
     network.to(dev).eval()
     return Model(schema=schema, preprocessor=pre, network=network, spec=spec, config=config,
                  metrics=meta.get("metrics", {}), history=meta.get("history", {}),
-                 data_fingerprint=meta.get("data", {}), versions=meta.get("versions", {}), device=dev)
+                 data_fingerprint=meta.get("data", {}), versions=meta.get("versions", {}), device=dev,
+                 estimator=meta.get("estimator"))

@@ -21,7 +21,8 @@ import torch
 
 from .errors import ArtifactError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save_bundle", "load_bundle", "atomic_write_bytes", "check_writable"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_bundle", "load_bundle", "bundle_bytes", "read_bundle_bytes",
+           "atomic_write_bytes", "check_writable"]
 
 FORMAT = "neuraltab"
 FORMAT_VERSION = 1
@@ -100,21 +101,24 @@ def _parse_header(data: bytes) -> dict[str, Any] | None:
     return header if isinstance(header, dict) else None
 
 
-def save_bundle(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], *, force: bool = False) -> Path:
-    """Write tensors + JSON metadata as one safetensors file, atomically. Returns the path."""
+def bundle_bytes(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
+    """The bytes of a model file: tensors + JSON metadata (with its checksum) in one safetensors document."""
     from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     meta = {**meta, "checksum": _checksum(tensors, meta)}
     header = {FORMAT: _canonical({"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta})}
-    atomic_write_bytes(Path(path), save(tensors, metadata=header), force=force)
+    return save(tensors, metadata=header)
+
+
+def save_bundle(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], *, force: bool = False) -> Path:
+    """Write tensors + JSON metadata as one safetensors file, atomically. Returns the path."""
+    atomic_write_bytes(Path(path), bundle_bytes(tensors, meta), force=force)
     return Path(path)
 
 
 def load_bundle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a model file written by :func:`save_bundle`; any problem is an :class:`ArtifactError` naming it."""
-    from safetensors.torch import load
-
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"{path}: model file not found; check the path (train one with `neuraltab train`)")
@@ -124,37 +128,44 @@ def load_bundle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         data = path.read_bytes()
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return read_bundle_bytes(data, name=str(path))
+
+
+def read_bundle_bytes(data: bytes, *, name: str = "the model bytes") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Parse the bytes of a model file (see :func:`bundle_bytes`); ``name`` is how messages refer to them."""
+    from safetensors.torch import load
+
     header = _parse_header(data)
     if header is None:
         if len(data) < 8:
-            raise ArtifactError(f"{path}: truncated or not a model file (only {len(data)} bytes); re-copy or retrain")
+            raise ArtifactError(f"{name}: truncated or not a model file (only {len(data)} bytes); re-copy or retrain")
         if data[:1] == b"\x80" or data[:2] == b"PK":
             kind = "a Python pickle" if data[:1] == b"\x80" else "a zip archive (such as a torch.save checkpoint)"
-            raise ArtifactError(f"{path}: looks like {kind}, not a neuraltab model file; neuraltab never loads pickles")
+            raise ArtifactError(f"{name}: looks like {kind}, not a neuraltab model file; neuraltab never loads pickles")
         if data[8:10] == b'{"' and struct.unpack("<Q", data[:8])[0] > len(data) - 8:
-            raise ArtifactError(f"{path}: truncated or corrupted (the header runs past the end of the file's "
+            raise ArtifactError(f"{name}: truncated or corrupted (the header runs past the end of the file's "
                                 f"{len(data)} bytes); re-copy or retrain the model")
-        raise ArtifactError(f"{path}: not a neuraltab model file; pass a file written by `neuraltab train`")
+        raise ArtifactError(f"{name}: not a neuraltab model file; pass a file written by `neuraltab train`")
     metadata = header.get("__metadata__")
     if not isinstance(metadata, dict) or FORMAT not in metadata:
-        raise ArtifactError(f"{path}: not a neuraltab model file (a safetensors file from another tool?); "
+        raise ArtifactError(f"{name}: not a neuraltab model file (a safetensors file from another tool?); "
                             "pass a file written by `neuraltab train`")
     try:
         info = json.loads(metadata[FORMAT])
         version = int(info["format_version"])
     except (TypeError, ValueError, KeyError):
-        raise ArtifactError(f"{path}: corrupted model file (unreadable neuraltab metadata); re-copy or retrain") from None
+        raise ArtifactError(f"{name}: corrupted model file (unreadable neuraltab metadata); re-copy or retrain") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: not a neuraltab model file (a safetensors file from another tool?); "
+        raise ArtifactError(f"{name}: not a neuraltab model file (a safetensors file from another tool?); "
                             "pass a file written by `neuraltab train`")
     if version > FORMAT_VERSION:
-        raise ArtifactError(f"{path}: written in model format {version}, but this neuraltab reads format "
+        raise ArtifactError(f"{name}: written in model format {version}, but this neuraltab reads format "
                             f"{FORMAT_VERSION} and older; upgrade neuraltab (pip install -U neuraltab)")
     try:
         meta = info["meta"]
         tensors = load(data)
     except Exception:  # safetensors raises its own error types for malformed data
-        raise ArtifactError(f"{path}: corrupted model file (its tensor data cannot be read); re-copy or retrain the model") from None
+        raise ArtifactError(f"{name}: corrupted model file (its tensor data cannot be read); re-copy or retrain the model") from None
     if not isinstance(meta, dict) or meta.get("checksum") != _checksum(tensors, meta):
-        raise ArtifactError(f"{path}: corrupted model file (checksum mismatch); re-copy or retrain the model")
+        raise ArtifactError(f"{name}: corrupted model file (checksum mismatch); re-copy or retrain the model")
     return tensors, meta

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .errors import ConfigError, closest_names
 
 __all__ = ["TrainConfig", "resolve", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS"]
@@ -77,11 +79,13 @@ class TrainConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in names:
-                raise ConfigError(f"unknown option {key!r}: {closest_names(key, names).replace('available columns', 'available options')}")
+                raise ConfigError(f"unknown option {key!r}: {closest_names(key, names, what='options')}")
         cleaned = {}
         for key, value in values.items():
+            value = _python_scalar(value)
             if key in _TUPLE_FIELDS and value is not None:
                 value = tuple(value) if not isinstance(value, str) else tuple(v.strip() for v in value.split(",") if v.strip())
+                value = tuple(_python_scalar(v) for v in value)
                 if key == "layers":
                     value = tuple(_as_int(v, key) for v in value)
             cleaned[key] = value
@@ -95,6 +99,11 @@ class TrainConfig:
 
 
 _TUPLE_FIELDS = {"layers", "categorical", "numeric", "drop"}
+
+
+def _python_scalar(value: Any) -> Any:
+    """numpy scalars (as a scikit-learn grid built with np.arange or np.logspace gives) as the Python ones."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _as_int(value: Any, name: str) -> Any:

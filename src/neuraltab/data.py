@@ -428,7 +428,14 @@ def _infer_task(y: pd.Series, task: str, target: str, source: str, notify: Notif
 
 def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, notify: Notify) -> tuple[str | None, str]:
     non_null = s.dropna()
-    n, n_unique = len(s), non_null.nunique()
+    try:
+        n, n_unique = len(s), non_null.nunique()
+    except TypeError:  # unhashable cells: dicts, lists, arrays
+        bad = next((v for v in non_null if getattr(v, "__hash__", None) is None), None)
+        if bad is None:
+            raise
+        raise SchemaError(f"{source}: column {col!r} holds {type(bad).__name__} values such as {str(bad)[:40]!r}; "
+                          "a cell must hold one number, text, boolean or date: flatten or drop that column") from None
     if forced == "categorical":
         return "categorical", ""
     if forced == "numeric":
@@ -510,10 +517,14 @@ def split(
     from sklearn.model_selection import train_test_split
 
     index = np.arange(n_rows)
-    min_rows = 3 if test_size == 0 else 4
+    min_rows = 2 if test_size == 0 else 4
     if n_rows < min_rows:
         raise DataError(f"{source}: has {n_rows} usable row(s); training needs at least {min_rows} "
                         "(some for training, validation and testing): add rows")
+    if test_size == 0 and n_rows < 3:  # one row to train on and one to validate on would only be noise
+        notify(f"{source}: only {n_rows} rows, too few to hold some out for validation: training uses all of them, "
+               "without early stopping")
+        return index, index[:0], index[:0]
 
     def _cut(idx: np.ndarray, size: float, what: str) -> tuple[np.ndarray, np.ndarray]:
         strat = y[idx] if y is not None else None

@@ -2,7 +2,8 @@
 
 Every problem caused by the user's input (a file, a column, an option) is raised as a :class:`UserError`
 subclass whose message is one line: what must hold, what was found, and how to fix it. The CLI prints the
-message and exits with status 2; anything else escaping is a bug in neuraltab.
+message and exits with status 2; anything else escaping is a bug in neuraltab. Errors about values (a table, a
+column, an option) are also ``ValueError``s, as Python code and scikit-learn expect of bad input.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ class UserError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
-class DataError(UserError):
+class DataError(UserError, ValueError):
     """A table cannot be read: missing file, bad encoding, ragged rows, no rows, ..."""
 
 
-class SchemaError(UserError):
+class SchemaError(UserError, ValueError):
     """A table can be read but its columns do not fit: missing target, missing feature, wrong type, ..."""
 
 
@@ -43,11 +44,13 @@ class ArtifactError(UserError):
     """A model file cannot be read: not found, truncated, corrupted, foreign or from a newer version."""
 
 
-def closest_names(name: str, candidates: list[str], n: int = 3) -> str:
-    """Render ``did you mean ...?`` hints, or the list of available names when none is close.
+def closest_names(name: str, candidates: list[str], n: int = 3, *, what: str = "columns") -> str:
+    """Render ``did you mean ...?`` hints, or the list of available ``what`` when none is close.
 
     >>> closest_names("lef", ["left", "salary", "sales"])
     "did you mean 'left'?"
+    >>> closest_names("xyz", ["lr", "k"], what="parameters")
+    "available parameters: 'lr', 'k'"
     """
     close = difflib.get_close_matches(name, candidates, n=n, cutoff=0.6)
     if not close:
@@ -58,4 +61,4 @@ def closest_names(name: str, candidates: list[str], n: int = 3) -> str:
         return "did you mean " + " or ".join(repr(c) for c in close) + "?"
     shown = ", ".join(repr(c) for c in candidates[:8])
     more = f" (and {len(candidates) - 8} more)" if len(candidates) > 8 else ""
-    return f"available columns: {shown}{more}"
+    return f"available {what}: {shown}{more}"
