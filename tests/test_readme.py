@@ -42,3 +42,10 @@ def test_scikit_learn_examples_run(tmp_path, monkeypatch):
     loaded = NeuralTabClassifier.load(tmp_path / "hr-best.ntab")
     np.testing.assert_array_equal(loaded.predict(namespace["X_test"]), search.predict(namespace["X_test"]))
     assert loaded.get_params()["k"] == search.best_params_["k"]
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    root = Path(__file__).resolve().parents[1]
+    ci_command = (root / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci_command.endswith("python -m pytest")
+    assert ci_command in (root / "README.md").read_text()
