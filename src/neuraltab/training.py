@@ -18,7 +18,7 @@ from .config import TrainConfig
 from .errors import ConfigError
 from .preprocessing import Batch
 
-__all__ = ["Callback", "History", "resolve_device", "train", "predict_output", "to_tensors"]
+__all__ = ["Callback", "History", "resolve_device", "train", "predict_output", "to_tensors", "ensemble_loss"]
 
 
 class Callback:
@@ -92,10 +92,20 @@ def predict_output(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *
     return torch.cat(outs)
 
 
-def _loss_fn(task: str):
+def ensemble_loss(out: torch.Tensor, y: torch.Tensor, *, task: str) -> torch.Tensor:
+    """Mean over the k members of each member's loss (never the loss of the members' mean: each must learn alone).
+
+    out: float32[B, k, n_out]; y: int64[B] class codes or float32[B] standardised targets. Returns a scalar.
+
+    >>> out = torch.tensor([[[2.0, 0.0], [0.0, 2.0]]])  # one row, two members that disagree
+    >>> round(float(ensemble_loss(out, torch.tensor([0]), task="binary")), 4)  # (0.1269 + 2.1269) / 2
+    1.1269
+    """
+    k = out.shape[1]
+    target = y.repeat_interleave(k)  # row-major [B, k] flattening: member j of row i sits at i * k + j
     if task == "regression":
-        return nn.functional.mse_loss
-    return nn.functional.cross_entropy
+        return nn.functional.mse_loss(out.reshape(-1), target)
+    return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), target)
 
 
 def _score(task: str, pred: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -140,7 +150,6 @@ def train(
     batch_size = min(cfg.batch_size, n)
     steps = math.ceil(n / batch_size)
     optimizer = _make_optimizer(model, cfg, device)
-    loss_fn = _loss_fn(task)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     use_valid = valid_data is not None and len(valid_data[0]) > 0 and cfg.early_stopping
     history = History()
@@ -165,12 +174,7 @@ def train(
             total = torch.zeros((), device=device)
             for step in range(steps):
                 idx = perm[step * batch_size:(step + 1) * batch_size]
-                out = model(x_num[idx], x_cat[idx])  # [b, k, n_out]
-                k = out.shape[1]
-                target = y[idx].repeat_interleave(k)
-                # mean of the members' losses, not the loss of their mean: each member learns on its own
-                pred = out.reshape(-1) if task == "regression" else out.reshape(-1, out.shape[-1])
-                loss = loss_fn(pred, target)
+                loss = ensemble_loss(model(x_num[idx], x_cat[idx]), y[idx], task=task)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
