@@ -17,6 +17,7 @@ import torch
 
 from . import __version__
 from .artifacts import FORMAT_VERSION, bundle_bytes, load_bundle, read_bundle_bytes, save_bundle
+from .checkpoint import Checkpoint
 from .config import TrainConfig, resolve
 from .data import Schema, drop_missing_target, fingerprint, infer_schema, read_table, source_name, split
 from .errors import ArtifactError, SchemaError
@@ -27,6 +28,9 @@ from .preprocessing import Batch, Preprocessor
 from .training import Callback, History, predict_output, resolve_device, to_tensors, train
 
 __all__ = ["Model", "fit", "load", "load_bytes"]
+
+# options that may differ between an interrupted run and its --resume (they do not change what is learned)
+_RESUMABLE_CHANGES = ("threads", "device", "time_limit")
 
 
 
@@ -220,11 +224,16 @@ class Model:
 
 
 def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding: str | None = None,
+        checkpoint: str | Path | None = None, checkpoint_every: int = 10, resume: bool = False,
         **options: Any) -> Model:
     """Train a model on a table (a path or a DataFrame) to predict column ``target``.
 
     ``options`` are :class:`TrainConfig` fields (``model``, ``epochs``, ``seed``, ...). The table is split into
     train/valid/test (``test_size``, ``valid_size``); ``model.metrics["test"]`` holds the held-out test metrics.
+
+    With ``checkpoint`` (a file path), the whole training state is saved there every ``checkpoint_every`` epochs and
+    when Ctrl-C or SIGTERM stops the run; ``resume=True`` continues from it, giving the same model as an
+    uninterrupted run. The file is removed once training finishes (kept when it was interrupted).
     """
     cfg = TrainConfig.from_dict(options)
     notify = _Notices(callbacks)
@@ -264,7 +273,17 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
         if bins is not None:
             network.set_bins(bins)
         network.to(device)
-        history = train(network, tensors["train"], tensors["valid"], task=schema.task, cfg=cfg, callbacks=callbacks)
+        ckpt = None
+        if checkpoint is not None:
+            identity = {"data": fingerprint(data, raw)["sha256"], "target": target,
+                        "config": {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}}
+            ckpt = Checkpoint(checkpoint, every=checkpoint_every, identity=identity)
+            if resume and not ckpt.path.exists():
+                notify(f"{ckpt.path}: no checkpoint to resume from; training from the start")
+        history = train(network, tensors["train"], tensors["valid"], task=schema.task, cfg=cfg, callbacks=callbacks,
+                        checkpoint=ckpt, resume=resume)
+        if ckpt is not None and history.stop_reason != "interrupted":
+            ckpt.path.unlink(missing_ok=True)
 
         model = Model(schema=schema, preprocessor=pre, network=network, spec=spec, config=cfg, metrics={},
                       history=history, data_fingerprint=fingerprint(data, raw), versions=_versions(),

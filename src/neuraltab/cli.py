@@ -238,16 +238,23 @@ def train(
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N [default: auto]."),
     threads: Optional[int] = typer.Option(None, help="CPU threads [default: all cores]."),
     encoding: Optional[str] = typer.Option(None, help="Text encoding of DATA [default: sniffed]."),
+    checkpoint_every: int = typer.Option(10, help="Save the training state every N epochs (next to the model file)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable result on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or notices."),
 ) -> None:
-    """Train a model on DATA to predict --target, report test metrics and save the model file."""
+    """Train a model on DATA to predict --target, report test metrics and save the model file.
+
+    The training state is checkpointed to MODEL.ckpt; after a crash, a kill or Ctrl-C, rerun the same command with
+    --resume to continue where it stopped (same result as an uninterrupted run)."""
 
     def body() -> None:
         if data.is_dir():
             raise DataError(f"{data}: is a folder, not a table file; pass a CSV, Parquet or JSON-lines file")
         out = output if output is not None else data.with_suffix(MODEL_SUFFIX)
-        check_writable(out, force=force)  # fail now, not after training
+        ckpt = out.with_name(out.name + ".ckpt")
+        overwrite = force or (resume and ckpt.exists())  # resuming a run may replace its own interrupted result
+        check_writable(out, force=overwrite)  # fail now, not after training
         options = {
             "task": task, "model": model, "layers": _split_list(layers), "activation": activation, "k": k,
             "d_block": d_block, "n_blocks": n_blocks, "d_embedding": d_embedding, "n_bins": n_bins,
@@ -260,8 +267,12 @@ def train(
         options = {name: value for name, value in options.items() if value is not None}
         options["early_stopping"] = early_stopping
         progress = Progress(_stderr(), quiet=quiet)
-        fitted = api.fit(str(data), target, callbacks=[progress], encoding=encoding, **options)
-        fitted.save(out, force=force)
+        fitted = api.fit(str(data), target, callbacks=[progress], encoding=encoding, checkpoint=ckpt,
+                         checkpoint_every=checkpoint_every, resume=resume, **options)
+        fitted.save(out, force=overwrite)
+        if fitted.history["stop_reason"] == "interrupted" and not quiet:
+            _stderr().print(f"interrupted: saved the best model so far; continue with the same command and --resume "
+                            f"(state in {ckpt})")
         result = {"model_file": str(out), "task": fitted.task, "target": target, "metrics": fitted.metrics,
                   "best_epoch": fitted.history["best_epoch"], "epochs_run": len(fitted.history["epochs"]),
                   "stop_reason": fitted.history["stop_reason"], "train_seconds": round(fitted.train_seconds, 3),

@@ -6,6 +6,8 @@ Library code never prints: progress goes to :class:`Callback` objects (the CLI's
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import Checkpoint, Snapshot
 from .config import TrainConfig
 from .errors import ConfigError
 from .preprocessing import Batch
@@ -137,12 +140,16 @@ def train(
     task: str,
     cfg: TrainConfig,
     callbacks: Sequence[Callback] = (),
+    checkpoint: Checkpoint | None = None,
+    resume: bool = False,
 ) -> History:
     """Train ``model`` in place on (x_num, x_cat, y) tensors already on the model's device; return the History.
 
     With a validation set and ``cfg.early_stopping``, training stops after ``cfg.patience`` epochs without a better
     validation score and the best epoch's weights are restored. Without one, the last epoch's weights are kept.
-    Ctrl-C and ``cfg.time_limit`` end training early and keep the best weights found so far.
+    Ctrl-C, SIGTERM and ``cfg.time_limit`` end training early and keep the best weights found so far. With a
+    ``checkpoint``, the full state is saved every ``checkpoint.every`` epochs and when a signal stops the run;
+    ``resume=True`` continues from it.
     """
     x_num, x_cat, y = train_data
     device = x_num.device
@@ -156,8 +163,23 @@ def train(
     best_state: dict[str, torch.Tensor] | None = None
     best_key: tuple[float, float] | None = None
     since_best = 0
+    first_epoch = 1
+    if resume and checkpoint is not None and checkpoint.path.exists():
+        snap = checkpoint.load()
+        snap.restore(model=model, optimizer=optimizer, shuffle=generator)
+        best_state, first_epoch = snap.best, snap.epochs_done + 1
+        c = snap.counters
+        best_key = tuple(c["best_key"]) if c["best_key"] is not None else None  # type: ignore[assignment]
+        since_best, history.best_epoch, history.best_score = c["since_best"], c["best_epoch"], c["best_score"]
+        history.epochs = list(c["epochs"])
     started = time.perf_counter()
     deadline = started + cfg.time_limit if cfg.time_limit else math.inf
+
+    def snapshot(epochs_done: int) -> Snapshot:
+        return Snapshot.take(epochs_done=epochs_done, model=model, optimizer=optimizer, shuffle=generator,
+                             best=best_state, counters={"best_key": best_key, "since_best": since_best,
+                                                        "best_epoch": history.best_epoch,
+                                                        "best_score": history.best_score, "epochs": history.epochs})
 
     for cb in callbacks:
         cb.on_train_begin({
@@ -165,11 +187,12 @@ def train(
             "n_valid": len(valid_data[0]) if use_valid else 0, "device": str(device),
             "n_parameters": sum(p.numel() for p in model.parameters()),
             "monitor": ("-rmse" if task == "regression" else "accuracy") if use_valid else None,
-            "patience": cfg.patience,
+            "patience": cfg.patience, "first_epoch": first_epoch,
         })
     model.train()
-    try:
-        for epoch in range(1, cfg.epochs + 1):
+    with _StopOnSignal() as stop:
+        at_epoch_start = snapshot(first_epoch - 1) if checkpoint is not None else None
+        for epoch in range(first_epoch, cfg.epochs + 1):
             perm = torch.randperm(n, generator=generator).to(device)
             total = torch.zeros((), device=device)
             for step in range(steps):
@@ -181,8 +204,13 @@ def train(
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
                 optimizer.step()
                 total += loss.detach() * len(idx)
-                if time.perf_counter() > deadline:
+                if stop.requested or time.perf_counter() > deadline:
                     break
+            if stop.requested:  # a partial epoch cannot be replayed exactly: keep the state from its start
+                history.stop_reason = "interrupted"
+                if checkpoint is not None and at_epoch_start is not None:
+                    checkpoint.save(at_epoch_start)
+                break
             logs: dict[str, Any] = {"epoch": epoch, "train_loss": float(total) / n}
             if use_valid:
                 pred = predict_output(model, valid_data[0], valid_data[1], task=task)
@@ -203,6 +231,10 @@ def train(
             history.epochs.append(logs)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
+            if checkpoint is not None:
+                at_epoch_start = snapshot(epoch)
+                if epoch % checkpoint.every == 0:
+                    checkpoint.save(at_epoch_start)
             if time.perf_counter() > deadline:
                 history.stop_reason = "time_limit"
                 break
@@ -211,8 +243,6 @@ def train(
                 break
         else:
             history.stop_reason = "max_epochs"
-    except KeyboardInterrupt:
-        history.stop_reason = "interrupted"
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -220,3 +250,27 @@ def train(
     for cb in callbacks:
         cb.on_train_end(history)
     return history
+
+
+class _StopOnSignal:
+    """While training, the first Ctrl-C or SIGTERM asks the loop to stop after the current step (keeping the best
+    model so far); a second Ctrl-C interrupts at once. Handlers are only installed from the main thread."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "_StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
