@@ -262,3 +262,28 @@ def test_float_labels_are_classes_for_a_classifier_and_two_values_are_numbers_fo
     assert clf.model_.task == "binary" and clf.classes_.tolist() == [0.0, 1.0] and clf.predict(X).dtype == np.float64
     reg = NeuralTabRegressor(**TINY).fit(X, y)
     assert reg.model_.task == "regression" and np.unique(reg.predict(X)).size > 2
+
+
+def test_estimator_and_the_cli_give_identical_predictions(tmp_path):
+    from typer.testing import CliRunner
+
+    from neuraltab.cli import app
+
+    df = make_table(200, seed=6)
+    data = tmp_path / "table.csv"
+    df.to_csv(data, index=False)
+    options = [part for name, value in TINY.items() for part in (f"--{name.replace('_', '-')}", str(value))]
+    runner = CliRunner()
+    train = runner.invoke(app, ["train", str(data), "--target", "label", "--test-size", "0", "--seed", "7",
+                                *options, "--quiet", "-o", str(tmp_path / "m.ntab")])
+    assert train.exit_code == 0, train.output
+    predict = runner.invoke(app, ["predict", str(tmp_path / "m.ntab"), str(data), "-o", str(tmp_path / "p.csv"),
+                                  "--quiet"])
+    assert predict.exit_code == 0, predict.output
+    cli = pd.read_csv(tmp_path / "p.csv")
+
+    table = pd.read_csv(data)  # the estimator sees the same numbers the CLI read
+    clf = NeuralTabClassifier(**TINY, seed=7).fit(table.drop(columns="label"), table["label"])
+    np.testing.assert_array_equal(clf.predict(table.drop(columns="label")), cli["prediction"].to_numpy())
+    np.testing.assert_allclose(clf.predict_proba(table.drop(columns="label")),
+                               cli[[f"proba_{c}" for c in clf.classes_]].to_numpy(), rtol=1e-6)
