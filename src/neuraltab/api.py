@@ -321,12 +321,20 @@ def _from_bundle(tensors: dict[str, torch.Tensor], meta: dict[str, Any], *, name
         network = build(spec)
         network.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         config = TrainConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        extras = {key: meta.get(key, {}) for key in ("metrics", "history", "data", "versions")}
+        bad = [key for key, value in extras.items() if not isinstance(value, dict)]
+        n_out = 1 if schema.task == "regression" else len(schema.classes)
+        if bad or spec["n_num"] != pre.n_num or list(spec["cat_cardinalities"]) != pre.cat_cardinalities \
+                or spec["n_out"] != n_out:
+            raise ValueError("the preprocessing state, the schema and the network do not fit together")
+        model = Model(schema=schema, preprocessor=pre, network=network.eval(), spec=spec, config=config,
+                      metrics=extras["metrics"], history=extras["history"], data_fingerprint=extras["data"],
+                      versions=extras["versions"], estimator=meta.get("estimator"))
+        # a smoke run on one all-missing row exercises every stored array before a user's data does
+        model._output(pre.transform(pd.DataFrame({c: [None] for c in schema.feature_names()}, dtype=object)))
+    except Exception as exc:  # anything a consistent, checksummed-but-wrong file can trigger
         raise ArtifactError(f"{name}: the model file is incomplete or inconsistent ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:200]}); retrain the model") from None
-    dev = resolve_device(device)
-    network.to(dev).eval()
-    return Model(schema=schema, preprocessor=pre, network=network, spec=spec, config=config,
-                 metrics=meta.get("metrics", {}), history=meta.get("history", {}),
-                 data_fingerprint=meta.get("data", {}), versions=meta.get("versions", {}), device=dev,
-                 estimator=meta.get("estimator"))
+                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); retrain the model") from None
+    model.device = resolve_device(device)
+    network.to(model.device)
+    return model

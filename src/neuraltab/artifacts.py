@@ -96,7 +96,7 @@ def _parse_header(data: bytes) -> dict[str, Any] | None:
         return None
     try:
         header = json.loads(data[8:8 + n_header])
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, a 5,000-digit number, or nested past the stack
         return None
     return header if isinstance(header, dict) else None
 
@@ -145,6 +145,9 @@ def read_bundle_bytes(data: bytes, *, name: str = "the model bytes") -> tuple[di
         if data[8:10] == b'{"' and struct.unpack("<Q", data[:8])[0] > len(data) - 8:
             raise ArtifactError(f"{name}: truncated or corrupted (the header runs past the end of the file's "
                                 f"{len(data)} bytes); re-copy or retrain the model")
+        if data[8:10] == b'{"':
+            raise ArtifactError(f"{name}: corrupted model file (its header is not valid JSON); "
+                                "re-copy or retrain the model")
         raise ArtifactError(f"{name}: not a neuraltab model file; pass a file written by `neuraltab train`")
     metadata = header.get("__metadata__")
     if not isinstance(metadata, dict) or FORMAT not in metadata:
@@ -152,8 +155,10 @@ def read_bundle_bytes(data: bytes, *, name: str = "the model bytes") -> tuple[di
                             "pass a file written by `neuraltab train`")
     try:
         info = json.loads(metadata[FORMAT])
+        if not isinstance(info, dict):
+            raise TypeError("not a JSON object")
         version = int(info["format_version"])
-    except (TypeError, ValueError, KeyError):
+    except (TypeError, ValueError, KeyError, OverflowError, RecursionError):  # OverflowError: int(1e999)
         raise ArtifactError(f"{name}: corrupted model file (unreadable neuraltab metadata); re-copy or retrain") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise ArtifactError(f"{name}: not a neuraltab model file (a safetensors file from another tool?); "
@@ -161,11 +166,16 @@ def read_bundle_bytes(data: bytes, *, name: str = "the model bytes") -> tuple[di
     if version > FORMAT_VERSION:
         raise ArtifactError(f"{name}: written in model format {version}, but this neuraltab reads format "
                             f"{FORMAT_VERSION} and older; upgrade neuraltab (pip install -U neuraltab)")
+    meta = info.get("meta")
     try:
-        meta = info["meta"]
         tensors = load(data)
     except Exception:  # safetensors raises its own error types for malformed data
         raise ArtifactError(f"{name}: corrupted model file (its tensor data cannot be read); re-copy or retrain the model") from None
-    if not isinstance(meta, dict) or meta.get("checksum") != _checksum(tensors, meta):
+    try:
+        # a genuine file's metadata holds only finite numbers, so a NaN or 1e999 (ValueError here) is corruption too
+        intact = isinstance(meta, dict) and meta.get("checksum") == _checksum(tensors, meta)
+    except (ValueError, TypeError, RecursionError, RuntimeError):
+        intact = False
+    if not intact:
         raise ArtifactError(f"{name}: corrupted model file (checksum mismatch); re-copy or retrain the model")
     return tensors, meta

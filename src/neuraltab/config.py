@@ -154,7 +154,7 @@ def _validate(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if isinstance(value, bool) or not check(value):
             raise ConfigError(f"option {name!r} must be {rule}, got {value!r}")
-    if not (cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda") or cfg.device == "mps"):
+    if not isinstance(cfg.device, str) or not (cfg.device in ("auto", "cpu", "mps") or cfg.device.startswith("cuda")):
         raise ConfigError(f"option 'device' must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     if cfg.test_size + cfg.valid_size * (1 - cfg.test_size) >= 0.95:
         raise ConfigError(f"test_size={cfg.test_size} and valid_size={cfg.valid_size} leave under 5% of rows to train on")
