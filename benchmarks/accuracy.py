@@ -516,6 +516,22 @@ def parse_option(text: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
+def report(paths: list[Path]) -> int:
+    """Print the tables for the merged results of several runs (e.g. a slow system run on its own)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        for res in json.loads(path.read_text())["results"]:
+            entry = merged.setdefault(res["dataset"], {**res, "systems": {}})
+            entry["systems"].update(res["systems"])
+    systems = [s for s in SYSTEMS if any(s in r["systems"] for r in merged.values())]
+    complete = [r for r in merged.values() if all(s in r["systems"] for s in systems)]
+    missing = sorted(set(merged) - {r["dataset"] for r in complete})
+    print(f"merged {', '.join(str(p) for p in paths)}: {len(complete)} table(s) with results for every system"
+          + (f"; left out (some system missing): {', '.join(missing)}" if missing else ""))
+    print_tables(complete, systems, summarise(complete, systems))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="folder with manifest.json (default: %(default)s)")
@@ -529,7 +545,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--neuraltab-option", nargs="+", action="extend", default=[], type=parse_option, metavar="KEY=VALUE",
                         help="options passed to neuraltab.fit, values parsed as JSON when possible (e.g. k=4 lr=0.001)")
     parser.add_argument("--threads", type=int, default=None, help="threads for every system (default: all cores)")
+    parser.add_argument("--report", type=Path, nargs="+", metavar="JSON",
+                        help="run nothing: merge the results of earlier runs (later files win per table and system) "
+                             "and print the tables for the tables every system has results for")
     args = parser.parse_args(argv)
+    if args.report:
+        return report(args.report)
 
     if args.folds < 2:
         parser.error("--folds must be at least 2")
