@@ -47,7 +47,7 @@ def test_decimal_commas_inside_semicolon_file_do_not_fool_the_sniffer(tmp_path):
     path = _write(tmp_path, "t.csv", 'price;name\n"1,5";a\n"2,5";b\n"3,0";c\n')
     df = read_table(path)
     assert list(df.columns) == ["price", "name"]
-    assert df["price"].tolist() == ["1,5", "2,5", "3,0"]
+    assert df["price"].tolist() == [1.5, 2.5, 3.0]  # and the decimal commas are read as numbers (issue 6)
 
 
 def test_quoted_delimiters_and_quoted_newlines(tmp_path):
@@ -367,7 +367,8 @@ def test_numbers_stored_as_text_are_numeric_with_a_notice():
     notices = Notices()
     kinds, _ = _kinds(_base(price=values), notify=notices)
     assert kinds["price"] == "numeric"
-    assert "'price'" in notices.text and "3 value(s)" in notices.text
+    # "N/A" is a missing-value marker (issue 6): missing, not one of the values that are not numbers
+    assert "'price'" in notices.text and "2 value(s)" in notices.text and "N/A" not in notices.text
 
 
 def test_text_with_many_non_numbers_is_categorical():

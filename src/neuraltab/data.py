@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,9 @@ from .errors import DataError, SchemaError, closest_names
 __all__ = [
     "read_table",
     "source_name",
+    "available_memory",
+    "estimate_memory",
+    "check_memory",
     "fingerprint",
     "Column",
     "Schema",
@@ -41,6 +45,7 @@ def _ignore(_: str) -> None:
 
 NULL_MARKERS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
                 "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null", "?", "None", "none"]
+_MARKERS = frozenset(NULL_MARKERS)
 _SNIFF_BYTES = 1 << 16
 _DELIMITERS = [",", ";", "\t", "|"]
 _CSV_SUFFIXES = {".csv", ".tsv", ".txt", ".tab", ".data", ".dat", ""}
@@ -55,11 +60,17 @@ def source_name(source: Any) -> str:
     return str(source) if isinstance(source, (str, Path)) else "the DataFrame"
 
 
-def read_table(source: str | Path | pd.DataFrame, *, encoding: str | None = None, notify: Notify = _ignore) -> pd.DataFrame:
+def read_table(source: str | Path | pd.DataFrame, *, encoding: str | None = None, decimal: str | None = None,
+               notify: Notify = _ignore) -> pd.DataFrame:
     """Read a CSV/TSV/Parquet/JSON-lines file (or pass a DataFrame through) with clear, one-line errors.
 
-    The input is never modified. Column names are made unique and non-blank (with a notice).
+    The input is never modified. Column names are made unique and non-blank (with a notice). In a text file, a column
+    of numbers written with thousands separators ("1,234.5") or decimal commas ("1,5", "1.234,5") is read as numbers,
+    with a notice; ``decimal`` ("." or ",") says which the file uses, None guesses per column. Before a file is read,
+    :func:`check_memory` refuses one that clearly will not fit in memory.
     """
+    if decimal not in (None, ".", ","):
+        raise DataError(f"decimal must be '.' or ',' (or None to detect it per column), got {decimal!r}")
     if isinstance(source, pd.DataFrame):
         df = source
         name = "the DataFrame"
@@ -73,16 +84,17 @@ def read_table(source: str | Path | pd.DataFrame, *, encoding: str | None = None
         if path.stat().st_size == 0:
             raise DataError(f"{name}: the file is empty; it needs a header row and at least one data row")
         suffix = path.suffix.lower()
+        if suffix in (".xlsx", ".xls", ".xlsm", ".ods"):
+            raise DataError(f"{name}: spreadsheet files are not read directly; save the sheet as CSV and pass that file")
+        if suffix in (".gz", ".bz2", ".zip", ".xz", ".zst"):
+            raise DataError(f"{name}: compressed files are not read directly; decompress it first")
+        check_memory(path)
         if suffix in (".parquet", ".pq"):
             df = _read_parquet(path)
         elif suffix in (".jsonl", ".ndjson", ".json"):
             df = _read_json_lines(path)
-        elif suffix in (".xlsx", ".xls", ".xlsm", ".ods"):
-            raise DataError(f"{name}: spreadsheet files are not read directly; save the sheet as CSV and pass that file")
-        elif suffix in (".gz", ".bz2", ".zip", ".xz", ".zst"):
-            raise DataError(f"{name}: compressed files are not read directly; decompress it first")
         else:
-            df = _read_csv(path, encoding=encoding, notify=notify)
+            df = _read_csv(path, encoding=encoding, decimal=decimal, notify=notify)
     else:
         raise DataError(f"expected a file path or a pandas DataFrame, got {type(source).__name__}")
 
@@ -93,7 +105,9 @@ def read_table(source: str | Path | pd.DataFrame, *, encoding: str | None = None
     return _clean_column_names(df, name, notify)
 
 
-def _read_csv(path: Path, *, encoding: str | None, notify: Notify) -> pd.DataFrame:
+def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: Notify,
+              source: bytes | None = None) -> pd.DataFrame:
+    """Read a delimited text file with pyarrow. ``source``: the file's bytes with blank lines removed (a second try)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -109,12 +123,14 @@ def _read_csv(path: Path, *, encoding: str | None, notify: Notify) -> pd.DataFra
     except LookupError:
         raise DataError(f"{name}: unknown encoding {encoding!r}; use a name such as utf-8, latin-1 or utf-16") from None
     delimiter = _sniff_delimiter(text)
-    read_opts = pacsv.ReadOptions(encoding="utf8" if encoding in ("utf-8", "utf-8-sig") else encoding)
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
+    read_opts = pacsv.ReadOptions(encoding="utf8" if utf8 or source is not None else encoding)
     parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     convert_opts = pacsv.ConvertOptions(null_values=NULL_MARKERS, strings_can_be_null=True,
-                                        quoted_strings_can_be_null=True)
+                                        quoted_strings_can_be_null=True, decimal_point=decimal or ".")
     try:
-        table = pacsv.read_csv(path, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts)
+        table = pacsv.read_csv(io.BytesIO(source) if source is not None else path, read_options=read_opts,
+                               parse_options=parse_opts, convert_options=convert_opts)
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if "Empty CSV file" in msg:
@@ -123,6 +139,10 @@ def _read_csv(path: Path, *, encoding: str | None, notify: Notify) -> pd.DataFra
             raise DataError(f"{name}: the file is empty; it needs a header row and at least one data row") from None
         match = re.search(r"Expected (\d+) columns, got (\d+)", msg)
         if match:
+            if source is None:
+                cleaned = _without_blank_lines(path, encoding)
+                if cleaned is not None:  # lines of spaces or tabs (often trailing): skip them, as empty lines are
+                    return _read_csv(path, encoding=encoding, decimal=decimal, notify=notify, source=cleaned)
             line = _first_ragged_line(path, encoding, delimiter, int(match.group(1)))
             where = f"line {line}" if line else "a row"
             raise DataError(
@@ -131,15 +151,97 @@ def _read_csv(path: Path, *, encoding: str | None, notify: Notify) -> pd.DataFra
             ) from None
         if "UTF8" in msg or "utf8" in msg.lower():
             notify(f"{name}: not valid UTF-8; read as Latin-1 (pass --encoding to choose another)")
-            return _read_csv(path, encoding="latin-1", notify=notify)
+            return _read_csv(path, encoding="latin-1", decimal=decimal, notify=notify)
         raise DataError(f"{name}: cannot parse as a delimited text table ({msg.splitlines()[0]})") from None
     except (UnicodeDecodeError, pa.ArrowException) as exc:
         raise DataError(f"{name}: cannot decode the file as {encoding} ({type(exc).__name__}); pass --encoding") from None
-    if encoding in ("utf-8", "utf-8-sig") and any(pa.types.is_binary(t) for t in table.schema.types):
+    if utf8 and any(pa.types.is_binary(t) for t in table.schema.types):
         # pyarrow keeps invalid UTF-8 past the sniffed head as binary columns instead of failing
         notify(f"{name}: not valid UTF-8; read as Latin-1 (pass --encoding to choose another)")
-        return _read_csv(path, encoding="latin-1", notify=notify)
-    return table.to_pandas(date_as_object=False)
+        return _read_csv(path, encoding="latin-1", decimal=decimal, notify=notify)
+    df = table.to_pandas(date_as_object=False)
+    return _parse_formatted_numbers(df, delimiter=delimiter, decimal=decimal, name=name, notify=notify)
+
+
+_BLANK_LINE = re.compile(r"^[ \t]+(\r\n|\n|\r|$)", re.MULTILINE)
+
+
+def _without_blank_lines(path: Path, encoding: str) -> bytes | None:
+    """The file as UTF-8 without its lines of only spaces and tabs, or None when it has none."""
+    with open(path, encoding=encoding, errors="replace", newline="") as fh:
+        text = fh.read()
+    cleaned, n = _BLANK_LINE.subn("", text)
+    return cleaned.encode("utf-8") if n else None
+
+
+# Numbers written for people: "1,234,567.5" (thousands commas), "1.234.567,5" / "1\u202f234,5" (decimal comma; the
+# French thousands separator is a no-break space: a plain space is not taken, or "+33 612 345 678" would be a number).
+_THOUSANDS_COMMA = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
+_DECIMAL_COMMA = re.compile(r"^[+-]?(\d{1,3}([.\u00a0\u202f]\d{3})+|\d+)(,\d+)?$")
+_FORMATTED_SHARE = 0.95  # this share of a column's values must be numbers in the format for it to be converted
+
+
+def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str, decimal: str | None, name: str,
+                             notify: Notify) -> pd.DataFrame:
+    """Text columns of numbers with thousands separators or decimal commas, as float columns (with one notice).
+
+    A column whose every separated value is ambiguous ("1,234": 1234 or 1.234?) is read with thousands separators
+    when it also has numbers under 1000 written without one ("999"); otherwise it follows the file: decimal commas in
+    a ``;``-delimited file (the usual pairing), thousands separators in others. ``decimal`` overrides the guess.
+    """
+    out = df
+    said: dict[str, list[str]] = {"thousands": [], "decimal": []}
+    for j in range(df.shape[1]):
+        s = df.iloc[:, j]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
+            continue
+        present = s.notna().to_numpy()
+        text = s[present].astype(str).str.strip()
+        head = text.iloc[:1000]  # a text column of words is ruled out on its first values, cheaply
+        if head.empty or (head.str.match(_THOUSANDS_COMMA) | head.str.match(_DECIMAL_COMMA)).mean() < _FORMATTED_SHARE:
+            continue
+        separated = text.str.contains(r"\d[,\u00a0\u202f]\d", regex=True).to_numpy()
+        if not separated.any():
+            continue
+        fits: dict[str, np.ndarray] = {}
+        if decimal != ",":
+            fits["thousands"] = text.str.match(_THOUSANDS_COMMA).to_numpy()
+        if decimal != ".":
+            fits["decimal"] = text.str.match(_DECIMAL_COMMA).to_numpy()
+        usable = [style for style, ok in fits.items() if ok.mean() >= _FORMATTED_SHARE and (ok & separated).any()]
+        if not usable:
+            continue
+        if len(usable) == 1:
+            style = usable[0]
+        elif text[~separated].str.fullmatch(r"[+-]?\d{1,3}").any():
+            style = "thousands"  # "999" next to "1,234": numbers under 1000 written without a separator
+        else:
+            style = "decimal" if delimiter == ";" else "thousands"
+        ok = fits[style]
+        if style == "thousands":
+            plain = text.str.replace(",", "", regex=False)
+        else:
+            plain = text.str.replace(r"[.\u00a0\u202f]", "", regex=True).str.replace(",", ".", regex=False)
+        parsed = pd.to_numeric(plain.where(ok), errors="coerce").to_numpy(dtype=float)
+        values = np.full(len(s), np.nan)
+        values[present] = parsed
+        if out is df:
+            out = df.copy()
+        out.isetitem(j, values)
+        first = int(np.flatnonzero(ok & separated)[0])
+        note = f"{str(df.columns[j])!r} ({text.iloc[first]!r} -> {parsed[first]:.10g})"
+        if len(usable) == 2:
+            note += " (ambiguous: " + ("decimal commas are usual with ';' delimiters" if style == "decimal" else
+                                       "a comma before 3 digits taken as a thousands separator") + ")"
+        if not ok.all():
+            examples = ", ".join(repr(v) for v in pd.unique(text[~ok])[:3])
+            note += f" with {int((~ok).sum())} value(s) that are not numbers ({examples}) as missing"
+        said[style].append(note)
+    for style, what in (("thousands", "thousands separators"), ("decimal", "decimal commas")):
+        if said[style]:
+            shown = "; ".join(said[style][:5]) + (" ..." if len(said[style]) > 5 else "")
+            notify(f"{name}: read {len(said[style])} column(s) of numbers written with {what}: {shown}")
+    return out
 
 
 def _sniff_encoding(head: bytes, name: str, notify: Notify) -> str:
@@ -148,6 +250,9 @@ def _sniff_encoding(head: bytes, name: str, notify: Notify) -> str:
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if b"\x00" in head:
+        utf16 = _utf16_without_bom(head)
+        if utf16:
+            return utf16
         raise DataError(f"{name}: unreadable encoding: the file contains binary data (NUL bytes), not text; "
                         "export the table as CSV (UTF-8) and try again")
     try:
@@ -161,6 +266,92 @@ def _sniff_encoding(head: bytes, name: str, notify: Notify) -> str:
                         "export the table as CSV (UTF-8) and try again")
     notify(f"{name}: not valid UTF-8; read as Latin-1 (pass --encoding to choose another)")
     return "latin-1"
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """"utf-16-le"/"utf-16-be" when the bytes look like UTF-16 text written without a BOM: a NUL in (nearly) every
+    other byte, as ASCII text gives, and text once decoded."""
+    even, odd = head[0::2], head[1::2]
+    if len(odd) < 2:
+        return None
+    for codec, zeros, chars in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        if zeros.count(0) >= 0.6 * len(zeros) and chars.count(0) <= 0.02 * len(chars):
+            try:
+                text = head[: len(head) // 2 * 2].decode(codec)
+            except UnicodeDecodeError:
+                continue
+            if sum(ch.isprintable() or ch in "\t\r\n" for ch in text) >= 0.98 * len(text):
+                return codec
+    return None
+
+
+# ======================================================================================================================
+# Memory guard
+# ======================================================================================================================
+
+# bytes in memory per byte on disk while a file is read into a DataFrame (the Arrow table and the DataFrame coexist)
+MEMORY_FACTORS = {"text": 3.0, "json": 2.0, "parquet": 5.0}
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: MemAvailable from /proc/meminfo, lowered to the cgroup's remaining limit
+    (containers); None where neither can be read (not Linux)."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = int(Path(limit_file).read_text().strip())  # "max" (no limit) fails here
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if 0 < limit < 1 << 60:
+            found.append(max(limit - usage, 0))
+        break
+    return min(found) if found else None
+
+
+def estimate_memory(path: str | Path) -> int:
+    """Rough bytes of memory needed to read ``path`` into a DataFrame: its size on disk times a factor per format."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    kind = ("parquet" if suffix in (".parquet", ".pq") else
+            "json" if suffix in (".jsonl", ".ndjson", ".json") else "text")
+    return int(path.stat().st_size * MEMORY_FACTORS[kind])
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def check_memory(path: str | Path, *, available: int | None = None) -> None:
+    """Refuse, with one line, to read a file that clearly will not fit in memory, rather than be killed mid-read.
+
+    ``available`` defaults to :func:`available_memory`; the check is skipped when that is unknown.
+    """
+    if available is None:
+        available = available_memory()
+    if available is None:
+        return
+    needed = estimate_memory(path)
+    if needed > available:
+        size = Path(path).stat().st_size
+        raise DataError(f"{path}: reading this {_size(size)} file needs about {_size(needed)} of memory but only "
+                        f"{_size(available)} is available; train on a sample of its rows (e.g. the first rows, or a "
+                        "random share) or free memory; a streaming option for tables larger than memory is planned "
+                        "for a later release")
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -187,7 +378,7 @@ def _first_ragged_line(path: Path, encoding: str, delimiter: str, expected: int)
     with open(path, encoding=encoding, errors="replace", newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         for row in reader:
-            if row and len(row) != expected:
+            if row and len(row) != expected and not (len(row) == 1 and not row[0].strip()):  # blank lines are skipped
                 return reader.line_num
     return None
 
@@ -304,6 +495,10 @@ def label_key(value: Any) -> str:
         return str(int(value))
     if isinstance(value, (float, np.floating)):
         return str(int(value)) if float(value).is_integer() else repr(float(value))
+    if isinstance(value, np.datetime64):  # as the Timestamp a pandas column gives: "2020-01-01 00:00:00"
+        return str(pd.Timestamp(value))
+    if isinstance(value, np.timedelta64):
+        return str(pd.Timedelta(value))
     return str(value)
 
 
@@ -315,9 +510,7 @@ def _plain(value: Any) -> Any:
         return int(value)
     if isinstance(value, (float, np.floating)):
         return int(value) if float(value).is_integer() else float(value)
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return str(value)
+    return label_key(value)  # text, and anything else (dates too) as label_key writes it, so the two always match
 
 
 _ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index)$|^(id|uuid|guid|index|unnamed_\d+)", re.IGNORECASE)
@@ -340,16 +533,20 @@ def infer_schema(
     """
     columns = list(df.columns)
     if target not in columns:
-        raise SchemaError(f"{source}: target column {target!r} not found; {closest_names(target, columns)}")
+        raise SchemaError(_target_not_found(target, columns, source))
     for option, names in (("--categorical", categorical), ("--numeric", numeric), ("--drop", drop)):
         for col in names:
             if col not in columns:
                 raise SchemaError(f"{source}: column {col!r} given to {option} not found; {closest_names(col, columns)}")
+    if len(df) < 2:
+        raise DataError(f"{source}: has {len(df)} usable row(s) (rows with a target value); training needs at least 4 "
+                        "(2 with test_size=0): add rows")
     y = df[target]
     task, classes = _infer_task(y, task, target, source, notify)
 
     features: list[Column] = []
     dropped: list[tuple[str, str]] = []
+    n_unique: dict[str, int] = {}  # distinct non-missing values per column, counted once
     for col in columns:
         if col == target:
             continue
@@ -357,7 +554,8 @@ def infer_schema(
             dropped.append((col, "dropped by request"))
             continue
         kind, reason = _infer_kind(df[col], col, forced="categorical" if col in categorical else
-                                   "numeric" if col in numeric else None, source=source, notify=notify)
+                                   "numeric" if col in numeric else None, source=source, notify=notify,
+                                   counts=n_unique)
         if kind is None:
             dropped.append((col, reason))
         else:
@@ -368,20 +566,91 @@ def infer_schema(
     if not features:
         raise SchemaError(f"{source}: no usable feature columns besides the target {target!r}; "
                           "the table needs at least one column that is not an ID, constant or empty")
+    for col, how in _leaks(df, target, [c.name for c in features], task, n_unique):
+        notify(f"{source}: column {col!r} {how} the target {target!r}: a leak? The model will just copy it, which is "
+               f"useless unless it is known when predicting for real; if not, drop it (--drop {col})")
     return Schema(target=target, task=task, features=tuple(features), classes=classes, dropped=tuple(dropped))
+
+
+def _target_not_found(target: Any, columns: list[str], source: str) -> str:
+    if not isinstance(target, str) and str(target) in columns:  # DataFrame column 1 is read as the name "1"
+        return (f"{source}: target {target!r} is not a column name: column names are text here; "
+                f"pass target={str(target)!r}")
+    return f"{source}: target column {target!r} not found; {closest_names(str(target), columns)}"
 
 
 def drop_missing_target(df: pd.DataFrame, target: str, *, source: str, notify: Notify) -> pd.DataFrame:
     if target not in df.columns:
-        raise SchemaError(f"{source}: target column {target!r} not found; {closest_names(target, list(df.columns))}")
-    missing = df[target].isna()
+        raise SchemaError(_target_not_found(target, list(df.columns), source))
+    y = df[target]
+    missing = y.isna().to_numpy()
+    if pd.api.types.is_float_dtype(y):
+        infinite = np.isinf(y.to_numpy(dtype=float, na_value=np.nan))
+    elif y.dtype == object:
+        infinite = np.array([isinstance(v, (float, np.floating)) and bool(np.isinf(v)) for v in y], dtype=bool)
+    else:
+        infinite = np.zeros(len(y), dtype=bool)
+    what = "missing or infinite" if infinite.any() else "missing"
+    missing = missing | infinite
     n_missing = int(missing.sum())
     if n_missing:
         if n_missing == len(df):
-            raise SchemaError(f"{source}: every value of the target column {target!r} is missing; fill it in")
-        notify(f"{source}: dropped {n_missing} row(s) whose target {target!r} is missing")
-        df = df.loc[~missing.to_numpy()]
+            raise SchemaError(f"{source}: every value of the target column {target!r} is {what}; fill it in")
+        notify(f"{source}: dropped {n_missing} row(s) whose target {target!r} is {what}")
+        df = df.loc[~missing]
     return df
+
+
+_LEAK_MIN_ROWS = 10  # fewer rows than this say too little to call a one-to-one match a leak
+
+
+def _leaks(df: pd.DataFrame, target: str, features: list[str], task: str,
+           n_unique: dict[str, int]) -> list[tuple[str, str]]:
+    """Features that determine the target exactly: (column, how), for a notice.
+
+    One-to-one: on the rows where the feature is present (at least half of them, and 10), each feature value goes with
+    one target value and each target value with one feature value, and target values repeat there (else any column of
+    distinct values would match). For a regression target whose values do not repeat: a numeric feature that rises or
+    falls strictly with it. Cheap on big tables: most columns are ruled out by their count of distinct values.
+    """
+    y = df[target]
+    n = len(df)
+    n_y = y.nunique()
+    found: list[tuple[str, str]] = []
+    order: np.ndarray | None = None
+    for col in features:
+        x = df[col]
+        n_x = n_unique[col] if col in n_unique else x.nunique()
+        if n_x < 2 or n_x > n_y:
+            continue
+        present = x.notna().to_numpy()
+        n_present = int(present.sum())
+        if n_present < max(_LEAK_MIN_ROWS, n / 2):
+            continue
+        xs, ys = (x, y) if n_present == n else (x[present], y[present])
+        try:
+            if n_x != (n_y if n_present == n else ys.nunique()):
+                continue
+            if n_x < n_present:  # the target repeats: a one-to-one match is evidence
+                pairs = len(pd.DataFrame({"x": xs.to_numpy(), "y": ys.to_numpy()}).drop_duplicates())
+                if pairs != n_x:
+                    continue
+                how = "maps one-to-one onto"
+            elif task == "regression" and pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x):
+                if order is None:
+                    order = np.argsort(y.to_numpy(dtype=float), kind="stable")
+                steps = np.diff(x.to_numpy(dtype=float)[order][present[order]])
+                if not (np.all(steps > 0) or np.all(steps < 0)):
+                    continue
+                how = "rises or falls strictly with"
+            else:
+                continue
+            if bool(np.all(xs.to_numpy(dtype=object) == ys.to_numpy(dtype=object))):
+                how = "is identical to"
+        except (TypeError, ValueError):  # cells that cannot be hashed or compared: not this check's business
+            continue
+        found.append((col, how))
+    return found
 
 
 def _infer_task(y: pd.Series, task: str, target: str, source: str, notify: Notify) -> tuple[str, tuple[Any, ...]]:
@@ -392,7 +661,8 @@ def _infer_task(y: pd.Series, task: str, target: str, source: str, notify: Notif
         if not is_numeric:
             task = "binary" if n_unique <= 2 else "multiclass"
         else:
-            integral = bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
+            floats = values.to_numpy(dtype=float)
+            integral = bool(np.all(np.isfinite(floats))) and bool(np.all(np.mod(floats, 1) == 0))
             if n_unique <= 2:
                 task = "binary"
             elif integral and n_unique <= 20 and n_unique * 20 <= len(values):
@@ -426,10 +696,13 @@ def _infer_task(y: pd.Series, task: str, target: str, source: str, notify: Notif
     return task, classes
 
 
-def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, notify: Notify) -> tuple[str | None, str]:
+def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, notify: Notify,
+                counts: dict[str, int] | None = None) -> tuple[str | None, str]:
     non_null = s.dropna()
     try:
         n, n_unique = len(s), non_null.nunique()
+        if counts is not None:
+            counts[col] = n_unique
     except TypeError:  # unhashable cells: dicts, lists, arrays
         bad = next((v for v in non_null if getattr(v, "__hash__", None) is None), None)
         if bad is None:
@@ -456,14 +729,23 @@ def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, noti
         return "datetime", ""
     if pd.api.types.is_numeric_dtype(s):
         values = non_null.to_numpy(dtype=float)
-        integral = bool(np.all(np.mod(values, 1) == 0))
+        finite = values[np.isfinite(values)]
+        if len(finite) == 0:
+            return None, "no finite values (only infinities)"
+        integral = len(finite) == len(values) and bool(np.all(np.mod(finite, 1) == 0))
         if integral and n_unique == n and n >= 20 and (_ID_NAME.search(col) or non_null.is_monotonic_increasing):
             return None, "ID-like: a distinct integer per row"
-        if integral and 3 <= n_unique <= 32 and n >= 10 * n_unique and n_unique * 2 < values.max() - values.min() + 1:
+        if integral and 3 <= n_unique <= 32 and n >= 10 * n_unique and n_unique * 2 < finite.max() - finite.min() + 1:
             return "categorical", ""  # sparse integer codes (e.g. 20, 30, 45, 190) are labels, not quantities
         return "numeric", ""
     # text: numbers stored as text, dates, IDs, or categories
     text = non_null.astype(str).str.strip()
+    text = text[~text.isin(_MARKERS)]  # "N/A", "?", "" in a DataFrame: missing, as they are in a file
+    if text.empty:
+        return None, "all values missing"
+    n_unique = text.nunique()
+    if n_unique == 1:
+        return None, "constant"
     parsed = pd.to_numeric(text, errors="coerce")
     n_bad = int(parsed.isna().sum())
     if n_bad <= 0.05 * len(text) and n_bad < len(text):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from .data import Schema, label_key, parse_datetimes
+from .data import NULL_MARKERS, Schema, label_key, parse_datetimes
 from .errors import SchemaError
 
 __all__ = ["Batch", "Preprocessor", "quantile_normal_transform"]
@@ -23,7 +23,15 @@ __all__ = ["Batch", "Preprocessor", "quantile_normal_transform"]
 Notify = Callable[[str], None]
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "epoch_days")
 _BOUNDS = 1e-7  # as scikit-learn's QuantileTransformer: keeps the normal output finite (about ±5.2)
-_WRONG_TYPE_SHARE = 0.05  # more unparsable values than this at predict time means the column changed type
+# model inputs are clipped to ±these: standard scores beyond a million are outliers beyond use; raw values
+# (scaling="none") beyond 1e30 would overflow float32 arithmetic in the network
+_INPUT_LIMITS = {"standard": 1e6, "none": 1e30}
+_MAX_TARGET = 1e30  # float32 holds 3.4e38; the square of the spread must stay finite in float64 statistics
+# At least 2 unparsable values that are over half of the values present mean the column changed type (an error);
+# fewer are stray cells (missing, with a notice). Not 5%, as schema inference allows on the whole table: a small
+# batch (one row, or a validation split of a table with a few stray cells) would exceed that by chance.
+_WRONG_TYPE_SHARE = 0.5
+_WRONG_TYPE_MIN = 2
 
 
 def _ignore(_: str) -> None:
@@ -58,7 +66,12 @@ def quantile_normal_transform(x: np.ndarray, quantiles: np.ndarray) -> np.ndarra
     for j in range(x.shape[1]):
         col, q = x[:, j], quantiles[:, j]
         # interpolating forwards and backwards and averaging gives tied values the middle of their range
-        u = 0.5 * (np.interp(col, q, refs) - np.interp(-col, -q[::-1], -refs[::-1]))
+        with np.errstate(invalid="ignore", over="ignore"):
+            u = 0.5 * (np.interp(col, q, refs) - np.interp(-col, -q[::-1], -refs[::-1]))
+        bad = ~np.isfinite(u) & np.isfinite(col)
+        if bad.any():  # quantiles a few subnormals apart (1e-310) overflow interp's slope: use the rank range instead
+            lo, hi = np.searchsorted(q, col[bad], side="left"), np.searchsorted(q, col[bad], side="right")
+            u[bad] = np.clip((lo + hi - 1) / 2 / max(len(q) - 1, 1), 0.0, 1.0)
         u[col + _BOUNDS > q[-1]] = 1.0
         u[col - _BOUNDS < q[0]] = 0.0  # second, as scikit-learn: a column constant in training maps to the low end
         out[:, j] = u
@@ -108,13 +121,17 @@ class Preprocessor:
                 self.numeric_inputs.append((col.name, None))
             elif col.kind == "datetime":
                 parts = _datetime_parts(parse_datetimes(df[col.name]))
-                for part, values in parts.items():
-                    if np.nanmax(values, initial=-np.inf) > np.nanmin(values, initial=np.inf):
-                        self.numeric_inputs.append((col.name, part))
+                varying = [part for part, values in parts.items()
+                           if np.nanmax(values, initial=-np.inf) > np.nanmin(values, initial=np.inf)]
+                # a column whose dates do not vary in the training rows still gives one input (every feature does)
+                for part in varying or ["epoch_days"]:
+                    self.numeric_inputs.append((col.name, part))
             else:
                 keys = pd.Series(_category_keys(df[col.name])).dropna()
                 counts = keys.value_counts(sort=False)
-                order = sorted(counts.index, key=lambda k: (-counts[k], k))
+                values = counts.index.to_numpy(dtype=object)
+                # most frequent first, ties by value (vectorised: 10^5 categories sort in milliseconds)
+                order = values[np.lexsort((values.astype(str), -counts.to_numpy()))].tolist() if len(values) else []
                 if len(order) > self.max_categories:
                     notify(f"{source}: column {col.name!r} has {len(order)} categories; the {self.max_categories} most "
                            "frequent are kept and the rest share the unknown slot (--max-categories to change)")
@@ -130,20 +147,25 @@ class Preprocessor:
         self.indicators = np.flatnonzero(missing.any(axis=0)).astype(np.int64)
         filled = np.where(missing, self.median, raw)
         d = filled.shape[1]
+        # columns with values near float64's limit (1e308) are scaled down by a power of two for the statistics, whose
+        # sums and interpolations would overflow to inf; other columns are computed exactly as before
+        scale = _overflow_scale(filled)
+        scaled = filled if np.all(scale == 1.0) else filled / scale  # no copy in the usual case
         if self.scaling == "quantile":
             n_quantiles = max(min(len(filled) // 30, 1000), 10)
             refs = np.linspace(0, 100, n_quantiles)
-            q = np.percentile(filled, refs, axis=0) if d else np.zeros((n_quantiles, 0))
+            q = np.percentile(scaled, refs, axis=0) * scale if d else np.zeros((n_quantiles, 0))
             self.stats = {"quantiles": np.maximum.accumulate(q, axis=0)}
         elif self.scaling == "standard":
-            std = filled.std(axis=0) if d else np.zeros(0)
-            self.stats = {"mean": filled.mean(axis=0) if d else np.zeros(0), "std": np.where(std > 0, std, 1.0)}
+            std = scaled.std(axis=0) * scale if d else np.zeros(0)
+            mean = scaled.mean(axis=0) * scale if d else np.zeros(0)
+            self.stats = {"mean": mean, "std": np.where(std > 0, std, 1.0)}
         else:
             self.stats = {}
 
         self.y_mean, self.y_std = 0.0, 1.0
         if self.schema.task == "regression":
-            y = self.encode_target(df[self.schema.target], source=source)
+            y = self.encode_target(df[self.schema.target], source=source).astype(np.float64)
             self.y_mean, self.y_std = float(y.mean()), float(y.std()) or 1.0
         return self
 
@@ -176,7 +198,12 @@ class Preprocessor:
         if self.scaling == "quantile":
             x = quantile_normal_transform(x, self.stats["quantiles"])
         elif self.scaling == "standard":
-            x = (x - self.stats["mean"]) / self.stats["std"]
+            with np.errstate(over="ignore", invalid="ignore"):
+                x = x / self.stats["std"] - self.stats["mean"] / self.stats["std"]  # no inf from 1e308 - -1e308
+        # far-out values (a new 1e300 against a training spread of 1, or raw 1e308 with scaling="none") would be inf
+        # as float32 and NaN in the network: clip them (the quantile transform is bounded by itself)
+        limit = _INPUT_LIMITS.get(self.scaling, _INPUT_LIMITS["none"])
+        x = np.clip(np.nan_to_num(x, nan=0.0), -limit, limit)
         x_num = np.concatenate([x, missing[:, self.indicators]], axis=1).astype(np.float32)
 
         x_cat = np.zeros((len(df), len(self.vocabs)), dtype=np.int64)
@@ -218,7 +245,13 @@ class Preprocessor:
             if values.isna().any():
                 bad = y[values.isna()].iloc[0]
                 raise SchemaError(f"{source}: target column {name!r} must be numeric but has {bad!r}; fix those rows")
-            return values.to_numpy(dtype=np.float32)
+            array = values.to_numpy(dtype=np.float64)
+            if not np.all(np.abs(array) <= _MAX_TARGET):
+                bad = array[~(np.abs(array) <= _MAX_TARGET)][0]
+                raise SchemaError(f"{source}: target column {name!r} has a value of {bad:g}; regression targets "
+                                  f"must be finite and within ±{_MAX_TARGET:g}: rescale the column (divide by a power "
+                                  "of ten)")
+            return array.astype(np.float32)
         lookup = {label_key(c): i for i, c in enumerate(self.schema.classes)}
         keys = _category_keys(y)
         codes = pd.Series(keys).map(lookup)
@@ -255,6 +288,15 @@ class Preprocessor:
         return self
 
 
+def _overflow_scale(x: np.ndarray) -> np.ndarray:
+    """Per column: 1, or for a column with values beyond ±1e150 the power of two just below its largest magnitude
+    (dividing by a power of two is exact, and leaves magnitudes under 2, whose sums cannot overflow)."""
+    if not x.size:
+        return np.ones(x.shape[1])
+    big = np.abs(x).max(axis=0)
+    return np.where(big > 1e150, np.ldexp(1.0, np.frexp(big)[1] - 1), 1.0)  # frexp: exact, even for 1.8e308
+
+
 def _to_float(s: pd.Series, col: str, source: str, notify: Notify) -> np.ndarray:
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -263,14 +305,24 @@ def _to_float(s: pd.Series, col: str, source: str, notify: Notify) -> np.ndarray
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def _present(s: pd.Series) -> np.ndarray:
+    """Cells that hold a value: not NaN/None, and not a missing-value marker ("N/A", "?", "", ...) as text."""
+    present = s.notna().to_numpy()
+    if s.dtype == object or pd.api.types.is_string_dtype(s):
+        text = s.astype("string").str.strip()
+        present = present & ~text.isin(NULL_MARKERS).fillna(False).to_numpy(dtype=bool)
+    return present
+
+
 def _check_parsed(s: pd.Series, failed: np.ndarray, col: str, what: str, source: str, notify: Notify) -> None:
-    bad = failed & s.notna().to_numpy()
+    present = _present(s)
+    bad = failed & present
     n_bad = int(bad.sum())
     if not n_bad:
         return
     examples = ", ".join(repr(v) for v in pd.unique(s[bad].astype(str))[:3])
-    n_present = int(s.notna().sum())
-    if n_bad > _WRONG_TYPE_SHARE * n_present:
+    n_present = int(present.sum())
+    if n_bad >= _WRONG_TYPE_MIN and n_bad > _WRONG_TYPE_SHARE * n_present:
         raise SchemaError(f"{source}: column {col!r} should hold {what} (as in training) but {n_bad} of {n_present} "
                           f"values are not ({examples}); fix the column or leave those cells empty")
     notify(f"{source}: column {col!r}: {n_bad} value(s) are not {what} ({examples}); treated as missing")
