@@ -224,7 +224,7 @@ class Model:
 
 
 def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding: str | None = None,
-        checkpoint: str | Path | None = None, checkpoint_every: int = 10, resume: bool = False,
+        decimal: str | None = None, checkpoint: str | Path | None = None, checkpoint_every: int = 10, resume: bool = False,
         **options: Any) -> Model:
     """Train a model on a table (a path or a DataFrame) to predict column ``target``.
 
@@ -238,7 +238,7 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
     cfg = TrainConfig.from_dict(options)
     notify = _Notices(callbacks)
     source = source_name(data)
-    raw = read_table(data, encoding=encoding, notify=notify)
+    raw = read_table(data, encoding=encoding, decimal=decimal, notify=notify)
     df = drop_missing_target(raw, target, source=source, notify=notify)
     schema = infer_schema(df, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
                           source=source, notify=notify)

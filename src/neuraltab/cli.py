@@ -238,6 +238,7 @@ def train(
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N [default: auto]."),
     threads: Optional[int] = typer.Option(None, help="CPU threads [default: all cores]."),
     encoding: Optional[str] = typer.Option(None, help="Text encoding of DATA [default: sniffed]."),
+    decimal: Optional[str] = typer.Option(None, help="Decimal mark of numbers in DATA, '.' or ',' [default: sniffed]."),
     checkpoint_every: int = typer.Option(10, help="Save the training state every N epochs (next to the model file)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable result on stdout."),
@@ -267,7 +268,7 @@ def train(
         options = {name: value for name, value in options.items() if value is not None}
         options["early_stopping"] = early_stopping
         progress = Progress(_stderr(), quiet=quiet)
-        fitted = api.fit(str(data), target, callbacks=[progress], encoding=encoding, checkpoint=ckpt,
+        fitted = api.fit(str(data), target, callbacks=[progress], encoding=encoding, decimal=decimal, checkpoint=ckpt,
                          checkpoint_every=checkpoint_every, resume=resume, **options)
         fitted.save(out, force=overwrite)
         if fitted.history["stop_reason"] == "interrupted" and not quiet:
