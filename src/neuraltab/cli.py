@@ -87,7 +87,7 @@ class Progress(Callback):
     def status(self, logs: dict[str, Any]) -> str:
         parts = [f"loss {logs['train_loss']:.4f}"]
         if logs.get("valid_score") is not None:
-            metric = "acc" if self.info["monitor"] == "accuracy" else "rmse*"
+            metric = "acc" if self.info["monitor"] == "accuracy" else "rmse/std(y)"
             score = abs(logs["valid_score"])
             parts.append(f"valid {metric} {score:.4f} (best {abs(logs['best_score']):.4f} @ {logs['best_epoch']})")
         per_epoch = logs["seconds"] / logs["epoch"]
