@@ -279,6 +279,16 @@ def test_empty_file(tmp_path):
 _PICKLE_LOAD = re.compile(r"\b(?:c?pickle|_pickle|dill|joblib)\s*\.\s*(?:loads?|Unpickler)\b|from\s+(?:c?pickle|_pickle)"
                           r"\s+import\s+[^\n]*\b(?:loads?|Unpickler)\b")
 _TORCH_LOAD = re.compile(r"\btorch\s*\.\s*load\s*\(")
+_CODE_FROM_FILES = {
+    "numpy load with allow_pickle=True": re.compile(r"\b(?:np|numpy)\s*\.\s*load\s*\([^)]*allow_pickle\s*=\s*True"),
+    "pandas read_pickle": re.compile(r"\bread_pickle\s*\("),
+    "joblib / dill / cloudpickle load": re.compile(r"\b(?:joblib|dill|cloudpickle)\s*\.\s*loads?\s*\("),
+    "marshal / shelve": re.compile(r"\bmarshal\s*\.\s*loads?\s*\(|\bshelve\s*\.\s*open\s*\("),
+    "yaml.load without a safe loader": re.compile(r"\byaml\s*\.\s*(?:unsafe_)?load\s*\((?![^)]*SafeLoader)"),
+    "torch.jit.load / torch.package": re.compile(r"\btorch\s*\.\s*jit\s*\.\s*load\s*\(|\bPackageImporter\b"),
+    "eval / exec / compile": re.compile(r"(?<![\w.])(?:eval|exec|compile)\s*\("),
+    "np.load (may unpickle by default in old NumPy)": re.compile(r"\b(?:np|numpy)\s*\.\s*load\s*\("),
+}
 
 
 def _unsafe_loads(source: str) -> list[str]:
@@ -305,9 +315,26 @@ def test_the_unsafe_load_detector_works():
     assert not _unsafe_loads("pickle.dumps(x)  # writing is not loading")
 
 
-def test_package_source_never_unpickles():
+def _code_from_files(source: str) -> list[str]:
+    """Calls that could run code taken from a file: unpickling, unsafe torch.load, and the patterns above."""
+    return _unsafe_loads(source) + [name for name, pattern in _CODE_FROM_FILES.items() if pattern.search(source)]
+
+
+def test_the_code_from_files_detector_works():
+    assert _code_from_files("np.load(p, allow_pickle=True)")
+    assert _code_from_files("x = pd.read_pickle(path)")
+    assert _code_from_files("joblib.load(f)") and _code_from_files("marshal.loads(b)")
+    assert _code_from_files("yaml.load(text)") and not _code_from_files("yaml.load(text, Loader=yaml.SafeLoader)")
+    assert _code_from_files("eval(text)") and _code_from_files("exec(code, {})")
+    assert _code_from_files("torch.jit.load(path)")
+    assert not _code_from_files("model.eval()\nnet.train().eval()")
+    assert not _code_from_files("re.compile(r'x')")
+    assert _code_from_files("pickle.loads(blob)") and not _code_from_files("torch.load(p, weights_only=True)")
+
+
+def test_package_source_runs_no_code_from_files():
     root = Path(neuraltab.__file__).parent
     files = sorted(root.rglob("*.py"))
     assert len(files) >= 8, f"expected the package sources under {root}"
-    offenders = {str(p.relative_to(root)): hits for p in files if (hits := _unsafe_loads(p.read_text("utf-8")))}
+    offenders = {str(p.relative_to(root)): hits for p in files if (hits := _code_from_files(p.read_text("utf-8")))}
     assert offenders == {}

@@ -239,6 +239,7 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
     notify = _Notices(callbacks)
     source = source_name(data)
     raw = read_table(data, encoding=encoding, decimal=decimal, notify=notify)
+    data_fingerprint = fingerprint(data, raw)  # hashes the whole file: once per fit
     df = drop_missing_target(raw, target, source=source, notify=notify)
     schema = infer_schema(df, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
                           source=source, notify=notify)
@@ -275,7 +276,7 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
         network.to(device)
         ckpt = None
         if checkpoint is not None:
-            identity = {"data": fingerprint(data, raw)["sha256"], "target": target,
+            identity = {"data": data_fingerprint["sha256"], "target": target,
                         "config": {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}}
             ckpt = Checkpoint(checkpoint, every=checkpoint_every, identity=identity)
             if resume and not ckpt.path.exists():
@@ -286,7 +287,7 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
             ckpt.path.unlink(missing_ok=True)
 
         model = Model(schema=schema, preprocessor=pre, network=network, spec=spec, config=cfg, metrics={},
-                      history=history, data_fingerprint=fingerprint(data, raw), versions=_versions(),
+                      history=history, data_fingerprint=data_fingerprint, versions=_versions(),
                       notices=notify.messages, device=device,
                       splits={name: df.index[idx].to_numpy() for name, idx in
                               (("train", train_idx), ("valid", valid_idx), ("test", test_idx))})
