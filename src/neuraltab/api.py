@@ -25,7 +25,7 @@ from .metrics import compute
 from .model import build, spec_for
 from .model.tabm import compute_bins
 from .preprocessing import Batch, Preprocessor
-from .training import Callback, History, predict_output, resolve_device, to_tensors, train
+from .training import Callback, History, predict_output, resolve_device, threads_for, to_tensors, train
 
 __all__ = ["Model", "fit", "load", "load_bytes"]
 
@@ -274,6 +274,9 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
         if bins is not None:
             network.set_bins(bins)
         network.to(device)
+        if cfg.threads is None and device.type == "cpu":
+            torch.set_num_threads(threads_for(network, *tensors["train"][:2], batch_size=cfg.batch_size,
+                                              cores=_n_threads(None)))
         ckpt = None
         if checkpoint is not None:
             identity = {"data": data_fingerprint["sha256"], "target": target,

@@ -44,11 +44,14 @@ class MLP(nn.Module):
                 nn.init.xavier_uniform_(layer.weight)
                 nn.init.zeros_(layer.bias)
 
+    def inputs(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+        """The dense input matrix [numeric, one-hot categoricals]: float32[B, n_num + sum(cardinalities)]."""
+        if not self.cat_cardinalities:
+            return x_num
+        one_hot = torch.zeros(x_cat.shape[0], sum(self.cat_cardinalities), dtype=x_num.dtype, device=x_num.device)
+        one_hot.scatter_(1, x_cat + self.cat_offsets, 1.0)
+        return torch.cat([x_num, one_hot], dim=1)
+
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         """x_num: float32[B, n_num], x_cat: int64[B, n_cat] → float32[B, 1, n_out]."""
-        parts = [x_num]
-        if self.cat_cardinalities:
-            one_hot = torch.zeros(x_cat.shape[0], sum(self.cat_cardinalities), dtype=x_num.dtype, device=x_num.device)
-            one_hot.scatter_(1, x_cat + self.cat_offsets, 1.0)
-            parts.append(one_hot)
-        return self.net(torch.cat(parts, dim=1)).unsqueeze(1)
+        return self.net(self.inputs(x_num, x_cat)).unsqueeze(1)

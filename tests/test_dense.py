@@ -1,0 +1,130 @@
+"""The hand-derived MLP training step must give what autograd + torch.optim give, and step aside when it can't."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neuraltab.checkpoint import Checkpoint
+from neuraltab.config import TrainConfig, resolve
+from neuraltab.dense import DenseStepper, make_dense_stepper
+from neuraltab.model.mlp import MLP
+from neuraltab.training import _autograd_epoch, _make_optimizer, train
+
+
+def _data(n, task, n_num=5, cards=(3, 4), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x_num = torch.randn(n, n_num, generator=g)
+    x_cat = torch.stack([torch.randint(0, c, (n,), generator=g) for c in cards], 1) if cards else torch.zeros(n, 0, dtype=torch.long)
+    score = x_num[:, 0] - x_num[:, 1] + (x_cat[:, 0] == 1).float() if cards else x_num[:, 0]
+    if task == "regression":
+        y = score + 0.1 * torch.randn(n, generator=g)
+    elif task == "binary":
+        y = (score > 0).long()
+    else:
+        y = torch.bucketize(score, torch.tensor([-1.0, 0.0, 1.0]))
+    return x_num, x_cat, y
+
+
+def _pair(task, *, layers=(16, 8), activation="relu", optimizer="adam", weight_decay=0.0, batch_size=7, n=50,
+          cards=(3, 4)):
+    """Two identical (model, optimizer) pairs plus data and config."""
+    x_num, x_cat, y = _data(n, task, cards=cards)
+    n_out = 1 if task == "regression" else int(y.max()) + 1
+    cfg = resolve(TrainConfig(model="mlp", layers=layers, activation=activation, optimizer=optimizer,
+                              weight_decay=weight_decay, batch_size=batch_size, lr=3e-2), n_train=n, device_type="cpu")
+    models = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        m = MLP(n_num=x_num.shape[1], cat_cardinalities=list(cards), n_out=n_out, layers=layers, activation=activation)
+        models.append((m, _make_optimizer(m, cfg, torch.device("cpu"))))
+    return models, (x_num, x_cat, y), cfg
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("activation,optimizer,weight_decay,layers", [
+    ("relu", "adam", 0.0, (16, 8)),
+    ("tanh", "adamw", 1e-2, (12,)),
+    ("sigmoid", "adam", 1e-3, (9, 7, 5)),  # L2 weight decay goes through the gradient scale too
+])
+def test_dense_epochs_match_autograd_epochs(task, activation, optimizer, weight_decay, layers):
+    [(ref, ref_opt), (fast, fast_opt)], data, cfg = _pair(task, layers=layers, activation=activation,
+                                                        optimizer=optimizer, weight_decay=weight_decay)
+    stepper = make_dense_stepper(fast, fast_opt, task=task, cfg=cfg, x_num=data[0], x_cat=data[1], y=data[2])
+    assert isinstance(stepper, DenseStepper)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(4):  # 50 rows in batches of 7: a short last batch every epoch
+        perm = torch.randperm(50, generator=g)
+        loss_ref, done_ref = _autograd_epoch(ref, ref_opt, data, perm, batch_size=7, task=task, grad_clip=0,
+                                             should_stop=lambda: False)
+        loss_fast, done_fast = stepper.run_epoch(perm, lambda: False)
+        assert done_ref and done_fast
+        assert loss_fast == pytest.approx(loss_ref, rel=1e-4, abs=1e-6)
+    for (name, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(p_fast, p_ref, rtol=1e-4, atol=1e-5, msg=name)
+        s_ref, s_fast = ref_opt.state[p_ref], fast_opt.state[p_fast]
+        assert float(s_fast["step"]) == float(s_ref["step"]) == 4 * 8
+        torch.testing.assert_close(s_fast["exp_avg"], s_ref["exp_avg"], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(s_fast["exp_avg_sq"], s_ref["exp_avg_sq"], rtol=1e-4, atol=1e-9)
+
+
+def test_dense_stepper_continues_from_existing_optimizer_state():
+    [(ref, ref_opt), (fast, fast_opt)], data, cfg = _pair("binary")
+    perms = [torch.randperm(50, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    for opt, model in ((ref_opt, ref), (fast_opt, fast)):  # one autograd epoch for both: state now exists
+        _autograd_epoch(model, opt, data, perms[0], batch_size=7, task="binary", grad_clip=0, should_stop=lambda: False)
+    stepper = make_dense_stepper(fast, fast_opt, task="binary", cfg=cfg, x_num=data[0], x_cat=data[1], y=data[2])
+    for perm in perms[1:]:
+        _autograd_epoch(ref, ref_opt, data, perm, batch_size=7, task="binary", grad_clip=0, should_stop=lambda: False)
+        stepper.run_epoch(perm, lambda: False)
+    for p_ref, p_fast in zip(ref.parameters(), fast.parameters()):
+        torch.testing.assert_close(p_fast, p_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_stop_request_ends_the_epoch_after_the_current_step_and_reports_the_rows_seen():
+    [_, (fast, fast_opt)], data, cfg = _pair("binary")
+    stepper = make_dense_stepper(fast, fast_opt, task="binary", cfg=cfg, x_num=data[0], x_cat=data[1], y=data[2])
+    calls = []
+    loss, complete = stepper.run_epoch(torch.arange(50), lambda: calls.append(1) or len(calls) == 2)
+    assert not complete and len(calls) == 2 and loss > 0
+    assert float(fast_opt.state[next(fast.parameters())]["step"]) == 2
+
+
+@pytest.mark.parametrize("change", [{"dropout": 0.2}, {"activation": "gelu"}, {"grad_clip": 1.0},
+                                    {"optimizer": "sgd"}])
+def test_runs_the_dense_step_does_not_cover_use_autograd(change):
+    x_num, x_cat, y = _data(30, "binary")
+    cfg = resolve(TrainConfig(model="mlp", layers=(8,), **change), n_train=30, device_type="cpu")
+    model = MLP(n_num=5, cat_cardinalities=[3, 4], n_out=2, layers=(8,), activation=cfg.activation,
+                dropout=cfg.dropout)
+    opt = _make_optimizer(model, cfg, torch.device("cpu"))
+    assert make_dense_stepper(model, opt, task="binary", cfg=cfg, x_num=x_num, x_cat=x_cat, y=y) is None
+
+
+def test_the_classic_recipe_uses_the_dense_step():
+    x_num, x_cat, y = _data(30, "binary")
+    cfg = resolve(TrainConfig(model="mlp", layers=(64, 64), optimizer="adam", batch_size=32), n_train=30,
+                  device_type="cpu")
+    model = MLP(n_num=5, cat_cardinalities=[3, 4], n_out=2, layers=(64, 64))
+    opt = _make_optimizer(model, cfg, torch.device("cpu"))
+    assert make_dense_stepper(model, opt, task="binary", cfg=cfg, x_num=x_num, x_cat=x_cat, y=y) is not None
+
+
+def test_checkpoint_and_resume_through_the_dense_step_give_the_uninterrupted_weights(tmp_path):
+    x_num, x_cat, y = _data(60, "multiclass")
+    cfg = resolve(TrainConfig(model="mlp", layers=(8,), batch_size=16, epochs=6, early_stopping=False),
+                  n_train=60, device_type="cpu")
+
+    def fresh():
+        torch.manual_seed(0)
+        return MLP(n_num=5, cat_cardinalities=[3, 4], n_out=int(y.max()) + 1, layers=(8,))
+
+    straight = fresh()
+    train(straight, (x_num, x_cat, y), None, task="multiclass", cfg=cfg)
+    ckpt = Checkpoint(tmp_path / "run.ckpt", every=1)
+    first = fresh()
+    train(first, (x_num, x_cat, y), None, task="multiclass", cfg=cfg.replace(epochs=3), checkpoint=ckpt)
+    resumed = fresh()
+    train(resumed, (x_num, x_cat, y), None, task="multiclass", cfg=cfg, checkpoint=ckpt, resume=True)
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
