@@ -193,10 +193,18 @@ def test_resolve_weight_decay_depends_on_the_optimizer(optimizer, expected):
 
 def test_resolve_keeps_explicit_values_and_is_idempotent():
     explicit = TrainConfig(k=4, d_block=64, dropout=0.0, lr=0.5, weight_decay=0.0, grad_clip=0.0, batch_size=7,
-                           epochs=3, scaling="none")
+                           epochs=3, scaling="none", precision="fp32")
     assert resolve(explicit, n_train=10_000, device_type="cuda") == explicit
     once = resolve(TrainConfig(), n_train=10_000, device_type="cpu")
     assert resolve(once, n_train=10_000, device_type="cuda") == once
+
+
+@pytest.mark.parametrize(("model", "native", "expected"), [("default", True, "bf16"), ("default", False, "fp32"),
+                                                         ("mlp", True, "fp32"), ("mlp", False, "fp32")])
+def test_precision_auto_is_bf16_only_for_the_default_model_on_native_bf16_hardware(model, native, expected):
+    assert resolve(TrainConfig(model=model), n_train=100, device_type="cpu", native_bf16=native).precision == expected
+    assert resolve(TrainConfig(model=model, precision="fp32"), n_train=100, device_type="cpu",
+                   native_bf16=native).precision == "fp32"
 
 
 def test_resolve_returns_a_valid_config_and_leaves_the_input_alone():

@@ -275,3 +275,26 @@ def test_tabm_overfits_a_tiny_table(one_thread):
 def test_doctests_pass():
     result = doctest.testmod(tabm_module)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_embedding_by_bin_lookup_matches_the_dense_encoding_in_value_and_gradient():
+    """forward() looks up each value's bin instead of building PLE(x) [B, n, T]; values and grads must agree."""
+    torch.manual_seed(1)
+    bins = compute_bins(torch.randn(300, 4), 9)
+    bins[1] = torch.tensor([-1.0, 1.0])  # one bin: open on both sides
+    bins[2] = torch.tensor([0.0, 0.5, 2.0])  # padded to the widest feature
+    emb = PiecewiseLinearEmbeddings(n_bins_per_feature=[len(e) - 1 for e in bins], d_embedding=3)
+    emb.set_bins(bins)
+    with torch.no_grad():
+        emb.weight.normal_()
+    edges_hit = torch.stack([bins[0][:4], bins[1][:1].expand(4), bins[2][:3].repeat(2)[:4], bins[3][-4:]], 1)
+    x = torch.cat([torch.randn(50, 4) * 3, edges_hit, torch.full((2, 4), 1e6), torch.full((2, 4), -1e6)])
+    out = emb(x)
+    dense = emb.bias0 + emb.weight0 * x[..., None] + torch.einsum("bnt,ntd->bnd", piecewise_linear_encoding(x, bins),
+                                                                 emb.weight)
+    torch.testing.assert_close(out, dense, rtol=1e-5, atol=1e-4)
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad((out * g).sum(), [emb.weight, emb.weight0, emb.bias0])
+    grads_dense = torch.autograd.grad((dense * g).sum(), [emb.weight, emb.weight0, emb.bias0])
+    for a, b in zip(grads, grads_dense):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-2)

@@ -25,7 +25,8 @@ from .metrics import compute
 from .model import build, spec_for
 from .model.tabm import compute_bins
 from .preprocessing import Batch, Preprocessor
-from .training import Callback, History, predict_output, resolve_device, threads_for, to_tensors, train
+from .training import (Callback, History, native_bf16, predict_output, resolve_device, threads_for, to_tensors,
+                       train)
 
 __all__ = ["Model", "fit", "load", "load_bytes"]
 
@@ -123,7 +124,9 @@ class Model:
 
     def _output(self, batch: Batch) -> np.ndarray:
         x_num, x_cat, _ = to_tensors(batch, self.device, task=self.task)
-        out = predict_output(self.network, x_num, x_cat, task=self.task).to("cpu").numpy()
+        # bf16 where the model was trained in bf16 and this device does it natively; float32 otherwise
+        precision = self.config.precision if native_bf16(self.device) else "fp32"
+        out = predict_output(self.network, x_num, x_cat, task=self.task, precision=precision).to("cpu").numpy()
         if self.task == "regression":
             return out.astype(np.float64) * self.preprocessor.y_std + self.preprocessor.y_mean
         return out
@@ -249,7 +252,7 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
     if not cfg.early_stopping:  # nothing to validate against: train on every non-test row, as the classic recipe
         train_idx, valid_idx = np.sort(np.concatenate([train_idx, valid_idx])), valid_idx[:0]
     device = resolve_device(cfg.device)
-    cfg = resolve(cfg, n_train=len(train_idx), device_type=device.type)
+    cfg = resolve(cfg, n_train=len(train_idx), device_type=device.type, native_bf16=native_bf16(device))
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(_n_threads(cfg.threads))

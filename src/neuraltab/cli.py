@@ -236,7 +236,9 @@ def train(
     drop: Optional[str] = typer.Option(None, help="Comma-separated columns to ignore."),
     seed: Optional[int] = typer.Option(None, help="Seed for split, initialisation and batch order [default: 0]."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N [default: auto]."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads [default: all cores]."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads [default: 1 for tiny models, else all cores]."),
+    precision: Optional[str] = typer.Option(None, help="auto | fp32 | bf16 matmuls [default: bf16 for the default "
+                                            "model where the CPU/GPU has native bf16, else fp32]."),
     encoding: Optional[str] = typer.Option(None, help="Text encoding of DATA [default: sniffed]."),
     decimal: Optional[str] = typer.Option(None, help="Decimal mark of numbers in DATA, '.' or ',' [default: sniffed]."),
     checkpoint_every: int = typer.Option(10, help="Save the training state every N epochs (next to the model file)."),
@@ -263,7 +265,7 @@ def train(
             "batch_size": batch_size, "epochs": epochs, "patience": patience, "time_limit": time_limit,
             "scaling": scaling, "test_size": test_size, "valid_size": valid_size, "categorical": _split_list(categorical),
             "numeric": _split_list(numeric), "drop": _split_list(drop), "seed": seed, "device": device,
-            "threads": threads,
+            "threads": threads, "precision": precision,
         }
         options = {name: value for name, value in options.items() if value is not None}
         options["early_stopping"] = early_stopping

@@ -48,7 +48,8 @@ class _NeuralTabEstimator(BaseEstimator):
                  epochs: int | None = None, early_stopping: bool = True, patience: int = 16,
                  time_limit: float | None = None, scaling: str = "auto", valid_size: float = 0.2,
                  categorical: tuple[str, ...] = (), numeric: tuple[str, ...] = (), drop: tuple[str, ...] = (),
-                 max_categories: int = 1000, seed: int = 0, device: str = "auto", threads: int | None = None) -> None:
+                 max_categories: int = 1000, seed: int = 0, device: str = "auto", threads: int | None = None,
+                 precision: str = "auto") -> None:
         self.model = model
         self.layers = layers
         self.activation = activation
@@ -76,6 +77,7 @@ class _NeuralTabEstimator(BaseEstimator):
         self.seed = seed
         self.device = device
         self.threads = threads
+        self.precision = precision
 
     # --------------------------------------------------------------------------------------------------- sklearn
     def __sklearn_tags__(self) -> Any:

@@ -23,7 +23,7 @@ from .dense import make_dense_stepper
 from .errors import ConfigError
 from .preprocessing import Batch
 
-__all__ = ["Callback", "History", "resolve_device", "train", "predict_output", "to_tensors", "ensemble_loss", "threads_for"]
+__all__ = ["Callback", "History", "resolve_device", "train", "predict_output", "to_tensors", "ensemble_loss", "threads_for", "native_bf16", "autocast"]
 
 
 class Callback:
@@ -83,15 +83,36 @@ def to_tensors(batch: Batch, device: torch.device, *, task: str, y_mean: float =
     return x_num, x_cat, y
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware (else bf16 is emulated, slower than float32)."""
+    try:
+        if device.type == "cuda":
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        if device.type == "cpu":
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError, TypeError):  # older or partial builds
+        pass
+    return False
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision="bf16"`` on CPU or CUDA (matmuls in bf16, weights and losses float32)."""
+    if precision == "bf16" and device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @torch.inference_mode()
 def predict_output(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *, task: str,
-                   batch_size: int = 8192) -> torch.Tensor:
+                   batch_size: int = 8192, precision: str = "fp32") -> torch.Tensor:
     """Mean over ensemble members of the probabilities float32[n, C] (classification) or values float32[n]."""
     was_training = model.training
     model.eval()
     outs = []
     for start in range(0, max(x_num.shape[0], 1), batch_size):  # at least once: an empty input gives [0, C]
-        out = model(x_num[start:start + batch_size], x_cat[start:start + batch_size])  # [b, k, n_out]
+        with autocast(x_num.device, precision):
+            out = model(x_num[start:start + batch_size], x_cat[start:start + batch_size])  # [b, k, n_out]
+        out = out.float()
         outs.append(out.mean(1).squeeze(-1) if task == "regression" else out.softmax(-1).mean(1))
     model.train(was_training)
     return torch.cat(outs)
@@ -219,7 +240,7 @@ def train(
     else:
         def run_epoch(perm: torch.Tensor, should_stop: Any) -> tuple[float, bool]:
             return _autograd_epoch(model, optimizer, train_data, perm, batch_size=batch_size, task=task,
-                                   grad_clip=cfg.grad_clip, should_stop=should_stop)
+                                   grad_clip=cfg.grad_clip, should_stop=should_stop, precision=cfg.precision)
     with _StopOnSignal() as stop, _flush_denormals(device):
         def should_stop() -> bool:
             return stop.requested or time.perf_counter() > deadline
@@ -235,7 +256,7 @@ def train(
                 break
             logs: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
             if use_valid:
-                pred = predict_output(model, valid_data[0], valid_data[1], task=task)
+                pred = predict_output(model, valid_data[0], valid_data[1], task=task, precision=cfg.precision)
                 logs["valid_loss"], logs["valid_score"] = _score(task, pred, valid_data[2])
                 # a tie on the score (accuracy often plateaus, e.g. at the majority class) goes to the lower loss
                 key = (logs["valid_score"], -logs["valid_loss"])
@@ -276,7 +297,8 @@ def train(
 
 def _autograd_epoch(model: nn.Module, optimizer: torch.optim.Optimizer,
                     data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], perm: torch.Tensor, *, batch_size: int,
-                    task: str, grad_clip: float | None, should_stop: Any) -> tuple[float, bool]:
+                    task: str, grad_clip: float | None, should_stop: Any,
+                    precision: str = "fp32") -> tuple[float, bool]:
     """One epoch of minibatch steps in ``perm`` order → (mean training loss over the rows seen, whether it finished).
 
     ``should_stop()`` is asked after every step; when it says yes the epoch ends there."""
@@ -285,7 +307,9 @@ def _autograd_epoch(model: nn.Module, optimizer: torch.optim.Optimizer,
     seen = 0
     for start in range(0, len(perm), batch_size):
         idx = perm[start:start + batch_size]
-        loss = ensemble_loss(model(x_num[idx], x_cat[idx]), y[idx], task=task)
+        with autocast(x_num.device, precision):
+            out = model(x_num[idx], x_cat[idx])
+        loss = ensemble_loss(out.float(), y[idx], task=task)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
