@@ -18,10 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 import neuraltab
-from neuraltab import data as nt_data
+from neuraltab import reading as nt_reading
 from neuraltab.cli import app
-from neuraltab.data import read_table
 from neuraltab.errors import DataError, SchemaError, UserError
+from neuraltab.reading import read_table
 
 # conftest's FAST settings (k=2, d_block=32, n_blocks=1, epochs=8, threads=1)
 FAST = {"k": 2, "d_block": 32, "n_blocks": 1, "epochs": 8, "n_bins": 8, "d_embedding": 4, "threads": 1}
@@ -681,8 +681,8 @@ def test_a_target_given_as_a_number_for_numbered_columns_says_how_to_name_it():
 
 
 def test_a_date_column_that_never_varies_in_the_training_rows_still_gives_an_input():
-    from neuraltab.data import Column, Schema
     from neuraltab.preprocessing import Preprocessor
+    from neuraltab.schema import Column, Schema
 
     schema = Schema(target="y", task="binary", features=(Column("d", "datetime"),), classes=("a", "b"))
     train = pd.DataFrame({"d": ["2020-01-01"] * 5 + [None], "y": list("ababab")})
@@ -794,8 +794,8 @@ def test_a_file_that_will_not_fit_in_memory_is_refused_before_reading(tmp_path, 
     path = tmp_path / "big.csv"
     people(200).to_csv(path, index=False)
     size = path.stat().st_size
-    assert nt_data.estimate_memory(path) >= 2 * size  # text needs more memory than disk
-    monkeypatch.setattr(nt_data, "available_memory", lambda: size // 2)
+    assert nt_reading.estimate_memory(path) >= 2 * size  # text needs more memory than disk
+    monkeypatch.setattr(nt_reading, "available_memory", lambda: size // 2)
     with pytest.raises(UserError) as info:
         neuraltab.fit(path, target="label", **FAST)
     message = one_line(info, DataError)
@@ -807,9 +807,9 @@ def test_a_file_that_will_not_fit_in_memory_is_refused_before_reading(tmp_path, 
 def test_memory_guard_lets_files_that_fit_through_and_skips_when_memory_is_unknown(tmp_path, monkeypatch):
     path = tmp_path / "small.csv"
     people().to_csv(path, index=False)
-    monkeypatch.setattr(nt_data, "available_memory", lambda: nt_data.estimate_memory(path) + 1)
+    monkeypatch.setattr(nt_reading, "available_memory", lambda: nt_reading.estimate_memory(path) + 1)
     assert len(read_table(path)) == 60
-    monkeypatch.setattr(nt_data, "available_memory", lambda: None)  # not Linux: no guard
+    monkeypatch.setattr(nt_reading, "available_memory", lambda: None)  # not Linux: no guard
     assert len(read_table(path)) == 60
 
 
@@ -820,13 +820,13 @@ def test_memory_estimate_depends_on_the_format(tmp_path):
     table.to_json(tmp_path / "t.jsonl", orient="records", lines=True)
     for name, factor in (("t.csv", "text"), ("t.parquet", "parquet"), ("t.jsonl", "json")):
         size = (tmp_path / name).stat().st_size
-        assert nt_data.estimate_memory(tmp_path / name) == int(size * nt_data.MEMORY_FACTORS[factor])
+        assert nt_reading.estimate_memory(tmp_path / name) == int(size * nt_reading.MEMORY_FACTORS[factor])
     with pytest.raises(DataError, match="needs about"):
-        nt_data.check_memory(tmp_path / "t.parquet", available=1)
+        nt_reading.check_memory(tmp_path / "t.parquet", available=1)
 
 
 def test_available_memory_reads_the_system():
-    available = nt_data.available_memory()
+    available = nt_reading.available_memory()
     if Path("/proc/meminfo").exists():
         assert isinstance(available, int) and available > 0
     else:
@@ -883,5 +883,5 @@ def test_cli_one_row_is_one_error_line(tmp_path):
 def test_cli_memory_guard_is_one_error_line(tmp_path, monkeypatch):
     path = tmp_path / "big.csv"
     people().to_csv(path, index=False)
-    monkeypatch.setattr(nt_data, "available_memory", lambda: 100)
+    monkeypatch.setattr(nt_reading, "available_memory", lambda: 100)
     cli_error(cli("train", path, "--target", "label", *FAST_CLI), "big.csv", "memory", "streaming")

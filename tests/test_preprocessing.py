@@ -10,9 +10,9 @@ import pytest
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
-from neuraltab.data import Column, Schema
 from neuraltab.errors import SchemaError
 from neuraltab.preprocessing import Preprocessor, quantile_normal_transform
+from neuraltab.schema import Column, Schema
 
 
 class Notices(list):

@@ -19,12 +19,13 @@ from . import __version__
 from .artifacts import FORMAT_VERSION, bundle_bytes, load_bundle, read_bundle_bytes, save_bundle
 from .checkpoint import Checkpoint
 from .config import TrainConfig, resolve
-from .data import Schema, drop_missing_target, fingerprint, infer_schema, read_table, source_name, split
 from .errors import ArtifactError, SchemaError
 from .metrics import compute
 from .model import build, spec_for
 from .model.tabm import compute_bins
 from .preprocessing import Batch, Preprocessor
+from .reading import read_table, source_name
+from .schema import Schema, drop_missing_target, fingerprint, infer_schema, split
 from .training import Callback, History, predict_output, resolve_device, to_tensors, train
 
 __all__ = ["Model", "fit", "load", "load_bytes"]

@@ -6,17 +6,17 @@ its state is plain arrays plus JSON, stored in the model file, so no pickle is e
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
-
-import warnings
 
 import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from .data import NULL_MARKERS, Schema, label_key, parse_datetimes
 from .errors import SchemaError
+from .reading import NULL_MARKERS
+from .schema import Schema, label_key, parse_datetimes
 
 __all__ = ["Batch", "Preprocessor", "quantile_normal_transform"]
 
