@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import neuraltab
+from neuraltab.artifacts import bundle_bytes, read_bundle_bytes
 from neuraltab.errors import ConfigError, SchemaError
+from neuraltab.reading import read_table
 
 from conftest import FAST, make_table
 
@@ -65,6 +67,32 @@ def test_model_bytes_are_the_file_bytes_and_load_back_identically(binary_model, 
     pd.testing.assert_frame_equal(neuraltab.api.load_bytes(data).predict_proba(df), model.predict_proba(df))
     with pytest.raises(neuraltab.ArtifactError, match="the model bytes: corrupted model file"):
         neuraltab.api.load_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+
+
+def _rewritten(model, **changes):
+    """The model's bytes with its metadata changed (None deletes a key) and a fresh checksum: a genuine other file."""
+    tensors, meta = read_bundle_bytes(model.to_bytes())
+    meta = {k: v for k, v in {**meta, **changes}.items() if k != "checksum" and v is not None}
+    return bundle_bytes(tensors, meta)
+
+
+def test_model_files_saved_before_the_decimal_mark_was_recorded_still_load(binary_model, tmp_path):
+    df, model = binary_model
+    old = neuraltab.api.load_bytes(_rewritten(model, reading=None))
+    assert old.reading == {"decimal": None, "decimal_from": None} and old.info()["reading"]["decimal"] is None
+    pd.testing.assert_frame_equal(old.predict_proba(df), model.predict_proba(df))
+    # a file is read as before: its decimal mark detected on its own ("5,123" in a ';' file is a decimal comma)
+    path = tmp_path / "new.csv"
+    df.assign(x2=df["x2"].map(lambda v: f"{v:.3f}".replace(".", ","))).to_csv(path, sep=";", index=False)
+    pd.testing.assert_frame_equal(old.predict_proba(path), old.predict_proba(read_table(path)))
+    assert read_table(path)["x2"].max() < 10
+
+
+@pytest.mark.parametrize("reading", [{"decimal": "#", "decimal_from": "given"}, {"decimal": ","}, [","], "."])
+def test_a_bad_decimal_mark_in_a_model_file_is_an_artifact_error(binary_model, reading):
+    _, model = binary_model
+    with pytest.raises(neuraltab.ArtifactError, match="the model bytes: the model file is incomplete or inconsistent"):
+        neuraltab.api.load_bytes(_rewritten(model, reading=reading))
 
 
 def test_same_seed_gives_identical_model_files_and_other_seed_differs(tmp_path):

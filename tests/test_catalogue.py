@@ -9,6 +9,7 @@ case is tested is in ``tests/README.md`` ("Catalogue of awkward inputs").
 
 from __future__ import annotations
 
+import json
 import traceback
 from pathlib import Path
 
@@ -332,6 +333,57 @@ def test_explicit_decimal_point_overrides_the_guess(tmp_path):
     assert read_table(path, decimal=".")["a"].tolist() == [1234.0, 2500.0, 3750.0]
     with pytest.raises(DataError, match="decimal must be"):
         read_table(path, decimal="#")
+
+
+def _decimal_comma_files(folder: Path) -> tuple[Path, Path, pd.DataFrame]:
+    """A tab-separated training file whose prices show its decimal commas ("6,37"), and a prediction file written the
+    same way that alone is ambiguous: every price has three decimals ("6,370": 6.37 or 6370?) and every area a dot
+    before three digits ("1.234": 1234 or 1.234?). Returns both paths and the prediction table as numbers."""
+    rng = np.random.default_rng(11)
+
+    def table(n: int, decimals: int) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray]:
+        price = rng.uniform(0, 10, n).round(decimals)
+        area = rng.integers(1000, 9000, n)
+        label = np.where(price + area / 1000 > 9.5, "big", "small")
+        texts = [f"{p:.{decimals}f}".replace(".", ",") for p in price]
+        return texts, [f"{a // 1000}.{a % 1000:03d}" for a in area], area, label, price
+
+    def write_tsv(path: Path, prices: list[str], areas: list[str], labels: np.ndarray) -> Path:
+        rows = ["price\tarea\tlabel"] + [f"{p}\t{a}\t{y}" for p, a, y in zip(prices, areas, labels)]
+        return write(path, "\n".join(rows) + "\n")
+
+    prices, areas, _, labels, _ = table(160, 2)
+    train = write_tsv(folder / "train.tsv", prices, areas, labels)
+    prices, areas, area, labels, _ = table(40, 3)
+    new = write_tsv(folder / "new.tsv", prices, areas, labels)
+    truth = pd.DataFrame({"price": [float(p.replace(",", ".")) for p in prices], "area": area.astype(float),
+                          "label": labels})
+    return train, new, truth
+
+
+def test_prediction_files_are_read_with_the_training_files_decimal_mark(tmp_path):
+    train, new, truth = _decimal_comma_files(tmp_path)
+    model, notes = fit(train)
+    has(notes.text, "decimal commas", "'price'", "'area' (")
+    assert model.reading == {"decimal": ",", "decimal_from": "detected"}
+    alone = read_table(new)  # read on its own, the file is guessed otherwise: "6,370" as 6370, "1.234" as 1.234
+    assert (alone["price"] > 10).any() and (alone["area"] < 10).all()
+    expected = model.predict_proba(truth)
+    pd.testing.assert_frame_equal(model.predict_proba(new), expected)
+    assert model.evaluate(new) == model.evaluate(truth)
+    loaded = neuraltab.load(model.save(tmp_path / "m.ntab"))
+    pd.testing.assert_frame_equal(loaded.predict_proba(new), expected)
+    assert loaded.info()["reading"] == {"decimal": ",", "decimal_from": "detected"}
+    # a decimal mark given for the prediction file wins over the model's
+    by_dot = model.predict_proba(read_table(new, decimal="."))
+    pd.testing.assert_frame_equal(loaded.predict_proba(new, decimal="."), by_dot)
+
+
+def test_a_decimal_mark_given_for_training_is_the_models(tmp_path):
+    path = write(tmp_path / "t.csv", "a;b;label\n" + "".join(f"{i},5;{i % 3};{'xy'[i % 2]}\n" for i in range(40)))
+    model, _ = fit(path, decimal=",")
+    assert model.reading == {"decimal": ",", "decimal_from": "given"}
+    assert fit(people(), decimal=None)[0].reading == {"decimal": None, "decimal_from": None}  # a DataFrame says nothing
 
 
 def test_text_with_commas_or_spaced_digits_is_not_taken_for_numbers(tmp_path):
@@ -850,6 +902,27 @@ def test_cli_trains_on_a_latin1_semicolon_file_with_decimal_commas(tmp_path):
     assert (tmp_path / "m.ntab").exists()
     info = neuraltab.load(tmp_path / "m.ntab").info()
     assert {f["name"]: f["kind"] for f in info["features"]}["income"] == "numeric"
+
+
+def test_cli_predict_and_evaluate_read_with_the_training_files_decimal_mark_and_info_shows_it(tmp_path):
+    train, new, truth = _decimal_comma_files(tmp_path)
+    model_file = tmp_path / "m.ntab"
+    assert cli("train", train, "--target", "label", *FAST_CLI, "-o", model_file).exit_code == 0
+    model = neuraltab.load(model_file)
+    result = cli("predict", model_file, new, "-o", tmp_path / "pred.csv")
+    assert result.exit_code == 0, result.stderr
+    written = pd.read_csv(tmp_path / "pred.csv")
+    np.testing.assert_allclose(written[["proba_big", "proba_small"]].to_numpy(),
+                               model.predict_proba(truth).to_numpy(), rtol=0, atol=1e-6)
+    result = cli("evaluate", model_file, new, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["accuracy"] == model.evaluate(truth)["accuracy"]
+    assert cli("predict", model_file, new, "--decimal", ".", "-o", tmp_path / "dot.csv").exit_code == 0
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "dot.csv")["proba_big"].to_numpy(),
+                               model.predict_proba(read_table(new, decimal="."))["big"].to_numpy(), rtol=0, atol=1e-6)
+    has(cli("info", model_file).stdout, "decimal mark: ','", "detected in the training file")
+    assert json.loads(cli("info", model_file, "--json").stdout)["reading"] == {"decimal": ",",
+                                                                              "decimal_from": "detected"}
 
 
 def test_cli_predicts_on_reordered_columns_with_unseen_categories(trained, tmp_path):

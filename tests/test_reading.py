@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from neuraltab.errors import DataError
-from neuraltab.reading import read_table
+from neuraltab.reading import read_table, read_table_and_format
 from neuraltab.schema import drop_missing_target, infer_schema
 
 
@@ -226,3 +226,61 @@ def test_dataframe_input_is_not_modified():
     pd.testing.assert_frame_equal(df, original)
     assert list(df.columns) == list(original.columns)  # duplicates and blanks are renamed in the copy only
     assert "renamed" in notices.text
+
+
+# ======================================================================================================================
+# read_table_and_format: the file's decimal mark, recorded so that a model reads its prediction files the same way
+# ======================================================================================================================
+def test_a_decimal_comma_file_is_read_with_dots_as_thousands_separators(tmp_path):
+    # "1.234" alone would be a decimal to the CSV parser, but in a file of decimal commas it is one thousand and more
+    path = _write(tmp_path, "t.tsv", "price\tarea\tcity\n1,5\t1.234\ta\n2,25\t12\tb\n3,75\t2.500\tc\n")
+    notices = Notices()
+    df, number_format = read_table_and_format(path, notify=notices)
+    assert df["price"].tolist() == [1.5, 2.25, 3.75]
+    assert df["area"].tolist() == [1234.0, 12.0, 2500.0]
+    assert number_format == {"decimal": ",", "decimal_from": "detected"}
+    assert len(notices) == 1 and "2 column(s) of numbers written with decimal commas" in notices.text
+    assert "'area' ('1.234' -> 1234)" in notices.text
+
+
+def test_reading_again_with_the_recorded_mark_gives_the_same_values(tmp_path):
+    """What a model relies on: its training file read with the recorded decimal mark gives the values it learned."""
+    for name, content in [("comma.tsv", "a\tb\tc\n1,5\t1.234\t7\n2,25\t12\t8\n3,75\t2.500\t9\n"),
+                          ("euro.csv", "a;b\n1.234.567,5;1,234\n2,25;2,500\n"),
+                          ("thousands.csv", 'a,b\n"1,234.5","1,234"\n"2,000.25","2,500"\n')]:
+        path = _write(tmp_path, name, content)
+        df, number_format = read_table_and_format(path)
+        assert number_format["decimal"] is not None, name
+        pd.testing.assert_frame_equal(read_table(path, decimal=number_format["decimal"]), df, check_dtype=False)
+
+
+@pytest.mark.parametrize(("content", "values", "decimal"), [
+    # the '1,234.5' column fits only thousands separators: the ambiguous '1,234' column follows it, not the ';'
+    ("a;b\n\"1,234.5\";\"1,234\"\n\"2,000.25\";\"2,500\"\n", [1234.0, 2500.0], "."),
+    # the '1,5' column fits only decimal commas: the ambiguous column follows it, not the tab
+    ("a\tb\n1,5\t1,234\n2,25\t2,500\n", [1.234, 2.5], ","),
+], ids=["thousands", "decimal-commas"])
+def test_an_ambiguous_column_follows_the_files_other_numbers(tmp_path, content, values, decimal):
+    notices = Notices()
+    df, number_format = read_table_and_format(_write(tmp_path, "t.txt", content), notify=notices)
+    assert df["b"].tolist() == values
+    assert number_format == {"decimal": decimal, "decimal_from": "detected"}
+    assert "ambiguous: as the file's other numbers" in notices.text
+
+
+def test_no_decimal_mark_is_recorded_when_the_file_says_nothing_or_both(tmp_path):
+    plain = _write(tmp_path, "plain.csv", "a,b\n1.5,x\n2.5,y\n")
+    both = _write(tmp_path, "both.tsv", "a\tb\n1,5\t\"1,234.5\"\n2,25\t\"2,000.25\"\n")  # each column fits one style
+    for path in (plain, both):
+        assert read_table_and_format(path)[1] == {"decimal": None, "decimal_from": None}
+    df = pd.DataFrame({"a": [1.5, 2.5]})
+    assert read_table_and_format(df)[1] == {"decimal": None, "decimal_from": None}
+
+
+def test_a_given_decimal_mark_is_recorded_and_reads_dots_as_thousands(tmp_path):
+    path = _write(tmp_path, "t.csv", "area;n\n1.234;1\n12;2\n2.500;3\n")
+    assert read_table(path)["area"].tolist() == [1.234, 12.0, 2.5]  # the parser's reading, without a hint
+    df, number_format = read_table_and_format(path, decimal=",")
+    assert df["area"].tolist() == [1234.0, 12.0, 2500.0]
+    assert number_format == {"decimal": ",", "decimal_from": "given"}
+    assert read_table_and_format(path, decimal=".")[1] == {"decimal": ".", "decimal_from": "given"}

@@ -298,13 +298,14 @@ def evaluate(
     data: Path = typer.Argument(..., help="Table with the target column."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No notices."),
+    decimal: Optional[str] = typer.Option(None, help="Decimal mark of numbers in DATA [default: the training file's]."),
 ) -> None:
     """Print MODEL's metrics on DATA (which must contain the target column)."""
 
     def body() -> None:
         progress = Progress(_stderr(), quiet=quiet)
         fitted = api.load(model_file)
-        metrics = fitted.evaluate(str(data), notify=progress.on_notice)
+        metrics = fitted.evaluate(str(data), decimal=decimal, notify=progress.on_notice)
         if as_json:
             _print_json(metrics)
         else:
@@ -322,6 +323,7 @@ def predict(
     id_column: Optional[str] = typer.Option(None, "--id", help="Column of DATA to copy into the output."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No notices."),
+    decimal: Optional[str] = typer.Option(None, help="Decimal mark of numbers in DATA [default: the training file's]."),
 ) -> None:
     """Write one prediction per row of DATA, in order: the label and one probability per class, or the value."""
 
@@ -330,7 +332,7 @@ def predict(
             check_writable(output, force=force)
         progress = Progress(_stderr(), quiet=quiet)
         fitted = api.load(model_file)
-        table = fitted.predict_table(str(data), id_column=id_column, notify=progress.on_notice)
+        table = fitted.predict_table(str(data), id_column=id_column, decimal=decimal, notify=progress.on_notice)
         _write_table(table, output, force=force)
         if output is not None and not quiet:
             _stderr().print(f"wrote {len(table):,} predictions to {output}")
@@ -375,6 +377,10 @@ def info(
         data_fp = details["data"]
         console.print(f"training data: {data_fp.get('name') or data_fp.get('kind')}, {data_fp.get('rows'):,} rows × "
                       f"{data_fp.get('columns')} columns, sha256 {data_fp.get('sha256')}")
+        reading = details["reading"]
+        if reading["decimal"] is not None:
+            console.print(f"decimal mark: {reading['decimal']!r} ({reading['decimal_from']} in the training file; "
+                          "files to evaluate or predict are read with it unless --decimal says otherwise)")
         console.print("versions: " + ", ".join(f"{k} {v}" for k, v in details["versions"].items()))
 
     _run(body)

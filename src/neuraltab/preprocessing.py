@@ -323,8 +323,11 @@ def _check_parsed(s: pd.Series, failed: np.ndarray, col: str, what: str, source:
     examples = ", ".join(repr(v) for v in pd.unique(s[bad].astype(str))[:3])
     n_present = int(present.sum())
     if n_bad >= _WRONG_TYPE_MIN and n_bad > _WRONG_TYPE_SHARE * n_present:
+        hint = ""
+        if what == "numbers" and s[bad].astype(str).str.contains(r"\d[,.\u00a0\u202f]\d").any():
+            hint = " (numbers written with another decimal mark than the training file's? pass --decimal)"
         raise SchemaError(f"{source}: column {col!r} should hold {what} (as in training) but {n_bad} of {n_present} "
-                          f"values are not ({examples}); fix the column or leave those cells empty")
+                          f"values are not ({examples}); fix the column or leave those cells empty{hint}")
     notify(f"{source}: column {col!r}: {n_bad} value(s) are not {what} ({examples}); treated as missing")
 
 

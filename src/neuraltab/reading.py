@@ -26,6 +26,7 @@ __all__ = [
     "check_memory",
     "estimate_memory",
     "read_table",
+    "read_table_and_format",
     "source_name",
 ]
 
@@ -58,11 +59,24 @@ def read_table(source: str | Path | pd.DataFrame, *, encoding: str | None = None
 
     The input is never modified. Column names are made unique and non-blank (with a notice). In a text file, a column
     of numbers written with thousands separators ("1,234.5") or decimal commas ("1,5", "1.234,5") is read as numbers,
-    with a notice; ``decimal`` ("." or ",") says which the file uses, None guesses per column. Before a file is read,
-    :func:`check_memory` refuses one that clearly will not fit in memory.
+    with a notice; ``decimal`` ("." or ",") says which the file uses, None detects it from the file's numbers. Before a
+    file is read, :func:`check_memory` refuses one that clearly will not fit in memory.
+    """
+    return read_table_and_format(source, encoding=encoding, decimal=decimal, notify=notify)[0]
+
+
+def read_table_and_format(source: str | Path | pd.DataFrame, *, encoding: str | None = None,
+                          decimal: str | None = None, notify: Notify = _ignore) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`read_table`, and how the table wrote its numbers: ``{"decimal": d, "decimal_from": how}``.
+
+    ``d`` is the decimal mark, "." or ",", and ``how`` is "given" (the ``decimal`` argument) or "detected" (from
+    numbers written with thousands separators or decimal commas, all in one style); both are None when nothing said
+    (a DataFrame, Parquet, or a text file with no such numbers, or with both styles). Reading another file with
+    ``decimal=d`` reads numbers written the same way as the same values, even where that file alone is ambiguous.
     """
     if decimal not in (None, ".", ","):
-        raise DataError(f"decimal must be '.' or ',' (or None to detect it per column), got {decimal!r}")
+        raise DataError(f"decimal must be '.' or ',' (or None to detect it from the file), got {decimal!r}")
+    detected = None
     if isinstance(source, pd.DataFrame):
         df = source
         name = "the DataFrame"
@@ -86,7 +100,12 @@ def read_table(source: str | Path | pd.DataFrame, *, encoding: str | None = None
         elif suffix in (".jsonl", ".ndjson", ".json"):
             df = _read_json_lines(path)
         else:
-            df = _read_csv(path, encoding=encoding, decimal=decimal, notify=notify)
+            df, notes = _read_csv(path, encoding=encoding, decimal=decimal, notify=notify)
+            _notify_formatted(notes, name, notify)
+            if notes["decimal"] and not notes["thousands"]:
+                detected = ","
+            elif notes["thousands"] and not notes["decimal"]:
+                detected = "."
     else:
         raise DataError(f"expected a file path or a pandas DataFrame, got {type(source).__name__}")
 
@@ -94,12 +113,17 @@ def read_table(source: str | Path | pd.DataFrame, *, encoding: str | None = None
         raise DataError(f"{name}: no columns found; the file needs a header row")
     if len(df) == 0:
         raise DataError(f"{name}: has a header but no data rows; add rows below the header")
-    return _clean_column_names(df, name, notify)
+    if decimal is not None:
+        number_format = {"decimal": decimal, "decimal_from": "given"}
+    else:
+        number_format = {"decimal": detected, "decimal_from": "detected" if detected else None}
+    return _clean_column_names(df, name, notify), number_format
 
 
 def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: Notify,
-              source: bytes | None = None) -> pd.DataFrame:
-    """Read a delimited text file with pyarrow. ``source``: the file's bytes with blank lines removed (a second try)."""
+              source: bytes | None = None) -> tuple[pd.DataFrame, dict[str, dict[int, str]]]:
+    """Read a delimited text file with pyarrow, and the notes on its formatted numbers (see
+    :func:`_parse_formatted_numbers`). ``source``: the file's bytes with blank lines removed (a second try)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -118,11 +142,15 @@ def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: 
     utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
     read_opts = pacsv.ReadOptions(encoding="utf8" if utf8 or source is not None else encoding)
     parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-    convert_opts = pacsv.ConvertOptions(null_values=NULL_MARKERS, strings_can_be_null=True,
-                                        quoted_strings_can_be_null=True, decimal_point=decimal or ".")
+
+    def read(decimal_point: str) -> pa.Table:
+        convert_opts = pacsv.ConvertOptions(null_values=NULL_MARKERS, strings_can_be_null=True,
+                                            quoted_strings_can_be_null=True, decimal_point=decimal_point)
+        return pacsv.read_csv(io.BytesIO(source) if source is not None else path, read_options=read_opts,
+                              parse_options=parse_opts, convert_options=convert_opts)
+
     try:
-        table = pacsv.read_csv(io.BytesIO(source) if source is not None else path, read_options=read_opts,
-                               parse_options=parse_opts, convert_options=convert_opts)
+        table = read(decimal or ".")
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if "Empty CSV file" in msg:
@@ -151,8 +179,15 @@ def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: 
         # pyarrow keeps invalid UTF-8 past the sniffed head as binary columns instead of failing
         notify(f"{name}: not valid UTF-8; read as Latin-1 (pass --encoding to choose another)")
         return _read_csv(path, encoding="latin-1", decimal=decimal, notify=notify)
-    df = table.to_pandas(date_as_object=False)
-    return _parse_formatted_numbers(df, delimiter=delimiter, decimal=decimal, name=name, notify=notify)
+    df, notes = _parse_formatted_numbers(table.to_pandas(date_as_object=False), delimiter=delimiter, decimal=decimal)
+    if decimal is None and notes["decimal"] and not notes["thousands"]:
+        # The file writes decimal commas, so its dots group thousands ("1.234" is 1234), which the parser has read as
+        # decimals: read it again as decimal="," (the same read a prediction file gets with the model's choice).
+        df, again = _parse_formatted_numbers(read(",").to_pandas(date_as_object=False), delimiter=delimiter,
+                                             decimal=",")
+        for j, note in again["decimal"].items():  # columns only this read converts ("1.234.567,5" is in both)
+            notes["decimal"].setdefault(j, note)
+    return df, notes
 
 
 _BLANK_LINE = re.compile(r"^[ \t]+(\r\n|\n|\r|$)", re.MULTILINE)
@@ -173,16 +208,19 @@ _DECIMAL_COMMA = re.compile(r"^[+-]?(\d{1,3}([.\u00a0\u202f]\d{3})+|\d+)(,\d+)?$
 _FORMATTED_SHARE = 0.95  # this share of a column's values must be numbers in the format for it to be converted
 
 
-def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str, decimal: str | None, name: str,
-                             notify: Notify) -> pd.DataFrame:
-    """Text columns of numbers with thousands separators or decimal commas, as float columns (with one notice).
+def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str,
+                             decimal: str | None) -> tuple[pd.DataFrame, dict[str, dict[int, str]]]:
+    """Text columns of numbers with thousands separators or decimal commas, as float columns; and a note per converted
+    column (by position), by style ("thousands" or "decimal"), for the notice.
 
-    A column whose every separated value is ambiguous ("1,234": 1234 or 1.234?) is read with thousands separators
-    when it also has numbers under 1000 written without one ("999"); otherwise it follows the file: decimal commas in
-    a ``;``-delimited file (the usual pairing), thousands separators in others. ``decimal`` overrides the guess.
+    A column whose every separated value is ambiguous ("1,234": 1234 or 1.234?) follows the file's other columns when
+    those that fit only one style all agree; otherwise it is read with thousands separators when it also has numbers
+    under 1000 written without one ("999"), else decimal commas in a ``;``-delimited file (the usual pairing) and
+    thousands separators in others. ``decimal`` overrides the guess; with ``decimal=","`` a dot between digits groups
+    thousands even in a column without commas ("1.234" is 1234).
     """
-    out = df
-    said: dict[str, list[str]] = {"thousands": [], "decimal": []}
+    separator = r"\d[.,\u00a0\u202f]\d" if decimal == "," else r"\d[,\u00a0\u202f]\d"
+    found: list[tuple[int, pd.Series, np.ndarray, dict[str, np.ndarray], np.ndarray, list[str], bool]] = []
     for j in range(df.shape[1]):
         s = df.iloc[:, j]
         if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
@@ -192,7 +230,7 @@ def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str, decimal: str |
         head = text.iloc[:1000]  # a text column of words is ruled out on its first values, cheaply
         if head.empty or (head.str.match(_THOUSANDS_COMMA) | head.str.match(_DECIMAL_COMMA)).mean() < _FORMATTED_SHARE:
             continue
-        separated = text.str.contains(r"\d[,\u00a0\u202f]\d", regex=True).to_numpy()
+        separated = text.str.contains(separator, regex=True).to_numpy()
         if not separated.any():
             continue
         fits: dict[str, np.ndarray] = {}
@@ -201,39 +239,59 @@ def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str, decimal: str |
         if decimal != ".":
             fits["decimal"] = text.str.match(_DECIMAL_COMMA).to_numpy()
         usable = [style for style, ok in fits.items() if ok.mean() >= _FORMATTED_SHARE and (ok & separated).any()]
-        if not usable:
-            continue
+        if usable:
+            # "999" next to "1,234": numbers under 1000 written without a separator
+            short = len(usable) == 2 and bool(text[~separated].str.fullmatch(r"[+-]?\d{1,3}").any())
+            found.append((j, text, present, fits, separated, usable, short))
+    # the file's evidence: the styles of the columns that fit only one
+    firm = {usable[0] for *_, usable, _ in found if len(usable) == 1}
+
+    out = df
+    notes: dict[str, dict[int, str]] = {"thousands": {}, "decimal": {}}
+    for j, text, present, fits, separated, usable, short in found:
+        why = ""
         if len(usable) == 1:
             style = usable[0]
-        elif text[~separated].str.fullmatch(r"[+-]?\d{1,3}").any():
-            style = "thousands"  # "999" next to "1,234": numbers under 1000 written without a separator
+        elif len(firm) == 1:
+            style = next(iter(firm))
+            why = f"as the file's other numbers, written with {_STYLE_NAMES[style]}"
+        elif short:
+            style, why = "thousands", "a comma before 3 digits taken as a thousands separator"
         else:
             style = "decimal" if delimiter == ";" else "thousands"
+            why = ("decimal commas are usual with ';' delimiters" if style == "decimal" else
+                   "a comma before 3 digits taken as a thousands separator")
         ok = fits[style]
         if style == "thousands":
             plain = text.str.replace(",", "", regex=False)
         else:
             plain = text.str.replace(r"[.\u00a0\u202f]", "", regex=True).str.replace(",", ".", regex=False)
         parsed = pd.to_numeric(plain.where(ok), errors="coerce").to_numpy(dtype=float)
-        values = np.full(len(s), np.nan)
+        values = np.full(len(present), np.nan)
         values[present] = parsed
         if out is df:
             out = df.copy()
         out.isetitem(j, values)
         first = int(np.flatnonzero(ok & separated)[0])
         note = f"{str(df.columns[j])!r} ({text.iloc[first]!r} -> {parsed[first]:.10g})"
-        if len(usable) == 2:
-            note += " (ambiguous: " + ("decimal commas are usual with ';' delimiters" if style == "decimal" else
-                                       "a comma before 3 digits taken as a thousands separator") + ")"
+        if why:
+            note += f" (ambiguous: {why})"
         if not ok.all():
             examples = ", ".join(repr(v) for v in pd.unique(text[~ok])[:3])
             note += f" with {int((~ok).sum())} value(s) that are not numbers ({examples}) as missing"
-        said[style].append(note)
-    for style, what in (("thousands", "thousands separators"), ("decimal", "decimal commas")):
-        if said[style]:
-            shown = "; ".join(said[style][:5]) + (" ..." if len(said[style]) > 5 else "")
-            notify(f"{name}: read {len(said[style])} column(s) of numbers written with {what}: {shown}")
-    return out
+        notes[style][j] = note
+    return out, notes
+
+
+_STYLE_NAMES = {"thousands": "thousands separators", "decimal": "decimal commas"}
+
+
+def _notify_formatted(notes: dict[str, dict[int, str]], name: str, notify: Notify) -> None:
+    """One notice per style of formatted numbers read as numbers."""
+    for style, said in notes.items():
+        if said:
+            shown = "; ".join(list(said.values())[:5]) + (" ..." if len(said) > 5 else "")
+            notify(f"{name}: read {len(said)} column(s) of numbers written with {_STYLE_NAMES[style]}: {shown}")
 
 
 def _sniff_encoding(head: bytes, name: str, notify: Notify) -> str:
