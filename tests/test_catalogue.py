@@ -709,6 +709,27 @@ def test_missing_target_values_drop_their_rows_with_a_notice(tmp_path):
     check_predictions(model, path, 60)  # the rows without a target still get a prediction
 
 
+def test_rows_without_a_target_count_for_the_column_kinds_and_can_be_predicted(tmp_path):
+    """Rows to predict often sit in the training file with an empty target. Their values count when a column's kind is
+    decided, so a column whose only words are in those rows is the kind the whole file says (categorical here, as
+    with every target filled in), and those rows can be predicted (new: 'code' was numeric, and predicting the
+    unlabelled rows was refused as "should hold numbers")."""
+    table = people()
+    code = np.random.default_rng(20).integers(100, 999, 60).astype(str).astype(object)
+    code[45:] = "pending"  # a quarter of the column, only in the rows without a target
+    table["code"] = code
+    table.loc[45:, "label"] = None
+    path = write(tmp_path / "partly.csv", table.to_csv(index=False))
+    model, notes = fit(path)
+    has(notes.text, "dropped 15 row(s)")
+    assert kinds(model)["code"] == "categorical"
+    full = write(tmp_path / "full.csv", table.assign(label=people()["label"]).to_csv(index=False))
+    assert kinds(fit(full)[0]) == kinds(model)  # the same file with every target filled in: the same kinds
+    check_predictions(model, path, 60)
+    unlabelled = write(tmp_path / "unlabelled.csv", table.iloc[45:].drop(columns="label").to_csv(index=False))
+    check_predictions(model, unlabelled, 15)
+
+
 def test_dates_as_class_labels_come_back_as_written():
     rng = np.random.default_rng(19)
     x = rng.normal(size=60)

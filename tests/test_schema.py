@@ -238,6 +238,41 @@ def test_no_usable_features_is_a_schema_error():
         infer_schema(df, "y")
 
 
+def _partly_labelled(n: int = N) -> tuple[pd.DataFrame, np.ndarray]:
+    """A table whose last fifth will have no target, and whose columns differ there: 'size' holds a word ("unknown")
+    only in those rows, 'weight' two stray words, 'batch' its only second value."""
+    rng = np.random.default_rng(5)
+    unlabelled = np.arange(n) >= n - n // 5
+    weight = rng.normal(70, 10, n).round(1).astype(str).astype(object)
+    weight[np.flatnonzero(unlabelled)[:2]] = "n.k."
+    return pd.DataFrame({
+        "x": rng.normal(size=n),
+        "size": np.where(unlabelled, "unknown", rng.integers(1, 50, n).astype(str)).astype(object),
+        "weight": weight,
+        "batch": np.where(unlabelled, "B", "A"),
+        "y": rng.choice(["a", "b"], n),
+    }), unlabelled
+
+
+def test_kinds_are_decided_on_every_row_whichever_rows_are_labelled():
+    """A column's kind describes the column as the file holds it, so the same file gives the same kinds whether its
+    targets are all filled in or some are missing; and the model can take every row of the file, unlabelled ones
+    included. Decided on the labelled rows only (before), 'size' was numeric (so predicting the unlabelled rows,
+    all "unknown", was refused) and 'batch' was dropped as constant."""
+    labelled, unlabelled = _partly_labelled()
+    partly = labelled.assign(y=labelled["y"].where(~unlabelled))
+    notices = Notices()
+    kinds, dropped = _kinds(partly, notify=notices)
+    assert (kinds, dropped) == _kinds(labelled)
+    # a fifth of 'size' is words: categorical; 2% of 'weight' is: numeric, the words missing (with a notice)
+    assert kinds == {"x": "numeric", "size": "categorical", "weight": "numeric", "batch": "categorical"}
+    assert "'weight' is numeric but 2 value(s) are not numbers ('n.k.')" in notices.text
+    # the task and the rows counted are the labelled ones
+    assert infer_schema(partly, "y").classes == ("a", "b")
+    with pytest.raises(DataError, match="has 1 usable row"):
+        infer_schema(partly.assign(y=[None] * (N - 1) + ["a"]), "y")
+
+
 def test_cells_holding_dicts_or_lists_are_a_schema_error_naming_the_column():
     df = _base(meta=[{"a": 1}] + [{}] * (N - 1))
     with pytest.raises(SchemaError, match="column 'meta' holds dict values such as \"{'a': 1}\""):

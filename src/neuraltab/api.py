@@ -259,7 +259,7 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
     raw, number_format = read_table_and_format(data, encoding=encoding, decimal=decimal, notify=notify)
     data_fingerprint = fingerprint(data, raw)  # hashes the whole file: once per fit
     df = drop_missing_target(raw, target, source=source, notify=notify)
-    schema = infer_schema(df, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
+    schema = infer_schema(raw, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
                           source=source, notify=notify)
     codes = None if schema.task == "regression" else Preprocessor(schema).encode_target(df[target], source=source)
     train_idx, valid_idx, test_idx = split(len(df), y=codes, test_size=cfg.test_size, valid_size=cfg.valid_size,

@@ -149,7 +149,10 @@ def infer_schema(
 ) -> Schema:
     """Decide the task from the target and the kind of every other column.
 
-    Rows with a missing target must already be removed (see :func:`drop_missing_target`).
+    ``df`` may include the rows whose target is missing or infinite (they are not dropped here; see
+    :func:`drop_missing_target`): a column's kind is decided on every row, so a file gives the same kinds whichever of
+    its rows are labelled, and its unlabelled rows hold what the model expects. The task, the row count and the leak
+    check use the labelled rows only.
     """
     columns = list(df.columns)
     if target not in columns:
@@ -158,15 +161,16 @@ def infer_schema(
         for col in names:
             if col not in columns:
                 raise SchemaError(f"{source}: column {col!r} given to {option} not found; {closest_names(col, columns)}")
-    if len(df) < 2:
-        raise DataError(f"{source}: has {len(df)} usable row(s) (rows with a target value); training needs at least 4 "
-                        "(2 with test_size=0): add rows")
-    y = df[target]
-    task, classes = _infer_task(y, task, target, source, notify)
+    unlabelled, _ = _unlabelled(df[target])
+    labelled = df if not unlabelled.any() else df.loc[~unlabelled]
+    if len(labelled) < 2:
+        raise DataError(f"{source}: has {len(labelled)} usable row(s) (rows with a target value); training needs at "
+                        "least 4 (2 with test_size=0): add rows")
+    task, classes = _infer_task(labelled[target], task, target, source, notify)
 
     features: list[Column] = []
     dropped: list[tuple[str, str]] = []
-    n_unique: dict[str, int] = {}  # distinct non-missing values per column, counted once
+    n_unique: dict[str, int] = {}  # distinct non-missing values per column (of every row), counted once
     for col in columns:
         if col == target:
             continue
@@ -186,7 +190,7 @@ def infer_schema(
     if not features:
         raise SchemaError(f"{source}: no usable feature columns besides the target {target!r}; "
                           "the table needs at least one column that is not an ID, constant or empty")
-    for col, how in _leaks(df, target, [c.name for c in features], task, n_unique):
+    for col, how in _leaks(labelled, target, [c.name for c in features], task, n_unique if labelled is df else {}):
         notify(f"{source}: column {col!r} {how} the target {target!r}: a leak? The model will just copy it, which is "
                f"useless unless it is known when predicting for real; if not, drop it (--drop {col})")
     return Schema(target=target, task=task, features=tuple(features), classes=classes, dropped=tuple(dropped))
@@ -199,10 +203,8 @@ def _target_not_found(target: Any, columns: list[str], source: str) -> str:
     return f"{source}: target column {target!r} not found; {closest_names(str(target), columns)}"
 
 
-def drop_missing_target(df: pd.DataFrame, target: str, *, source: str, notify: Notify) -> pd.DataFrame:
-    if target not in df.columns:
-        raise SchemaError(_target_not_found(target, list(df.columns), source))
-    y = df[target]
+def _unlabelled(y: pd.Series) -> tuple[np.ndarray, str]:
+    """Rows whose target is missing or infinite, and how to say it ("missing", or "missing or infinite")."""
     missing = y.isna().to_numpy()
     if pd.api.types.is_float_dtype(y):
         infinite = np.isinf(y.to_numpy(dtype=float, na_value=np.nan))
@@ -210,8 +212,14 @@ def drop_missing_target(df: pd.DataFrame, target: str, *, source: str, notify: N
         infinite = np.array([isinstance(v, (float, np.floating)) and bool(np.isinf(v)) for v in y], dtype=bool)
     else:
         infinite = np.zeros(len(y), dtype=bool)
-    what = "missing or infinite" if infinite.any() else "missing"
-    missing = missing | infinite
+    return missing | infinite, "missing or infinite" if infinite.any() else "missing"
+
+
+def drop_missing_target(df: pd.DataFrame, target: str, *, source: str, notify: Notify) -> pd.DataFrame:
+    """``df`` without the rows whose target is missing or infinite (with a notice saying how many)."""
+    if target not in df.columns:
+        raise SchemaError(_target_not_found(target, list(df.columns), source))
+    missing, what = _unlabelled(df[target])
     n_missing = int(missing.sum())
     if n_missing:
         if n_missing == len(df):
