@@ -15,6 +15,14 @@ from neuraltab.reading import read_table
 from conftest import FAST, make_table
 
 
+class _Collect(neuraltab.Callback):
+    def __init__(self, into: list) -> None:
+        self.into = into
+
+    def on_notice(self, message: str) -> None:
+        self.into.append(message)
+
+
 @pytest.fixture(scope="module")
 def binary_model():
     df = make_table(400, task="binary")
@@ -175,6 +183,49 @@ def test_missing_feature_at_predict_time_names_it(binary_model):
     df, model = binary_model
     with pytest.raises(SchemaError, match="'color'"):
         model.predict(df.drop(columns=["color"]))
+
+
+def _with_dates_and_stray_words(n: int = 300) -> pd.DataFrame:
+    """make_table plus a date column, and two stray words in the numeric x1 (so it stays numeric, with a notice)."""
+    df = make_table(n)
+    df["when"] = (pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(n) % 90, unit="D")).astype(str)
+    df["x1"] = df["x1"].round(4).astype(str)
+    df.loc[[5, 6], "x1"] = "n.k."
+    return df
+
+
+def test_fit_does_not_type_check_its_own_rows_again(monkeypatch, tmp_path):
+    """The kinds were decided on the whole table, so fit does not run the predict-time type check on its own
+    train/validation/test rows (it used to: twice the work, a second notice, and a chance to refuse a small split)."""
+    from neuraltab import preprocessing
+
+    checked = []
+    real_check = preprocessing._check_parsed
+    monkeypatch.setattr(preprocessing, "_check_parsed", lambda *a, **k: checked.append(a[2]) or real_check(*a, **k))
+    df = _with_dates_and_stray_words()
+    notices = []
+    model = neuraltab.fit(df, target="label", callbacks=[_Collect(notices)], **FAST)
+    assert checked == []
+    assert [n for n in notices if "not numbers" in n] == [
+        "the DataFrame: column 'x1' is numeric but 2 value(s) are not numbers ('n.k.'); they are treated as missing"]
+    model.predict(df)  # a table to predict is checked, every time
+    assert sorted(set(checked)) == ["when", "x1"]
+
+
+@pytest.mark.parametrize(("column", "new_values", "what"), [("x1", ["low", "high"], "numbers"),
+                                                            ("when", ["soon", "later"], "dates")])
+def test_a_prediction_file_whose_column_changed_type_is_a_one_line_error(tmp_path, column, new_values, what):
+    df = _with_dates_and_stray_words()
+    model = neuraltab.fit(df, target="label", **FAST)
+    path = tmp_path / "new.csv"
+    df.assign(**{column: new_values * (len(df) // 2)}).to_csv(path, index=False)
+    for call in (model.predict, model.predict_proba, model.evaluate):
+        with pytest.raises(SchemaError) as info:
+            call(path)
+        message = str(info.value)
+        assert "\n" not in message
+        assert message.startswith(f"{path}: column {column!r} should hold {what} (as in training) but 300 of 300 ")
+        assert message.endswith("fix the column or leave those cells empty")
 
 
 def test_time_limit_stops_training_and_keeps_a_model():

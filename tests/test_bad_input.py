@@ -333,13 +333,15 @@ def test_predict_names_every_missing_feature_column(tmp_path, model_file):
                   "new.csv", "'satisfaction'", "'dept'")
 
 
-def test_predict_numeric_column_now_text(tmp_path, model_file):
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_predict_numeric_column_now_text(tmp_path, model_file, command):
     data = tmp_path / "new.csv"
     table = make_hr()
     table["satisfaction"] = np.where(np.arange(len(table)) % 2 == 0, "high", "low")
     table.to_csv(data, index=False)
-    check_bad_cli(tmp_path, ["predict", model_file, data, "-o", tmp_path / "pred.csv"],
-                  "new.csv", "'satisfaction'", "numbers")
+    output = ["-o", tmp_path / "pred.csv"] if command == "predict" else []
+    check_bad_cli(tmp_path, [command, model_file, data, *output],
+                  "new.csv", "'satisfaction'", "should hold numbers", "fix the column")
 
 
 def test_predict_extra_columns_are_ignored_with_a_notice(tmp_path, model_file):

@@ -276,7 +276,8 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
         pre = Preprocessor(schema, scaling=cfg.scaling, max_categories=cfg.max_categories)
         pre.fit(part["train"], source=source, notify=notify)
         quiet = lambda message: None  # noqa: E731  (unseen categories in valid/test are expected, not news)
-        batches = {name: pre.transform(frame, source=source, notify=quiet, with_target=True)
+        # the splits are rows of the table the schema was inferred from: the predict-time type check has nothing to add
+        batches = {name: pre.transform(frame, source=source, notify=quiet, with_target=True, check_types=False)
                    for name, frame in part.items()}
         tensors = {name: to_tensors(b, device, task=schema.task, y_mean=pre.y_mean, y_std=pre.y_std)
                    for name, b in batches.items()}
