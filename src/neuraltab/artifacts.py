@@ -9,6 +9,7 @@ Writes are atomic: a temporary file in the same folder, fsync, then rename over 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -58,11 +59,18 @@ def check_writable(path: Path, *, force: bool) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, force: bool) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one, never a part."""
+    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one, never a part.
+
+    Any failure (a full disk included) removes the temporary file and is one :class:`ArtifactError` line naming
+    ``path``; the old file, if any, is left as it was.
+    """
     path = Path(path)
     check_writable(path, force=force)
     parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot write ({_why(exc, data)}); {_advice(exc)}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -73,7 +81,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, force: bool) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise ArtifactError(f"{path}: cannot write ({exc.strerror or exc}); free some space or choose another --output") from None
+        raise ArtifactError(f"{path}: cannot write ({_why(exc, data)}); {_advice(exc)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -85,6 +93,21 @@ def atomic_write_bytes(path: Path, data: bytes, *, force: bool) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _why(exc: OSError, data: bytes) -> str:
+    """What went wrong, in words: the OS's own (e.g. "Permission denied"), and for a full disk its size too."""
+    if exc.errno in _NO_SPACE:
+        what = "the disk is full" if exc.errno == errno.ENOSPC else "the disk quota is used up"
+        return f"{what}: {exc.strerror or 'No space left on device'}, {len(data):,} bytes to write"
+    return exc.strerror or str(exc)
+
+
+def _advice(exc: OSError) -> str:
+    return "free some space or choose another --output" if exc.errno in _NO_SPACE else "choose another --output"
 
 
 def _parse_header(data: bytes) -> dict[str, Any] | None:

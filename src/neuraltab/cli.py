@@ -6,6 +6,7 @@ prints one line, ``error: ...``, and exits with status 2.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from . import api
 from .artifacts import atomic_write_bytes, check_writable
-from .errors import DataError, UserError
+from .errors import ArtifactError, DataError, UserError
 from .training import Callback, History
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -189,7 +190,20 @@ def _write_table(table: Any, path: Path | None, *, force: bool) -> None:
         delimiter = "\t" if suffix in (".tsv", ".tab") else ","
         pacsv.write_csv(arrow, buffer, write_options=pacsv.WriteOptions(delimiter=delimiter, quoting_style="needed"))
     if path is None:
-        sys.stdout.buffer.write(buffer.getvalue())
+        try:  # a full disk behind a redirect takes part of a write and says so only in the count written
+            rest = buffer.getbuffer()
+            while len(rest):
+                written = sys.stdout.buffer.write(rest)
+                if not written:
+                    raise OSError(errno.EIO, "the output took no more bytes")
+                rest = rest[written:]
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise ArtifactError(f"standard output: cannot write the predictions ({why}), so what it got is "
+                                "incomplete; free some space where it goes, or write them with --output") from None
     else:
         atomic_write_bytes(path, buffer.getvalue(), force=force)
 
