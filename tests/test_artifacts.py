@@ -147,6 +147,24 @@ def test_failed_first_write_creates_nothing(tmp_path, monkeypatch):
     assert _listing(tmp_path) == []
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_new_file_gets_the_usual_permissions_and_a_replaced_file_keeps_its_own(tmp_path, umask):
+    """Not mkstemp's private 0600: a model or predictions file reads like any other file its user writes."""
+    previous = os.umask(umask)
+    try:
+        save_bundle(tmp_path / "new.ntab", _tensors(), META)
+        assert (tmp_path / "new.ntab").stat().st_mode & 0o777 == 0o666 & ~umask
+        for mode in (0o640, 0o664):
+            path = tmp_path / f"old-{mode:o}.ntab"
+            path.write_bytes(b"old")
+            path.chmod(mode)
+            save_bundle(path, _tensors(), META, force=True)
+            assert path.stat().st_mode & 0o777 == mode
+    finally:
+        os.umask(previous)
+
+
 def test_refuses_to_overwrite_without_force(tmp_path):
     path = tmp_path / "m.ntab"
     save_bundle(path, _tensors(), META)

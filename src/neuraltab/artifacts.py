@@ -13,6 +13,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import struct
 import tempfile
 from pathlib import Path
@@ -67,11 +68,13 @@ def atomic_write_bytes(path: Path, data: bytes, *, force: bool) -> None:
     path = Path(path)
     check_writable(path, force=force)
     parent = path.parent if str(path.parent) else Path(".")
+    mode = _mode_for(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot write ({_why(exc, data)}); {_advice(exc)}") from None
     try:
+        os.chmod(tmp, mode)  # mkstemp makes it private (0600); the result should read as any other file does
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -93,6 +96,27 @@ def atomic_write_bytes(path: Path, data: bytes, *, force: bool) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _mode_for(path: Path) -> int:
+    """Permissions for a file written to ``path``: those of the file it replaces, else what ``open`` would give."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    try:  # Linux shows it; elsewhere it can only be read by setting it (briefly, for the whole process)
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
