@@ -198,7 +198,7 @@ def _write_table(table: Any, path: Path | None, *, force: bool) -> None:
                     raise OSError(errno.EIO, "the output took no more bytes")
                 rest = rest[written:]
             sys.stdout.buffer.flush()
-        except BrokenPipeError:
+        except BrokenPipeError:  # the reader stopped (`| head`): click exits 1 quietly, as it should
             raise
         except OSError as exc:
             why = exc.strerror or exc
