@@ -1,7 +1,10 @@
-"""Shared fixtures: small synthetic tables with learnable signal, and the path to the shared benchmark data."""
+"""Shared fixtures: small synthetic tables with learnable signal, the path to the shared benchmark data, and a file
+that fills the disk."""
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +41,30 @@ def hr_csv() -> Path:
     if not HR_CSV.exists():
         pytest.skip(f"the shared benchmark data ({HR_CSV}) is not on this machine; it exists only in development and CI")
     return HR_CSV
+
+
+class FillingFile:
+    """What ``os.fdopen`` gives for a file on a disk that fills up during the write: part of the bytes land, then
+    ENOSPC, as on a real full disk. ``seen`` records the files in ``folder`` at that moment (the partial temp file)."""
+
+    def __init__(self, fh, folder: Path | None = None, seen: list[list[str]] | None = None) -> None:
+        self.fh, self.folder, self.seen = fh, folder, seen
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()
+
+    def write(self, data) -> int:
+        self.fh.write(bytes(data)[: len(data) // 2])
+        self.fh.flush()
+        if self.seen is not None:
+            self.seen.append(sorted(p.name for p in self.folder.iterdir()))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def fileno(self) -> int:
+        return self.fh.fileno()

@@ -8,9 +8,19 @@ import pytest
 import torch
 
 import neuraltab
+from neuraltab.artifacts import bundle_bytes, read_bundle_bytes
 from neuraltab.errors import ConfigError, SchemaError
+from neuraltab.reading import read_table
 
 from conftest import FAST, make_table
+
+
+class _Collect(neuraltab.Callback):
+    def __init__(self, into: list) -> None:
+        self.into = into
+
+    def on_notice(self, message: str) -> None:
+        self.into.append(message)
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +75,32 @@ def test_model_bytes_are_the_file_bytes_and_load_back_identically(binary_model, 
     pd.testing.assert_frame_equal(neuraltab.api.load_bytes(data).predict_proba(df), model.predict_proba(df))
     with pytest.raises(neuraltab.ArtifactError, match="the model bytes: corrupted model file"):
         neuraltab.api.load_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+
+
+def _rewritten(model, **changes):
+    """The model's bytes with its metadata changed (None deletes a key) and a fresh checksum: a genuine other file."""
+    tensors, meta = read_bundle_bytes(model.to_bytes())
+    meta = {k: v for k, v in {**meta, **changes}.items() if k != "checksum" and v is not None}
+    return bundle_bytes(tensors, meta)
+
+
+def test_model_files_saved_before_the_decimal_mark_was_recorded_still_load(binary_model, tmp_path):
+    df, model = binary_model
+    old = neuraltab.api.load_bytes(_rewritten(model, reading=None))
+    assert old.reading == {"decimal": None, "decimal_from": None} and old.info()["reading"]["decimal"] is None
+    pd.testing.assert_frame_equal(old.predict_proba(df), model.predict_proba(df))
+    # a file is read as before: its decimal mark detected on its own ("5,123" in a ';' file is a decimal comma)
+    path = tmp_path / "new.csv"
+    df.assign(x2=df["x2"].map(lambda v: f"{v:.3f}".replace(".", ","))).to_csv(path, sep=";", index=False)
+    pd.testing.assert_frame_equal(old.predict_proba(path), old.predict_proba(read_table(path)))
+    assert read_table(path)["x2"].max() < 10
+
+
+@pytest.mark.parametrize("reading", [{"decimal": "#", "decimal_from": "given"}, {"decimal": ","}, [","], "."])
+def test_a_bad_decimal_mark_in_a_model_file_is_an_artifact_error(binary_model, reading):
+    _, model = binary_model
+    with pytest.raises(neuraltab.ArtifactError, match="the model bytes: the model file is incomplete or inconsistent"):
+        neuraltab.api.load_bytes(_rewritten(model, reading=reading))
 
 
 def test_same_seed_gives_identical_model_files_and_other_seed_differs(tmp_path):
@@ -147,6 +183,49 @@ def test_missing_feature_at_predict_time_names_it(binary_model):
     df, model = binary_model
     with pytest.raises(SchemaError, match="'color'"):
         model.predict(df.drop(columns=["color"]))
+
+
+def _with_dates_and_stray_words(n: int = 300) -> pd.DataFrame:
+    """make_table plus a date column, and two stray words in the numeric x1 (so it stays numeric, with a notice)."""
+    df = make_table(n)
+    df["when"] = (pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(n) % 90, unit="D")).astype(str)
+    df["x1"] = df["x1"].round(4).astype(str)
+    df.loc[[5, 6], "x1"] = "n.k."
+    return df
+
+
+def test_fit_does_not_type_check_its_own_rows_again(monkeypatch, tmp_path):
+    """The kinds were decided on the whole table, so fit does not run the predict-time type check on its own
+    train/validation/test rows (it used to: twice the work, a second notice, and a chance to refuse a small split)."""
+    from neuraltab import preprocessing
+
+    checked = []
+    real_check = preprocessing._check_parsed
+    monkeypatch.setattr(preprocessing, "_check_parsed", lambda *a, **k: checked.append(a[2]) or real_check(*a, **k))
+    df = _with_dates_and_stray_words()
+    notices = []
+    model = neuraltab.fit(df, target="label", callbacks=[_Collect(notices)], **FAST)
+    assert checked == []
+    assert [n for n in notices if "not numbers" in n] == [
+        "the DataFrame: column 'x1' is numeric but 2 value(s) are not numbers ('n.k.'); they are treated as missing"]
+    model.predict(df)  # a table to predict is checked, every time
+    assert sorted(set(checked)) == ["when", "x1"]
+
+
+@pytest.mark.parametrize(("column", "new_values", "what"), [("x1", ["low", "high"], "numbers"),
+                                                            ("when", ["soon", "later"], "dates")])
+def test_a_prediction_file_whose_column_changed_type_is_a_one_line_error(tmp_path, column, new_values, what):
+    df = _with_dates_and_stray_words()
+    model = neuraltab.fit(df, target="label", **FAST)
+    path = tmp_path / "new.csv"
+    df.assign(**{column: new_values * (len(df) // 2)}).to_csv(path, index=False)
+    for call in (model.predict, model.predict_proba, model.evaluate):
+        with pytest.raises(SchemaError) as info:
+            call(path)
+        message = str(info.value)
+        assert "\n" not in message
+        assert message.startswith(f"{path}: column {column!r} should hold {what} (as in training) but 300 of 300 ")
+        assert message.endswith("fix the column or leave those cells empty")
 
 
 def test_time_limit_stops_training_and_keeps_a_model():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import pickle
 import re
 import struct
@@ -18,6 +20,8 @@ import neuraltab
 from neuraltab import artifacts
 from neuraltab.artifacts import FORMAT_VERSION, atomic_write_bytes, load_bundle, save_bundle
 from neuraltab.errors import ArtifactError
+
+from conftest import FillingFile
 
 META = {
     "schema": {"target": "y", "classes": [0, 1, "café"], "features": [{"name": "a", "kind": "numeric"}]},
@@ -86,21 +90,49 @@ def test_successful_write_leaves_no_temporary_file(tmp_path):
     assert load_bundle(tmp_path / "m.ntab")[1]["v"] == 2
 
 
-@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), RuntimeError("interrupted")])
-def test_failed_write_leaves_no_temporary_file_and_keeps_the_old_file(tmp_path, monkeypatch, error):
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("where", ["write", "fsync", "rename", "temp file"])
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_the_old_file(tmp_path, monkeypatch, where):
+    path = tmp_path / "m.ntab"
+    save_bundle(path, _tensors(), META)
+    before = path.read_bytes()
+    seen: list[list[str]] = []
+    if where == "write":
+        real_fdopen = os.fdopen
+        monkeypatch.setattr(artifacts.os, "fdopen",
+                            lambda fd, *a, **k: FillingFile(real_fdopen(fd, *a, **k), tmp_path, seen))
+    else:
+        target = {"fsync": (artifacts.os, "fsync"), "rename": (artifacts.os, "replace"),
+                  "temp file": (artifacts.tempfile, "mkstemp")}[where]
+        monkeypatch.setattr(*target, _no_space)
+    data = artifacts.bundle_bytes({"w": torch.ones(3)}, {"new": True})
+    with pytest.raises(ArtifactError) as info:
+        save_bundle(path, {"w": torch.ones(3)}, {"new": True}, force=True)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message == (f"{path}: cannot write (the disk is full: No space left on device, {len(data):,} bytes to "
+                       "write); free some space or choose another --output")
+    if where == "write":  # the half-written temporary file existed, and is gone
+        assert len(seen) == 1 and len(seen[0]) == 2
+        assert seen[0][0].startswith(".m.ntab.") and seen[0][0].endswith(".tmp")
+    assert _listing(tmp_path) == ["m.ntab"]
+    assert path.read_bytes() == before
+
+
+def test_other_failures_leave_no_temporary_file_and_keep_the_old_file(tmp_path, monkeypatch):
     path = tmp_path / "m.ntab"
     save_bundle(path, _tensors(), META)
     before = path.read_bytes()
 
-    def failing_replace(*args, **kwargs):
-        raise error
+    def interrupted(*args, **kwargs):
+        raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(artifacts.os, "replace", failing_replace)
-    expected = ArtifactError if isinstance(error, OSError) else RuntimeError
-    with pytest.raises(expected) as info:
+    monkeypatch.setattr(artifacts.os, "replace", interrupted)
+    with pytest.raises(RuntimeError):
         save_bundle(path, {"w": torch.ones(3)}, {"new": True}, force=True)
-    if expected is ArtifactError:
-        assert "No space left on device" in str(info.value) and "m.ntab" in str(info.value)
     assert _listing(tmp_path) == ["m.ntab"]
     assert path.read_bytes() == before
 
@@ -110,9 +142,27 @@ def test_failed_first_write_creates_nothing(tmp_path, monkeypatch):
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(artifacts.os, "fsync", failing_fsync)
-    with pytest.raises(ArtifactError, match="cannot write"):
+    with pytest.raises(ArtifactError, match=r"m.ntab: cannot write \(Input/output error\); choose another --output$"):
         atomic_write_bytes(tmp_path / "m.ntab", b"data", force=False)
     assert _listing(tmp_path) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_new_file_gets_the_usual_permissions_and_a_replaced_file_keeps_its_own(tmp_path, umask):
+    """Not mkstemp's private 0600: a model or predictions file reads like any other file its user writes."""
+    previous = os.umask(umask)
+    try:
+        save_bundle(tmp_path / "new.ntab", _tensors(), META)
+        assert (tmp_path / "new.ntab").stat().st_mode & 0o777 == 0o666 & ~umask
+        for mode in (0o640, 0o664):
+            path = tmp_path / f"old-{mode:o}.ntab"
+            path.write_bytes(b"old")
+            path.chmod(mode)
+            save_bundle(path, _tensors(), META, force=True)
+            assert path.stat().st_mode & 0o777 == mode
+    finally:
+        os.umask(previous)
 
 
 def test_refuses_to_overwrite_without_force(tmp_path):

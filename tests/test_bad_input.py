@@ -333,13 +333,15 @@ def test_predict_names_every_missing_feature_column(tmp_path, model_file):
                   "new.csv", "'satisfaction'", "'dept'")
 
 
-def test_predict_numeric_column_now_text(tmp_path, model_file):
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_predict_numeric_column_now_text(tmp_path, model_file, command):
     data = tmp_path / "new.csv"
     table = make_hr()
     table["satisfaction"] = np.where(np.arange(len(table)) % 2 == 0, "high", "low")
     table.to_csv(data, index=False)
-    check_bad_cli(tmp_path, ["predict", model_file, data, "-o", tmp_path / "pred.csv"],
-                  "new.csv", "'satisfaction'", "numbers")
+    output = ["-o", tmp_path / "pred.csv"] if command == "predict" else []
+    check_bad_cli(tmp_path, [command, model_file, data, *output],
+                  "new.csv", "'satisfaction'", "should hold numbers", "fix the column")
 
 
 def test_predict_extra_columns_are_ignored_with_a_notice(tmp_path, model_file):
@@ -483,6 +485,103 @@ def test_console_script_unparsable_option_value(tmp_path, hr_csv):
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert "--epochs" in lines[0] and "integer" in lines[0]  # typer's own message does not echo the value
     assert snapshot(tmp_path) == before
+
+
+# ======================================================================================================================
+# A real full disk: a small tmpfs, filled up (mounting needs root, as the development and CI machines run the tests)
+# ======================================================================================================================
+
+
+@contextlib.contextmanager
+def small_disk(size_kib: int = 512):
+    """A fresh folder with a ``size_kib`` KiB tmpfs mounted on it, unmounted at the end. Skips, saying why, where no
+    tmpfs can be mounted (not Linux, not root, or root without the right to mount in a container)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("a real full disk is made by mounting a small tmpfs, which needs Linux")
+    if os.geteuid() != 0:
+        pytest.skip("a real full disk is made by mounting a small tmpfs, which needs root; run the tests as root")
+    if shutil.which("mount") is None or shutil.which("umount") is None:
+        pytest.skip("a real full disk is made by mounting a small tmpfs, and there is no mount/umount command")
+    folder = Path(tempfile.mkdtemp(prefix="neuraltab-disk-"))
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(folder)],
+                          capture_output=True, text=True, timeout=30, check=False)
+    if proc.returncode != 0:
+        folder.rmdir()
+        why = proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else f"mount exited {proc.returncode}"
+        pytest.skip(f"cannot mount a small tmpfs to fill up ({why}); a container needs CAP_SYS_ADMIN for this test")
+    try:
+        yield folder
+    finally:
+        if subprocess.run(["umount", str(folder)], capture_output=True, timeout=30, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30, check=False)
+        folder.rmdir()
+
+
+def fill(disk: Path, *, leave: int) -> None:
+    """Fill ``disk`` with one file until only ``leave`` bytes are free."""
+    def free() -> int:
+        stats = os.statvfs(disk)
+        return stats.f_bavail * stats.f_frsize
+
+    with open(disk / "filler.bin", "wb") as fh:
+        fh.write(b"\0" * (free() - leave))
+    assert free() == leave
+
+
+def assert_one_error_line(proc: subprocess.CompletedProcess, expected: str) -> None:
+    context = f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    assert proc.returncode == 2, context
+    assert "Traceback" not in proc.stderr, context
+    assert proc.stderr.splitlines() == [f"error: {expected}"], context
+
+
+def test_a_full_disk_when_saving_the_model(tmp_path):
+    """train on a disk without room for the model: status 2, one line naming the model file and the full disk and
+    its size, and the folder exactly as it was (the input unchanged; no model, no partial or temporary file)."""
+    quiet_fast = [*FAST, "--quiet"]
+    with small_disk() as disk:
+        data = disk / "hr.csv"
+        make_hr(300).to_csv(data, index=False)
+        elsewhere = tmp_path / "hr.ntab"  # the same run where there is room: the model file is this size
+        assert invoke("train", data, "--target", "left", *quiet_fast, "-o", elsewhere).exit_code == 0
+        size = elsewhere.stat().st_size
+        fill(disk, leave=4096)  # a few KiB: the save starts, part of it lands, then the disk is full
+        assert size > 4096, "the model would fit: make the disk fuller"
+        before = snapshot(disk)
+        proc = _console("train", data, "--target", "left", *quiet_fast, cwd=tmp_path)
+        assert_one_error_line(proc, f"{disk / 'hr.ntab'}: cannot write (the disk is full: No space left on device, "
+                                    f"{size:,} bytes to write); free some space or choose another --output")
+        assert proc.stdout == ""
+        assert snapshot(disk) == before
+
+
+def test_a_full_disk_when_writing_predictions(tmp_path):
+    """predict a big table onto a full disk: with --output (new, or replacing an old file with --force) status 2, one
+    line, and the folder as it was (the old predictions intact); to a redirected stdout, status 2 and one line saying
+    the output is incomplete (the file is the shell's, not neuraltab's)."""
+    model = tmp_path / "m.ntab"
+    with small_disk() as disk:
+        data = disk / "rows.csv"
+        make_hr(3000).to_csv(data, index=False)
+        assert invoke("train", data, "--target", "left", *FAST, "--quiet", "-o", model).exit_code == 0
+        assert invoke("predict", model, data, "--quiet", "-o", tmp_path / "room.csv").exit_code == 0
+        size = (tmp_path / "room.csv").stat().st_size  # the predictions, where there is room for them
+        old = disk / "old.csv"
+        old.write_text("prediction\nyes\n")
+        fill(disk, leave=4096)
+        before = snapshot(disk)
+        for output, extra in ((disk / "new.csv", []), (old, ["--force"])):
+            proc = _console("predict", model, data, "-o", output, *extra, cwd=tmp_path)
+            assert_one_error_line(proc, f"{output}: cannot write (the disk is full: No space left on device, "
+                                        f"{size:,} bytes to write); free some space or choose another --output")
+            assert snapshot(disk) == before
+        with open(disk / "redirected.csv", "wb") as stdout:
+            command = [sys.executable, "-m", "neuraltab.cli", "predict", str(model), str(data)]
+            proc = subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path,
+                                  env={**os.environ, "NO_COLOR": "1"}, check=False)
+        assert_one_error_line(proc, "standard output: cannot write the predictions (No space left on device), so what "
+                                    "it got is incomplete; free some space where it goes, or write them with --output")
+        assert 0 < (disk / "redirected.csv").stat().st_size <= 4096
 
 
 # ======================================================================================================================

@@ -9,6 +9,7 @@ case is tested is in ``tests/README.md`` ("Catalogue of awkward inputs").
 
 from __future__ import annotations
 
+import json
 import traceback
 from pathlib import Path
 
@@ -18,10 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 import neuraltab
-from neuraltab import data as nt_data
+from neuraltab import reading as nt_reading
 from neuraltab.cli import app
-from neuraltab.data import read_table
 from neuraltab.errors import DataError, SchemaError, UserError
+from neuraltab.reading import read_table
 
 # conftest's FAST settings (k=2, d_block=32, n_blocks=1, epochs=8, threads=1)
 FAST = {"k": 2, "d_block": 32, "n_blocks": 1, "epochs": 8, "n_bins": 8, "d_embedding": 4, "threads": 1}
@@ -332,6 +333,57 @@ def test_explicit_decimal_point_overrides_the_guess(tmp_path):
     assert read_table(path, decimal=".")["a"].tolist() == [1234.0, 2500.0, 3750.0]
     with pytest.raises(DataError, match="decimal must be"):
         read_table(path, decimal="#")
+
+
+def _decimal_comma_files(folder: Path) -> tuple[Path, Path, pd.DataFrame]:
+    """A tab-separated training file whose prices show its decimal commas ("6,37"), and a prediction file written the
+    same way that alone is ambiguous: every price has three decimals ("6,370": 6.37 or 6370?) and every area a dot
+    before three digits ("1.234": 1234 or 1.234?). Returns both paths and the prediction table as numbers."""
+    rng = np.random.default_rng(11)
+
+    def table(n: int, decimals: int) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray]:
+        price = rng.uniform(0, 10, n).round(decimals)
+        area = rng.integers(1000, 9000, n)
+        label = np.where(price + area / 1000 > 9.5, "big", "small")
+        texts = [f"{p:.{decimals}f}".replace(".", ",") for p in price]
+        return texts, [f"{a // 1000}.{a % 1000:03d}" for a in area], area, label, price
+
+    def write_tsv(path: Path, prices: list[str], areas: list[str], labels: np.ndarray) -> Path:
+        rows = ["price\tarea\tlabel"] + [f"{p}\t{a}\t{y}" for p, a, y in zip(prices, areas, labels)]
+        return write(path, "\n".join(rows) + "\n")
+
+    prices, areas, _, labels, _ = table(160, 2)
+    train = write_tsv(folder / "train.tsv", prices, areas, labels)
+    prices, areas, area, labels, _ = table(40, 3)
+    new = write_tsv(folder / "new.tsv", prices, areas, labels)
+    truth = pd.DataFrame({"price": [float(p.replace(",", ".")) for p in prices], "area": area.astype(float),
+                          "label": labels})
+    return train, new, truth
+
+
+def test_prediction_files_are_read_with_the_training_files_decimal_mark(tmp_path):
+    train, new, truth = _decimal_comma_files(tmp_path)
+    model, notes = fit(train)
+    has(notes.text, "decimal commas", "'price'", "'area' (")
+    assert model.reading == {"decimal": ",", "decimal_from": "detected"}
+    alone = read_table(new)  # read on its own, the file is guessed otherwise: "6,370" as 6370, "1.234" as 1.234
+    assert (alone["price"] > 10).any() and (alone["area"] < 10).all()
+    expected = model.predict_proba(truth)
+    pd.testing.assert_frame_equal(model.predict_proba(new), expected)
+    assert model.evaluate(new) == model.evaluate(truth)
+    loaded = neuraltab.load(model.save(tmp_path / "m.ntab"))
+    pd.testing.assert_frame_equal(loaded.predict_proba(new), expected)
+    assert loaded.info()["reading"] == {"decimal": ",", "decimal_from": "detected"}
+    # a decimal mark given for the prediction file wins over the model's
+    by_dot = model.predict_proba(read_table(new, decimal="."))
+    pd.testing.assert_frame_equal(loaded.predict_proba(new, decimal="."), by_dot)
+
+
+def test_a_decimal_mark_given_for_training_is_the_models(tmp_path):
+    path = write(tmp_path / "t.csv", "a;b;label\n" + "".join(f"{i},5;{i % 3};{'xy'[i % 2]}\n" for i in range(40)))
+    model, _ = fit(path, decimal=",")
+    assert model.reading == {"decimal": ",", "decimal_from": "given"}
+    assert fit(people(), decimal=None)[0].reading == {"decimal": None, "decimal_from": None}  # a DataFrame says nothing
 
 
 def test_text_with_commas_or_spaced_digits_is_not_taken_for_numbers(tmp_path):
@@ -657,6 +709,27 @@ def test_missing_target_values_drop_their_rows_with_a_notice(tmp_path):
     check_predictions(model, path, 60)  # the rows without a target still get a prediction
 
 
+def test_rows_without_a_target_count_for_the_column_kinds_and_can_be_predicted(tmp_path):
+    """Rows to predict often sit in the training file with an empty target. Their values count when a column's kind is
+    decided, so a column whose only words are in those rows is the kind the whole file says (categorical here, as
+    with every target filled in), and those rows can be predicted (new: 'code' was numeric, and predicting the
+    unlabelled rows was refused as "should hold numbers")."""
+    table = people()
+    code = np.random.default_rng(20).integers(100, 999, 60).astype(str).astype(object)
+    code[45:] = "pending"  # a quarter of the column, only in the rows without a target
+    table["code"] = code
+    table.loc[45:, "label"] = None
+    path = write(tmp_path / "partly.csv", table.to_csv(index=False))
+    model, notes = fit(path)
+    has(notes.text, "dropped 15 row(s)")
+    assert kinds(model)["code"] == "categorical"
+    full = write(tmp_path / "full.csv", table.assign(label=people()["label"]).to_csv(index=False))
+    assert kinds(fit(full)[0]) == kinds(model)  # the same file with every target filled in: the same kinds
+    check_predictions(model, path, 60)
+    unlabelled = write(tmp_path / "unlabelled.csv", table.iloc[45:].drop(columns="label").to_csv(index=False))
+    check_predictions(model, unlabelled, 15)
+
+
 def test_dates_as_class_labels_come_back_as_written():
     rng = np.random.default_rng(19)
     x = rng.normal(size=60)
@@ -681,8 +754,8 @@ def test_a_target_given_as_a_number_for_numbered_columns_says_how_to_name_it():
 
 
 def test_a_date_column_that_never_varies_in_the_training_rows_still_gives_an_input():
-    from neuraltab.data import Column, Schema
     from neuraltab.preprocessing import Preprocessor
+    from neuraltab.schema import Column, Schema
 
     schema = Schema(target="y", task="binary", features=(Column("d", "datetime"),), classes=("a", "b"))
     train = pd.DataFrame({"d": ["2020-01-01"] * 5 + [None], "y": list("ababab")})
@@ -794,8 +867,8 @@ def test_a_file_that_will_not_fit_in_memory_is_refused_before_reading(tmp_path, 
     path = tmp_path / "big.csv"
     people(200).to_csv(path, index=False)
     size = path.stat().st_size
-    assert nt_data.estimate_memory(path) >= 2 * size  # text needs more memory than disk
-    monkeypatch.setattr(nt_data, "available_memory", lambda: size // 2)
+    assert nt_reading.estimate_memory(path) >= 2 * size  # text needs more memory than disk
+    monkeypatch.setattr(nt_reading, "available_memory", lambda: size // 2)
     with pytest.raises(UserError) as info:
         neuraltab.fit(path, target="label", **FAST)
     message = one_line(info, DataError)
@@ -807,9 +880,9 @@ def test_a_file_that_will_not_fit_in_memory_is_refused_before_reading(tmp_path, 
 def test_memory_guard_lets_files_that_fit_through_and_skips_when_memory_is_unknown(tmp_path, monkeypatch):
     path = tmp_path / "small.csv"
     people().to_csv(path, index=False)
-    monkeypatch.setattr(nt_data, "available_memory", lambda: nt_data.estimate_memory(path) + 1)
+    monkeypatch.setattr(nt_reading, "available_memory", lambda: nt_reading.estimate_memory(path) + 1)
     assert len(read_table(path)) == 60
-    monkeypatch.setattr(nt_data, "available_memory", lambda: None)  # not Linux: no guard
+    monkeypatch.setattr(nt_reading, "available_memory", lambda: None)  # not Linux: no guard
     assert len(read_table(path)) == 60
 
 
@@ -820,13 +893,13 @@ def test_memory_estimate_depends_on_the_format(tmp_path):
     table.to_json(tmp_path / "t.jsonl", orient="records", lines=True)
     for name, factor in (("t.csv", "text"), ("t.parquet", "parquet"), ("t.jsonl", "json")):
         size = (tmp_path / name).stat().st_size
-        assert nt_data.estimate_memory(tmp_path / name) == int(size * nt_data.MEMORY_FACTORS[factor])
+        assert nt_reading.estimate_memory(tmp_path / name) == int(size * nt_reading.MEMORY_FACTORS[factor])
     with pytest.raises(DataError, match="needs about"):
-        nt_data.check_memory(tmp_path / "t.parquet", available=1)
+        nt_reading.check_memory(tmp_path / "t.parquet", available=1)
 
 
 def test_available_memory_reads_the_system():
-    available = nt_data.available_memory()
+    available = nt_reading.available_memory()
     if Path("/proc/meminfo").exists():
         assert isinstance(available, int) and available > 0
     else:
@@ -850,6 +923,27 @@ def test_cli_trains_on_a_latin1_semicolon_file_with_decimal_commas(tmp_path):
     assert (tmp_path / "m.ntab").exists()
     info = neuraltab.load(tmp_path / "m.ntab").info()
     assert {f["name"]: f["kind"] for f in info["features"]}["income"] == "numeric"
+
+
+def test_cli_predict_and_evaluate_read_with_the_training_files_decimal_mark_and_info_shows_it(tmp_path):
+    train, new, truth = _decimal_comma_files(tmp_path)
+    model_file = tmp_path / "m.ntab"
+    assert cli("train", train, "--target", "label", *FAST_CLI, "-o", model_file).exit_code == 0
+    model = neuraltab.load(model_file)
+    result = cli("predict", model_file, new, "-o", tmp_path / "pred.csv")
+    assert result.exit_code == 0, result.stderr
+    written = pd.read_csv(tmp_path / "pred.csv")
+    np.testing.assert_allclose(written[["proba_big", "proba_small"]].to_numpy(),
+                               model.predict_proba(truth).to_numpy(), rtol=0, atol=1e-6)
+    result = cli("evaluate", model_file, new, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["accuracy"] == model.evaluate(truth)["accuracy"]
+    assert cli("predict", model_file, new, "--decimal", ".", "-o", tmp_path / "dot.csv").exit_code == 0
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "dot.csv")["proba_big"].to_numpy(),
+                               model.predict_proba(read_table(new, decimal="."))["big"].to_numpy(), rtol=0, atol=1e-6)
+    has(cli("info", model_file).stdout, "decimal mark: ','", "detected in the training file")
+    assert json.loads(cli("info", model_file, "--json").stdout)["reading"] == {"decimal": ",",
+                                                                              "decimal_from": "detected"}
 
 
 def test_cli_predicts_on_reordered_columns_with_unseen_categories(trained, tmp_path):
@@ -883,5 +977,5 @@ def test_cli_one_row_is_one_error_line(tmp_path):
 def test_cli_memory_guard_is_one_error_line(tmp_path, monkeypatch):
     path = tmp_path / "big.csv"
     people().to_csv(path, index=False)
-    monkeypatch.setattr(nt_data, "available_memory", lambda: 100)
+    monkeypatch.setattr(nt_reading, "available_memory", lambda: 100)
     cli_error(cli("train", path, "--target", "label", *FAST_CLI), "big.csv", "memory", "streaming")

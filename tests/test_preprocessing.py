@@ -10,9 +10,9 @@ import pytest
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
-from neuraltab.data import Column, Schema
 from neuraltab.errors import SchemaError
 from neuraltab.preprocessing import Preprocessor, quantile_normal_transform
+from neuraltab.schema import Column, Schema
 
 
 class Notices(list):
@@ -301,6 +301,19 @@ def test_numeric_column_turned_into_text_is_named():
         pre.transform(new, source="new.csv")
     msg = str(info.value)
     assert "'b'" in msg and "numbers" in msg and "'low'" in msg
+
+
+def test_numbers_written_with_another_decimal_mark_suggest_the_decimal_option():
+    rng = np.random.default_rng(8)
+    pre = Preprocessor(NUM_SCHEMA).fit(_numeric_frame(rng, 50))
+    new = _numeric_frame(rng, 20)
+    new["b"] = [f"{v:.2f}".replace(".", ",") for v in rng.normal(size=20)]  # "0,31": read with the wrong mark
+    with pytest.raises(SchemaError, match=r"'b' should hold numbers .* pass --decimal\)$"):
+        pre.transform(new, source="new.csv")
+    new["b"] = ["low", "high"] * 10
+    with pytest.raises(SchemaError) as info:
+        pre.transform(new, source="new.csv")
+    assert "--decimal" not in str(info.value)  # words are not numbers in another format
 
 
 def test_a_few_bad_numbers_are_missing_with_a_notice():

@@ -15,7 +15,7 @@ import neuraltab
 from neuraltab.errors import ArtifactError
 from neuraltab.training import Callback
 
-from conftest import FAST, make_table
+from conftest import FAST, FillingFile, make_table
 
 OPTIONS = {**FAST, "epochs": 12, "patience": 100}  # every epoch runs: the interruption lands mid-run
 
@@ -54,6 +54,38 @@ def test_checkpoint_from_other_options_is_refused(tmp_path):
     neuraltab.fit(df, target="label", checkpoint=ckpt, callbacks=[_InterruptAt(2)], **OPTIONS)
     with pytest.raises(ArtifactError, match="other data or with other options"):
         neuraltab.fit(df, target="label", checkpoint=ckpt, resume=True, **{**OPTIONS, "lr": 0.01})
+
+
+def test_a_full_disk_at_a_later_checkpoint_keeps_the_previous_one_and_resume_continues(tmp_path, monkeypatch):
+    """Replacing a checkpoint needs room for a second copy, so a disk that held the first may not hold the next: the
+    run stops with one line that says so, the previous checkpoint stays whole, and --resume finishes the run."""
+    from neuraltab import artifacts
+
+    df = make_table(200)
+    reference = neuraltab.fit(df, target="label", **OPTIONS)
+    ckpt = tmp_path / "run.ckpt"
+    real_write, real_fdopen, writes = artifacts.atomic_write_bytes, os.fdopen, []
+
+    def fills_up_at_the_third(path, data, *, force):
+        writes.append(path)
+        if len(writes) < 3:
+            return real_write(path, data, force=force)
+        with monkeypatch.context() as m:
+            m.setattr(artifacts.os, "fdopen", lambda fd, *a, **k: FillingFile(real_fdopen(fd, *a, **k)))
+            return real_write(path, data, force=force)
+
+    monkeypatch.setattr(artifacts, "atomic_write_bytes", fills_up_at_the_third)
+    with pytest.raises(ArtifactError) as info:
+        neuraltab.fit(df, target="label", checkpoint=ckpt, checkpoint_every=1, **OPTIONS)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{ckpt}: cannot write (the disk is full")
+    assert message.endswith("the previous checkpoint is kept as it was, so the same command with --resume continues "
+                            "from it once there is room")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]  # no temporary file
+    monkeypatch.undo()
+    resumed = neuraltab.fit(df, target="label", checkpoint=ckpt, checkpoint_every=1, resume=True, **OPTIONS)
+    assert resumed.to_bytes() == reference.to_bytes()
+    assert not ckpt.exists()
 
 
 def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:

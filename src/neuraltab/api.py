@@ -19,12 +19,13 @@ from . import __version__
 from .artifacts import FORMAT_VERSION, bundle_bytes, load_bundle, read_bundle_bytes, save_bundle
 from .checkpoint import Checkpoint
 from .config import TrainConfig, resolve
-from .data import Schema, drop_missing_target, fingerprint, infer_schema, read_table, source_name, split
 from .errors import ArtifactError, SchemaError
 from .metrics import compute
 from .model import build, spec_for
 from .model.tabm import compute_bins
 from .preprocessing import Batch, Preprocessor
+from .reading import read_table, read_table_and_format, source_name
+from .schema import Schema, drop_missing_target, fingerprint, infer_schema, split
 from .training import (Callback, History, native_bf16, predict_output, resolve_device, threads_for, to_tensors,
                        train)
 
@@ -32,6 +33,9 @@ __all__ = ["Model", "fit", "load", "load_bytes"]
 
 # options that may differ between an interrupted run and its --resume (they do not change what is learned)
 _RESUMABLE_CHANGES = ("threads", "device", "time_limit")
+# how the training file wrote its numbers (reading.read_table_and_format); models saved before this was recorded read
+# every file as if nothing was known, detecting the decimal mark per file
+_NO_NUMBER_FORMAT = {"decimal": None, "decimal_from": None}
 
 
 
@@ -78,7 +82,7 @@ class Model:
                  config: TrainConfig, metrics: dict[str, Any], history: History | dict[str, Any],
                  data_fingerprint: dict[str, Any], versions: dict[str, str], notices: list[str] | None = None,
                  splits: dict[str, np.ndarray] | None = None, device: torch.device | None = None,
-                 estimator: dict[str, Any] | None = None) -> None:
+                 estimator: dict[str, Any] | None = None, reading: dict[str, Any] | None = None) -> None:
         self.schema = schema
         self.preprocessor = preprocessor
         self.network = network
@@ -94,6 +98,8 @@ class Model:
         # set by a scikit-learn estimator that trained this model (class, parameters, classes_, feature names), so
         # that NeuralTab*.load can rebuild it; saved with the model, JSON like the rest
         self.estimator = estimator
+        # the training file's decimal mark, used to read the files this model predicts for (unless one is given)
+        self.reading = dict(reading or _NO_NUMBER_FORMAT)
 
     # --------------------------------------------------------------------------------------------------- basics
     @property
@@ -109,9 +115,10 @@ class Model:
         return f"<neuraltab.Model {self.spec['kind']} {head}, {len(self.schema.features)} features>"
 
     # --------------------------------------------------------------------------------------------------- predict
-    def _batch(self, data: Any, *, with_target: bool, notify: Any) -> tuple[pd.DataFrame, Batch]:
+    def _batch(self, data: Any, *, with_target: bool, notify: Any,
+               decimal: str | None = None) -> tuple[pd.DataFrame, Batch]:
         source = source_name(data)
-        df = read_table(data, notify=notify)
+        df = read_table(data, decimal=self.reading["decimal"] if decimal is None else decimal, notify=notify)
         if with_target:
             df = drop_missing_target(df, self.schema.target, source=source, notify=notify)
         else:
@@ -136,23 +143,28 @@ class Model:
         return pd.Series(classes.to_numpy()[proba.argmax(axis=1)] if len(proba) else classes.iloc[:0].to_numpy(),
                          dtype=classes.dtype)
 
-    def predict(self, data: Any, *, notify: Any = None) -> pd.Series:
-        """Predicted labels as the user wrote them (classification) or values (regression), one per row, in order."""
-        _, batch = self._batch(data, with_target=False, notify=notify or (lambda m: None))
+    def predict(self, data: Any, *, decimal: str | None = None, notify: Any = None) -> pd.Series:
+        """Predicted labels as the user wrote them (classification) or values (regression), one per row, in order.
+
+        A text file is read with the training file's decimal mark (see :meth:`info`) unless ``decimal`` ("." or
+        ",") is given; the same holds for :meth:`predict_proba`, :meth:`predict_table` and :meth:`evaluate`.
+        """
+        _, batch = self._batch(data, with_target=False, notify=notify or (lambda m: None), decimal=decimal)
         out = self._output(batch)
         return pd.Series(out, name="prediction") if self.task == "regression" else self._labels(out).rename("prediction")
 
-    def predict_proba(self, data: Any, *, notify: Any = None) -> pd.DataFrame:
+    def predict_proba(self, data: Any, *, decimal: str | None = None, notify: Any = None) -> pd.DataFrame:
         """Class probabilities, one column per class label (classification only)."""
         if self.task == "regression":
             raise SchemaError("predict_proba is for classification models; this model does regression: use predict")
-        _, batch = self._batch(data, with_target=False, notify=notify or (lambda m: None))
+        _, batch = self._batch(data, with_target=False, notify=notify or (lambda m: None), decimal=decimal)
         return pd.DataFrame(self._output(batch), columns=list(self.classes))
 
-    def predict_table(self, data: Any, *, id_column: str | None = None, notify: Any = None) -> pd.DataFrame:
+    def predict_table(self, data: Any, *, id_column: str | None = None, decimal: str | None = None,
+                      notify: Any = None) -> pd.DataFrame:
         """The table ``neuraltab predict`` writes: [id], prediction, and proba_<label> per class."""
         notify = notify or (lambda m: None)
-        df, batch = self._batch(data, with_target=False, notify=notify)
+        df, batch = self._batch(data, with_target=False, notify=notify, decimal=decimal)
         out = self._output(batch)
         table = pd.DataFrame(index=pd.RangeIndex(len(df)))
         if id_column is not None:
@@ -170,9 +182,9 @@ class Model:
                 table[f"proba_{label}"] = out[:, j]
         return table
 
-    def evaluate(self, data: Any, *, notify: Any = None) -> dict[str, Any]:
+    def evaluate(self, data: Any, *, decimal: str | None = None, notify: Any = None) -> dict[str, Any]:
         """The metric table on a table that has the target column."""
-        _, batch = self._batch(data, with_target=True, notify=notify or (lambda m: None))
+        _, batch = self._batch(data, with_target=True, notify=notify or (lambda m: None), decimal=decimal)
         return compute(self.task, batch.y, self._output(batch))
 
     # --------------------------------------------------------------------------------------------------- files
@@ -197,6 +209,7 @@ class Model:
             "metrics": self.metrics,
             "history": self.history,
             "data": self.data_fingerprint,
+            "reading": self.reading,
             "versions": self.versions,
         }
         if self.estimator is not None:
@@ -217,6 +230,7 @@ class Model:
             "metrics": self.metrics,
             "training": {k: v for k, v in self.history.items() if k != "epochs"} | {"epochs_run": len(self.history.get("epochs", []))},
             "data": self.data_fingerprint,
+            "reading": self.reading,
             "versions": self.versions,
         } | ({"estimator": self.estimator} if self.estimator is not None else {})
 
@@ -234,6 +248,10 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
     ``options`` are :class:`TrainConfig` fields (``model``, ``epochs``, ``seed``, ...). The table is split into
     train/valid/test (``test_size``, ``valid_size``); ``model.metrics["test"]`` holds the held-out test metrics.
 
+    ``decimal`` ("." or ",") is the decimal mark of a text file's numbers, detected when None. Either way the choice
+    is saved with the model, which reads the files it predicts for and evaluates on with it (``model.reading``), so an
+    ambiguous "1,234" in them means what it meant in the training file.
+
     With ``checkpoint`` (a file path), the whole training state is saved there every ``checkpoint_every`` epochs and
     when Ctrl-C or SIGTERM stops the run; ``resume=True`` continues from it, giving the same model as an
     uninterrupted run. The file is removed once training finishes (kept when it was interrupted).
@@ -241,10 +259,10 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
     cfg = TrainConfig.from_dict(options)
     notify = _Notices(callbacks)
     source = source_name(data)
-    raw = read_table(data, encoding=encoding, decimal=decimal, notify=notify)
+    raw, number_format = read_table_and_format(data, encoding=encoding, decimal=decimal, notify=notify)
     data_fingerprint = fingerprint(data, raw)  # hashes the whole file: once per fit
     df = drop_missing_target(raw, target, source=source, notify=notify)
-    schema = infer_schema(df, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
+    schema = infer_schema(raw, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
                           source=source, notify=notify)
     codes = None if schema.task == "regression" else Preprocessor(schema).encode_target(df[target], source=source)
     train_idx, valid_idx, test_idx = split(len(df), y=codes, test_size=cfg.test_size, valid_size=cfg.valid_size,
@@ -261,7 +279,8 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
         pre = Preprocessor(schema, scaling=cfg.scaling, max_categories=cfg.max_categories)
         pre.fit(part["train"], source=source, notify=notify)
         quiet = lambda message: None  # noqa: E731  (unseen categories in valid/test are expected, not news)
-        batches = {name: pre.transform(frame, source=source, notify=quiet, with_target=True)
+        # the splits are rows of the table the schema was inferred from: the predict-time type check has nothing to add
+        batches = {name: pre.transform(frame, source=source, notify=quiet, with_target=True, check_types=False)
                    for name, frame in part.items()}
         tensors = {name: to_tensors(b, device, task=schema.task, y_mean=pre.y_mean, y_std=pre.y_std)
                    for name, b in batches.items()}
@@ -294,7 +313,7 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
 
         model = Model(schema=schema, preprocessor=pre, network=network, spec=spec, config=cfg, metrics={},
                       history=history, data_fingerprint=data_fingerprint, versions=_versions(),
-                      notices=notify.messages, device=device,
+                      notices=notify.messages, device=device, reading=number_format,
                       splits={name: df.index[idx].to_numpy() for name, idx in
                               (("train", train_idx), ("valid", valid_idx), ("test", test_idx))})
         for name in ("valid", "test"):
@@ -329,6 +348,11 @@ def _from_bundle(tensors: dict[str, torch.Tensor], meta: dict[str, Any], *, name
         network.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         config = TrainConfig.from_dict(meta["config"])
         extras = {key: meta.get(key, {}) for key in ("metrics", "history", "data", "versions")}
+        reading = meta.get("reading", _NO_NUMBER_FORMAT)
+        if not isinstance(reading, dict) or set(reading) != set(_NO_NUMBER_FORMAT) \
+                or reading["decimal"] not in (None, ".", ",") \
+                or reading["decimal_from"] not in (None, "given", "detected"):
+            raise ValueError(f"unreadable reading section {str(reading)[:100]}")
         bad = [key for key, value in extras.items() if not isinstance(value, dict)]
         n_out = 1 if schema.task == "regression" else len(schema.classes)
         if bad or spec["n_num"] != pre.n_num or list(spec["cat_cardinalities"]) != pre.cat_cardinalities \
@@ -336,7 +360,7 @@ def _from_bundle(tensors: dict[str, torch.Tensor], meta: dict[str, Any], *, name
             raise ValueError("the preprocessing state, the schema and the network do not fit together")
         model = Model(schema=schema, preprocessor=pre, network=network.eval(), spec=spec, config=config,
                       metrics=extras["metrics"], history=extras["history"], data_fingerprint=extras["data"],
-                      versions=extras["versions"], estimator=meta.get("estimator"))
+                      versions=extras["versions"], estimator=meta.get("estimator"), reading=reading)
         # a smoke run on one all-missing row exercises every stored array before a user's data does
         model._output(pre.transform(pd.DataFrame({c: [None] for c in schema.feature_names()}, dtype=object)))
     except Exception as exc:  # anything a consistent, checksummed-but-wrong file can trigger

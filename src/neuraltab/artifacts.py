@@ -9,9 +9,11 @@ Writes are atomic: a temporary file in the same folder, fsync, then rename over 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 import struct
 import tempfile
 from pathlib import Path
@@ -58,12 +60,21 @@ def check_writable(path: Path, *, force: bool) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, force: bool) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one, never a part."""
+    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one, never a part.
+
+    Any failure (a full disk included) removes the temporary file and is one :class:`ArtifactError` line naming
+    ``path``; the old file, if any, is left as it was.
+    """
     path = Path(path)
     check_writable(path, force=force)
     parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    mode = _mode_for(path)
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot write ({_why(exc, data)}); {_advice(exc)}") from None
+    try:
+        os.chmod(tmp, mode)  # mkstemp makes it private (0600); the result should read as any other file does
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -73,7 +84,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, force: bool) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise ArtifactError(f"{path}: cannot write ({exc.strerror or exc}); free some space or choose another --output") from None
+        raise ArtifactError(f"{path}: cannot write ({_why(exc, data)}); {_advice(exc)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -85,6 +96,42 @@ def atomic_write_bytes(path: Path, data: bytes, *, force: bool) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _mode_for(path: Path) -> int:
+    """Permissions for a file written to ``path``: those of the file it replaces, else what ``open`` would give."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    try:  # Linux shows it; elsewhere it can only be read by setting it (briefly, for the whole process)
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _why(exc: OSError, data: bytes) -> str:
+    """What went wrong, in words: the OS's own (e.g. "Permission denied"), and for a full disk its size too."""
+    if exc.errno in _NO_SPACE:
+        what = "the disk is full" if exc.errno == errno.ENOSPC else "the disk quota is used up"
+        return f"{what}: {exc.strerror or 'No space left on device'}, {len(data):,} bytes to write"
+    return exc.strerror or str(exc)
+
+
+def _advice(exc: OSError) -> str:
+    return "free some space or choose another --output" if exc.errno in _NO_SPACE else "choose another --output"
 
 
 def _parse_header(data: bytes) -> dict[str, Any] | None:

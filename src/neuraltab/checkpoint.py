@@ -85,7 +85,14 @@ class Checkpoint:
         meta = {"kind": "checkpoint", "identity": self.identity, "epochs_done": snap.epochs_done,
                 "param_groups": snap.optimizer["param_groups"], "optimizer_scalars": scalars,
                 "has_best": snap.best is not None, "counters": snap.counters}
-        save_bundle(self.path, tensors, meta, force=True)
+        kept = self.path.exists()
+        try:
+            save_bundle(self.path, tensors, meta, force=True)
+        except ArtifactError as exc:  # a full disk, typically: the write needs room for a second copy
+            if not kept:
+                raise
+            raise ArtifactError(f"{exc}; the previous checkpoint is kept as it was, so the same command with --resume "
+                                "continues from it once there is room") from None
 
     def load(self) -> Snapshot:
         tensors, meta = load_bundle(self.path)

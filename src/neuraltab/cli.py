@@ -6,6 +6,7 @@ prints one line, ``error: ...``, and exits with status 2.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from . import api
 from .artifacts import atomic_write_bytes, check_writable
-from .errors import DataError, UserError
+from .errors import ArtifactError, DataError, UserError
 from .training import Callback, History
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -189,7 +190,20 @@ def _write_table(table: Any, path: Path | None, *, force: bool) -> None:
         delimiter = "\t" if suffix in (".tsv", ".tab") else ","
         pacsv.write_csv(arrow, buffer, write_options=pacsv.WriteOptions(delimiter=delimiter, quoting_style="needed"))
     if path is None:
-        sys.stdout.buffer.write(buffer.getvalue())
+        try:  # a full disk behind a redirect takes part of a write and says so only in the count written
+            rest = buffer.getbuffer()
+            while len(rest):
+                written = sys.stdout.buffer.write(rest)
+                if not written:
+                    raise OSError(errno.EIO, "the output took no more bytes")
+                rest = rest[written:]
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:  # the reader stopped (`| head`): click exits 1 quietly, as it should
+            raise
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise ArtifactError(f"standard output: cannot write the predictions ({why}), so what it got is "
+                                "incomplete; free some space where it goes, or write them with --output") from None
     else:
         atomic_write_bytes(path, buffer.getvalue(), force=force)
 
@@ -300,13 +314,14 @@ def evaluate(
     data: Path = typer.Argument(..., help="Table with the target column."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No notices."),
+    decimal: Optional[str] = typer.Option(None, help="Decimal mark of numbers in DATA [default: the training file's]."),
 ) -> None:
     """Print MODEL's metrics on DATA (which must contain the target column)."""
 
     def body() -> None:
         progress = Progress(_stderr(), quiet=quiet)
         fitted = api.load(model_file)
-        metrics = fitted.evaluate(str(data), notify=progress.on_notice)
+        metrics = fitted.evaluate(str(data), decimal=decimal, notify=progress.on_notice)
         if as_json:
             _print_json(metrics)
         else:
@@ -324,6 +339,7 @@ def predict(
     id_column: Optional[str] = typer.Option(None, "--id", help="Column of DATA to copy into the output."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No notices."),
+    decimal: Optional[str] = typer.Option(None, help="Decimal mark of numbers in DATA [default: the training file's]."),
 ) -> None:
     """Write one prediction per row of DATA, in order: the label and one probability per class, or the value."""
 
@@ -332,7 +348,7 @@ def predict(
             check_writable(output, force=force)
         progress = Progress(_stderr(), quiet=quiet)
         fitted = api.load(model_file)
-        table = fitted.predict_table(str(data), id_column=id_column, notify=progress.on_notice)
+        table = fitted.predict_table(str(data), id_column=id_column, decimal=decimal, notify=progress.on_notice)
         _write_table(table, output, force=force)
         if output is not None and not quiet:
             _stderr().print(f"wrote {len(table):,} predictions to {output}")
@@ -377,6 +393,10 @@ def info(
         data_fp = details["data"]
         console.print(f"training data: {data_fp.get('name') or data_fp.get('kind')}, {data_fp.get('rows'):,} rows × "
                       f"{data_fp.get('columns')} columns, sha256 {data_fp.get('sha256')}")
+        reading = details["reading"]
+        if reading["decimal"] is not None:
+            console.print(f"decimal mark: {reading['decimal']!r} ({reading['decimal_from']} in the training file; "
+                          "files to evaluate or predict are read with it unless --decimal says otherwise)")
         console.print("versions: " + ", ".join(f"{k} {v}" for k, v in details["versions"].items()))
 
     _run(body)

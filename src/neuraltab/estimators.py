@@ -30,8 +30,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import api
 from .config import TrainConfig
-from .data import label_key
 from .errors import ArtifactError, ConfigError, closest_names
+from .schema import label_key
 
 __all__ = ["NeuralTabClassifier", "NeuralTabRegressor"]
 

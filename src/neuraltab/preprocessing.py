@@ -6,17 +6,17 @@ its state is plain arrays plus JSON, stored in the model file, so no pickle is e
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
-
-import warnings
 
 import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from .data import NULL_MARKERS, Schema, label_key, parse_datetimes
 from .errors import SchemaError
+from .reading import NULL_MARKERS
+from .schema import Schema, label_key, parse_datetimes
 
 __all__ = ["Batch", "Preprocessor", "quantile_normal_transform"]
 
@@ -114,6 +114,8 @@ class Preprocessor:
 
     # ------------------------------------------------------------------------------------------------------------ fit
     def fit(self, df: pd.DataFrame, *, source: str = "the data", notify: Notify = _ignore) -> "Preprocessor":
+        """Learn the statistics on ``df``, rows of the table the schema was inferred from: their values were judged
+        then, so one that does not parse as its column's kind is simply missing here (no predict-time type check)."""
         self.numeric_inputs: list[tuple[str, str | None]] = []  # (column, datetime part or None)
         self.vocabs: list[tuple[str, list[str]]] = []
         for col in self.schema.features:
@@ -138,7 +140,7 @@ class Preprocessor:
                     order = order[: self.max_categories]
                 self.vocabs.append((col.name, list(order)))
 
-        raw = self._numeric_matrix(df, source=source, notify=notify)
+        raw = self._numeric_matrix(df, source=source, notify=notify, check_types=False)
         missing = np.isnan(raw)
         with warnings.catch_warnings():  # an all-missing column has no median: it gets 0 below
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -184,15 +186,20 @@ class Preprocessor:
 
     # ------------------------------------------------------------------------------------------------- transform
     def transform(self, df: pd.DataFrame, *, source: str = "the data", notify: Notify = _ignore,
-                  with_target: bool = False) -> Batch:
-        """Model inputs for every row of ``df``; checks that the training features are present and of the right type."""
+                  with_target: bool = False, check_types: bool = True) -> Batch:
+        """Model inputs for every row of ``df``; checks that the training features are present and of the right type.
+
+        ``check_types=False`` skips the type check (a column of numbers or dates that now mostly holds something else
+        is a :class:`SchemaError`; a few such values are missing, with a notice) for rows of the table the schema was
+        inferred from, as :func:`neuraltab.fit` transforms its own splits: their values were judged then.
+        """
         expected = self.schema.feature_names()
         missing_cols = [c for c in expected if c not in df.columns]
         if missing_cols:
             shown = ", ".join(repr(c) for c in missing_cols[:5]) + (" ..." if len(missing_cols) > 5 else "")
             raise SchemaError(f"{source}: missing {len(missing_cols)} feature column(s) the model was trained on: "
                               f"{shown}; add them (values may be empty)")
-        raw = self._numeric_matrix(df, source=source, notify=notify)
+        raw = self._numeric_matrix(df, source=source, notify=notify, check_types=check_types)
         missing = np.isnan(raw)
         x = np.where(missing, self.median, raw)
         if self.scaling == "quantile":
@@ -219,16 +226,17 @@ class Preprocessor:
         y = self.encode_target(df[self.schema.target], source=source) if with_target else None
         return Batch(x_num=x_num, x_cat=x_cat, y=y)
 
-    def _numeric_matrix(self, df: pd.DataFrame, *, source: str, notify: Notify) -> np.ndarray:
+    def _numeric_matrix(self, df: pd.DataFrame, *, source: str, notify: Notify, check_types: bool) -> np.ndarray:
         out = np.empty((len(df), len(self.numeric_inputs)), dtype=np.float64)
         parsed: dict[str, dict[str, np.ndarray]] = {}
         for j, (col, part) in enumerate(self.numeric_inputs):
             if part is None:
-                out[:, j] = _to_float(df[col], col, source, notify)
+                out[:, j] = _to_float(df[col], col, source, notify, check_types=check_types)
             else:
                 if col not in parsed:
                     stamps = parse_datetimes(df[col])
-                    _check_parsed(df[col], stamps.isna().to_numpy(), col, "dates", source, notify)
+                    if check_types:
+                        _check_parsed(df[col], stamps.isna().to_numpy(), col, "dates", source, notify)
                     parsed[col] = _datetime_parts(stamps)
                 out[:, j] = parsed[col][part]
         out[~np.isfinite(out)] = np.nan
@@ -297,11 +305,12 @@ def _overflow_scale(x: np.ndarray) -> np.ndarray:
     return np.where(big > 1e150, np.ldexp(1.0, np.frexp(big)[1] - 1), 1.0)  # frexp: exact, even for 1.8e308
 
 
-def _to_float(s: pd.Series, col: str, source: str, notify: Notify) -> np.ndarray:
+def _to_float(s: pd.Series, col: str, source: str, notify: Notify, *, check_types: bool) -> np.ndarray:
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
     values = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
-    _check_parsed(s, values.isna().to_numpy(), col, "numbers", source, notify)
+    if check_types:
+        _check_parsed(s, values.isna().to_numpy(), col, "numbers", source, notify)
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
@@ -323,8 +332,11 @@ def _check_parsed(s: pd.Series, failed: np.ndarray, col: str, what: str, source:
     examples = ", ".join(repr(v) for v in pd.unique(s[bad].astype(str))[:3])
     n_present = int(present.sum())
     if n_bad >= _WRONG_TYPE_MIN and n_bad > _WRONG_TYPE_SHARE * n_present:
+        hint = ""
+        if what == "numbers" and s[bad].astype(str).str.contains(r"\d[,.\u00a0\u202f]\d").any():
+            hint = " (numbers written with another decimal mark than the training file's? pass --decimal)"
         raise SchemaError(f"{source}: column {col!r} should hold {what} (as in training) but {n_bad} of {n_present} "
-                          f"values are not ({examples}); fix the column or leave those cells empty")
+                          f"values are not ({examples}); fix the column or leave those cells empty{hint}")
     notify(f"{source}: column {col!r}: {n_bad} value(s) are not {what} ({examples}); treated as missing")
 
 

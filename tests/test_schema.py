@@ -1,14 +1,14 @@
-"""Contract tests for neuraltab.data: reading tables, inferring the schema, splitting rows."""
+"""Contract tests for neuraltab.schema: the task, the feature kinds, dropping rows without a target, the split."""
 
 from __future__ import annotations
-
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from neuraltab.data import drop_missing_target, infer_schema, read_table, split
 from neuraltab.errors import DataError, SchemaError
+from neuraltab.reading import read_table
+from neuraltab.schema import drop_missing_target, infer_schema, split
 
 
 class Notices(list):
@@ -28,204 +28,6 @@ def _write(tmp_path, name: str, content: str | bytes, encoding: str = "utf-8"):
     path.write_bytes(content if isinstance(content, bytes) else content.encode(encoding))
     return path
 
-
-# ======================================================================================================================
-# read_table: delimiters, quoting, encodings
-# ======================================================================================================================
-@pytest.mark.parametrize("delim", [",", ";", "\t", "|"], ids=["comma", "semicolon", "tab", "pipe"])
-def test_delimiter_is_sniffed(tmp_path, delim):
-    rows = [["age", "city", "score"], ["31", "Paris", "1.5"], ["45", "Lyon", "2.5"], ["27", "Nice", "3.5"]]
-    path = _write(tmp_path, "t.csv", "\n".join(delim.join(r) for r in rows) + "\n")
-    df = read_table(path)
-    assert list(df.columns) == ["age", "city", "score"]
-    assert df["age"].tolist() == [31, 45, 27]
-    assert df["city"].tolist() == ["Paris", "Lyon", "Nice"]
-    assert df["score"].tolist() == [1.5, 2.5, 3.5]
-
-
-def test_decimal_commas_inside_semicolon_file_do_not_fool_the_sniffer(tmp_path):
-    path = _write(tmp_path, "t.csv", 'price;name\n"1,5";a\n"2,5";b\n"3,0";c\n')
-    df = read_table(path)
-    assert list(df.columns) == ["price", "name"]
-    assert df["price"].tolist() == [1.5, 2.5, 3.0]  # and the decimal commas are read as numbers (issue 6)
-
-
-def test_quoted_delimiters_and_quoted_newlines(tmp_path):
-    path = _write(tmp_path, "t.csv", 'id,text,n\n1,"hello, world",3\n2,"two\nlines",4\n3,plain,5\n')
-    df = read_table(path)
-    assert df.shape == (3, 3)
-    assert df["text"].tolist() == ["hello, world", "two\nlines", "plain"]
-    assert df["n"].tolist() == [3, 4, 5]
-
-
-def test_utf8_bom_is_not_part_of_the_first_column_name(tmp_path):
-    path = _write(tmp_path, "t.csv", b"\xef\xbb\xbfname,value\ncaf\xc3\xa9,1\nthe,2\n")
-    df = read_table(path)
-    assert list(df.columns) == ["name", "value"]
-    assert df["name"].tolist() == ["café", "the"]
-
-
-def test_latin1_is_read_with_a_notice_and_decoded(tmp_path):
-    path = _write(tmp_path, "t.csv", "name,city\ncafé,Zürich\nnaïve,Köln\n", encoding="latin-1")
-    notices = Notices()
-    df = read_table(path, notify=notices)
-    assert df["name"].tolist() == ["café", "naïve"]
-    assert df["city"].tolist() == ["Zürich", "Köln"]
-    assert "Latin-1" in notices.text and "t.csv" in notices.text
-
-
-def test_latin1_byte_after_the_sniffed_head_still_reads(tmp_path):
-    lines = ["name,n"] + [f"plain{i},{i}" for i in range(12_000)] + ["café,1"]
-    path = _write(tmp_path, "t.csv", "\n".join(lines) + "\n", encoding="latin-1")
-    assert path.stat().st_size > (1 << 16)
-    notices = Notices()
-    df = read_table(path, notify=notices)
-    assert df["name"].iloc[-1] == "café" and len(df) == 12_001
-    assert "Latin-1" in notices.text
-
-
-def test_explicit_encoding_is_used(tmp_path):
-    path = _write(tmp_path, "t.csv", "name,n\ncafé,1\nthé,2\n", encoding="cp1252")
-    assert read_table(path, encoding="cp1252")["name"].tolist() == ["café", "thé"]
-
-
-def test_unknown_encoding_name_is_a_data_error(tmp_path):
-    path = _write(tmp_path, "t.csv", "a,b\n1,2\n")
-    with pytest.raises(DataError, match="unknown encoding 'klingon'"):
-        read_table(path, encoding="klingon")
-
-
-@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be"])
-def test_utf16_with_bom(tmp_path, codec):
-    text = "name;value\ncafé;1\nnaïve;2\n"
-    data = text.encode("utf-16") if codec == "utf-16" else b"\xfe\xff" + text.encode("utf-16-be")
-    path = _write(tmp_path, "t.csv", data)
-    df = read_table(path)
-    assert list(df.columns) == ["name", "value"]
-    assert df["name"].tolist() == ["café", "naïve"] and df["value"].tolist() == [1, 2]
-
-
-def test_nul_bytes_are_an_unreadable_encoding(tmp_path):
-    path = _write(tmp_path, "t.csv", b"a,b\n1,\x00\x002\n3,4\n")
-    with pytest.raises(DataError, match="unreadable encoding") as info:
-        read_table(path)
-    assert "t.csv" in str(info.value)
-
-
-# ======================================================================================================================
-# read_table: broken files
-# ======================================================================================================================
-@pytest.mark.parametrize(("bad_row", "n_fields"), [("7,8,9,10", 4), ("7,8", 2)])
-def test_ragged_row_names_the_line(tmp_path, bad_row, n_fields):
-    path = _write(tmp_path, "t.csv", f"a,b,c\n1,2,3\n4,5,6\n{bad_row}\n1,2,3\n")
-    with pytest.raises(DataError) as info:
-        read_table(path)
-    msg = str(info.value)
-    assert "line 4" in msg and f"{n_fields} fields" in msg and "header has 3" in msg and "t.csv" in msg
-
-
-def test_ragged_line_number_counts_physical_lines_after_a_quoted_newline(tmp_path):
-    path = _write(tmp_path, "t.csv", 'a,b\n1,"x\ny"\n2,3\n4,5,6\n')
-    with pytest.raises(DataError, match="line 5"):
-        read_table(path)
-
-
-def test_empty_file(tmp_path):
-    path = _write(tmp_path, "t.csv", b"")
-    with pytest.raises(DataError, match="empty"):
-        read_table(path)
-
-
-def test_header_only(tmp_path):
-    path = _write(tmp_path, "t.csv", "a,b,c\n")
-    with pytest.raises(DataError, match="no data rows"):
-        read_table(path)
-
-
-def test_missing_file(tmp_path):
-    with pytest.raises(DataError, match="not found") as info:
-        read_table(tmp_path / "nope.csv")
-    assert "nope.csv" in str(info.value)
-
-
-def test_directory(tmp_path):
-    with pytest.raises(DataError, match="folder"):
-        read_table(tmp_path)
-
-
-def test_not_a_path_or_dataframe():
-    with pytest.raises(DataError, match="list"):
-        read_table([1, 2, 3])  # type: ignore[arg-type]
-
-
-def test_duplicate_and_blank_column_names_are_renamed_with_a_notice(tmp_path):
-    path = _write(tmp_path, "t.csv", "a,a, ,b,\n1,2,3,4,5\n6,7,8,9,10\n")
-    notices = Notices()
-    df = read_table(path, notify=notices)
-    assert list(df.columns) == ["a", "a.1", "unnamed_3", "b", "unnamed_5"]
-    assert df["a.1"].tolist() == [2, 7]
-    assert df.columns.is_unique
-    assert "renamed 3" in notices.text and "'a' -> 'a.1'" in notices.text
-
-
-def test_clean_names_give_no_notice(tmp_path):
-    notices = Notices()
-    read_table(_write(tmp_path, "t.csv", "a,b\n1,2\n"), notify=notices)
-    assert notices == []
-
-
-def test_null_markers_become_missing(tmp_path):
-    path = _write(tmp_path, "t.csv", "num,text\n1.5,x\n,\nNA,NA\nN/A,N/A\n?,?\n2.5,y\n")
-    df = read_table(path)
-    assert df["num"].isna().tolist() == [False, True, True, True, True, False]
-    assert df["text"].isna().tolist() == [False, True, True, True, True, False]
-    assert pd.api.types.is_numeric_dtype(df["num"])
-    assert df["num"].dropna().tolist() == [1.5, 2.5]
-
-
-def test_parquet_round_trip(tmp_path):
-    pytest.importorskip("pyarrow.parquet")
-    df = pd.DataFrame({"x": [1.5, None, 3.0], "n": [1, 2, 3], "s": ["a", None, "c"], "b": [True, False, True]})
-    df.to_parquet(tmp_path / "t.parquet")
-    back = read_table(tmp_path / "t.parquet")
-    pd.testing.assert_frame_equal(back, df, check_dtype=False)
-
-
-def test_json_lines_round_trip(tmp_path):
-    df = pd.DataFrame({"x": [1.5, 2.0, 3.25], "n": [1, 2, 3], "s": ["a", "b", "c"]})
-    path = tmp_path / "t.jsonl"
-    df.to_json(path, orient="records", lines=True)
-    back = read_table(path)
-    pd.testing.assert_frame_equal(back, df, check_dtype=False)
-
-
-def test_corrupt_parquet_is_a_data_error(tmp_path):
-    path = _write(tmp_path, "t.parquet", b"PAR1 this is not parquet")
-    with pytest.raises(DataError, match="Parquet"):
-        read_table(path)
-
-
-def test_dataframe_input_is_not_modified():
-    rng = np.random.default_rng(0)
-    df = pd.DataFrame({
-        "id": np.arange(60),
-        "amount": [str(v) for v in rng.normal(size=60).round(3)],
-        "when": [f"2021-03-{d:02d}" for d in rng.integers(1, 28, 60)],
-        " ": rng.integers(0, 3, 60),
-        "dup": rng.normal(size=60),
-        "dup2": rng.integers(0, 5, 60),
-        "label": rng.choice(["yes", "no"], 60),
-    })
-    df.columns = ["id", "amount", "when", " ", "dup", "dup", "label"]  # a blank and a duplicate name
-    df.loc[3, "label"] = None
-    original = df.copy(deep=True)
-    notices = Notices()
-    out = read_table(df, notify=notices)
-    out = drop_missing_target(out, "label", source="the DataFrame", notify=notices)
-    infer_schema(out, "label", notify=notices)
-    pd.testing.assert_frame_equal(df, original)
-    assert list(df.columns) == list(original.columns)  # duplicates and blanks are renamed in the copy only
-    assert "renamed" in notices.text
 
 
 # ======================================================================================================================
@@ -436,6 +238,41 @@ def test_no_usable_features_is_a_schema_error():
         infer_schema(df, "y")
 
 
+def _partly_labelled(n: int = N) -> tuple[pd.DataFrame, np.ndarray]:
+    """A table whose last fifth will have no target, and whose columns differ there: 'size' holds a word ("unknown")
+    only in those rows, 'weight' two stray words, 'batch' its only second value."""
+    rng = np.random.default_rng(5)
+    unlabelled = np.arange(n) >= n - n // 5
+    weight = rng.normal(70, 10, n).round(1).astype(str).astype(object)
+    weight[np.flatnonzero(unlabelled)[:2]] = "n.k."
+    return pd.DataFrame({
+        "x": rng.normal(size=n),
+        "size": np.where(unlabelled, "unknown", rng.integers(1, 50, n).astype(str)).astype(object),
+        "weight": weight,
+        "batch": np.where(unlabelled, "B", "A"),
+        "y": rng.choice(["a", "b"], n),
+    }), unlabelled
+
+
+def test_kinds_are_decided_on_every_row_whichever_rows_are_labelled():
+    """A column's kind describes the column as the file holds it, so the same file gives the same kinds whether its
+    targets are all filled in or some are missing; and the model can take every row of the file, unlabelled ones
+    included. Decided on the labelled rows only (before), 'size' was numeric (so predicting the unlabelled rows,
+    all "unknown", was refused) and 'batch' was dropped as constant."""
+    labelled, unlabelled = _partly_labelled()
+    partly = labelled.assign(y=labelled["y"].where(~unlabelled))
+    notices = Notices()
+    kinds, dropped = _kinds(partly, notify=notices)
+    assert (kinds, dropped) == _kinds(labelled)
+    # a fifth of 'size' is words: categorical; 2% of 'weight' is: numeric, the words missing (with a notice)
+    assert kinds == {"x": "numeric", "size": "categorical", "weight": "numeric", "batch": "categorical"}
+    assert "'weight' is numeric but 2 value(s) are not numbers ('n.k.')" in notices.text
+    # the task and the rows counted are the labelled ones
+    assert infer_schema(partly, "y").classes == ("a", "b")
+    with pytest.raises(DataError, match="has 1 usable row"):
+        infer_schema(partly.assign(y=[None] * (N - 1) + ["a"]), "y")
+
+
 def test_cells_holding_dicts_or_lists_are_a_schema_error_naming_the_column():
     df = _base(meta=[{"a": 1}] + [{}] * (N - 1))
     with pytest.raises(SchemaError, match="column 'meta' holds dict values such as \"{'a': 1}\""):
@@ -443,7 +280,7 @@ def test_cells_holding_dicts_or_lists_are_a_schema_error_naming_the_column():
 
 
 def test_schema_round_trips_through_a_dict():
-    from neuraltab.data import Schema
+    from neuraltab.schema import Schema
 
     schema = infer_schema(_base(const=1, city=["Paris", "Lyon"] * (N // 2)), "y")
     assert Schema.from_dict(schema.to_dict()) == schema

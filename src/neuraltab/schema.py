@@ -1,0 +1,454 @@
+"""What a table means: the task its target implies, the kind of every other column, and the seeded split.
+
+``infer_schema`` decides what each column is (numeric, categorical, boolean, datetime, or dropped with a reason) and
+what task the target implies, with a notice for features that leak the target. ``split`` makes the seeded
+train/valid/test split; ``fingerprint`` records what a model was trained on. Reading files is
+:mod:`neuraltab.reading`'s job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, SchemaError, closest_names
+from .reading import NULL_MARKERS
+
+__all__ = [
+    "KINDS",
+    "Column",
+    "Schema",
+    "drop_missing_target",
+    "fingerprint",
+    "infer_schema",
+    "label_key",
+    "parse_datetimes",
+    "split",
+]
+
+Notify = Callable[[str], None]
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+_MARKERS = frozenset(NULL_MARKERS)
+
+
+def fingerprint(source: Any, df: pd.DataFrame) -> dict[str, Any]:
+    """What the model was trained on: sha256 of the file (or of the DataFrame's content), rows and columns."""
+    if isinstance(source, (str, Path)):
+        digest = hashlib.sha256()
+        with open(source, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        kind, name = "file", Path(source).name
+    else:
+        digest = hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+        digest.update("\x1f".join(map(str, df.columns)).encode())
+        kind, name = "dataframe", None
+    return {"kind": kind, "name": name, "sha256": digest.hexdigest(), "rows": int(len(df)), "columns": int(df.shape[1])}
+
+
+# ======================================================================================================================
+# Schema
+# ======================================================================================================================
+
+KINDS = ("numeric", "categorical", "boolean", "datetime")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # one of KINDS
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What each column is and what the target means. Stored in the model file as JSON."""
+
+    target: str
+    task: str  # binary | multiclass | regression
+    features: tuple[Column, ...]
+    classes: tuple[Any, ...] = ()  # class labels as the user wrote them (classification only), sorted
+    dropped: tuple[tuple[str, str], ...] = ()  # (column, reason)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def feature_names(self) -> list[str]:
+        return [c.name for c in self.features]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "task": self.task,
+            "classes": list(self.classes),
+            "features": [{"name": c.name, "kind": c.kind} for c in self.features],
+            "dropped": [{"name": n, "reason": r} for n, r in self.dropped],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Schema":
+        return cls(
+            target=d["target"],
+            task=d["task"],
+            classes=tuple(d["classes"]),
+            features=tuple(Column(c["name"], c["kind"]) for c in d["features"]),
+            dropped=tuple((c["name"], c["reason"]) for c in d["dropped"]),
+        )
+
+
+def label_key(value: Any) -> str:
+    """A type-insensitive key for class labels, so 1, 1.0 and "1" from different files name the same class."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    if isinstance(value, np.datetime64):  # as the Timestamp a pandas column gives: "2020-01-01 00:00:00"
+        return str(pd.Timestamp(value))
+    if isinstance(value, np.timedelta64):
+        return str(pd.Timedelta(value))
+    return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able Python scalar for a label, keeping its type (ints stay ints, bools stay bools)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value) if float(value).is_integer() else float(value)
+    return label_key(value)  # text, and anything else (dates too) as label_key writes it, so the two always match
+
+
+_ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index)$|^(id|uuid|guid|index|unnamed_\d+)", re.IGNORECASE)
+
+
+def infer_schema(
+    df: pd.DataFrame,
+    target: str,
+    *,
+    task: str = "auto",
+    categorical: tuple[str, ...] = (),
+    numeric: tuple[str, ...] = (),
+    drop: tuple[str, ...] = (),
+    source: str = "the data",
+    notify: Notify = _ignore,
+) -> Schema:
+    """Decide the task from the target and the kind of every other column.
+
+    ``df`` may include the rows whose target is missing or infinite (they are not dropped here; see
+    :func:`drop_missing_target`): a column's kind is decided on every row, so a file gives the same kinds whichever of
+    its rows are labelled, and its unlabelled rows hold what the model expects. The task, the row count and the leak
+    check use the labelled rows only.
+    """
+    columns = list(df.columns)
+    if target not in columns:
+        raise SchemaError(_target_not_found(target, columns, source))
+    for option, names in (("--categorical", categorical), ("--numeric", numeric), ("--drop", drop)):
+        for col in names:
+            if col not in columns:
+                raise SchemaError(f"{source}: column {col!r} given to {option} not found; {closest_names(col, columns)}")
+    unlabelled, _ = _unlabelled(df[target])
+    labelled = df if not unlabelled.any() else df.loc[~unlabelled]
+    if len(labelled) < 2:
+        raise DataError(f"{source}: has {len(labelled)} usable row(s) (rows with a target value); training needs at "
+                        "least 4 (2 with test_size=0): add rows")
+    task, classes = _infer_task(labelled[target], task, target, source, notify)
+
+    features: list[Column] = []
+    dropped: list[tuple[str, str]] = []
+    n_unique: dict[str, int] = {}  # distinct non-missing values per column (of every row), counted once
+    for col in columns:
+        if col == target:
+            continue
+        if col in drop:
+            dropped.append((col, "dropped by request"))
+            continue
+        kind, reason = _infer_kind(df[col], col, forced="categorical" if col in categorical else
+                                   "numeric" if col in numeric else None, source=source, notify=notify,
+                                   counts=n_unique)
+        if kind is None:
+            dropped.append((col, reason))
+        else:
+            features.append(Column(col, kind))
+    if dropped:
+        notify(f"{source}: ignoring {len(dropped)} column(s): " + "; ".join(f"{n!r} ({r})" for n, r in dropped[:8])
+               + (" ..." if len(dropped) > 8 else ""))
+    if not features:
+        raise SchemaError(f"{source}: no usable feature columns besides the target {target!r}; "
+                          "the table needs at least one column that is not an ID, constant or empty")
+    for col, how in _leaks(labelled, target, [c.name for c in features], task, n_unique if labelled is df else {}):
+        notify(f"{source}: column {col!r} {how} the target {target!r}: a leak? The model will just copy it, which is "
+               f"useless unless it is known when predicting for real; if not, drop it (--drop {col})")
+    return Schema(target=target, task=task, features=tuple(features), classes=classes, dropped=tuple(dropped))
+
+
+def _target_not_found(target: Any, columns: list[str], source: str) -> str:
+    if not isinstance(target, str) and str(target) in columns:  # DataFrame column 1 is read as the name "1"
+        return (f"{source}: target {target!r} is not a column name: column names are text here; "
+                f"pass target={str(target)!r}")
+    return f"{source}: target column {target!r} not found; {closest_names(str(target), columns)}"
+
+
+def _unlabelled(y: pd.Series) -> tuple[np.ndarray, str]:
+    """Rows whose target is missing or infinite, and how to say it ("missing", or "missing or infinite")."""
+    missing = y.isna().to_numpy()
+    if pd.api.types.is_float_dtype(y):
+        infinite = np.isinf(y.to_numpy(dtype=float, na_value=np.nan))
+    elif y.dtype == object:
+        infinite = np.array([isinstance(v, (float, np.floating)) and bool(np.isinf(v)) for v in y], dtype=bool)
+    else:
+        infinite = np.zeros(len(y), dtype=bool)
+    return missing | infinite, "missing or infinite" if infinite.any() else "missing"
+
+
+def drop_missing_target(df: pd.DataFrame, target: str, *, source: str, notify: Notify) -> pd.DataFrame:
+    """``df`` without the rows whose target is missing or infinite (with a notice saying how many)."""
+    if target not in df.columns:
+        raise SchemaError(_target_not_found(target, list(df.columns), source))
+    missing, what = _unlabelled(df[target])
+    n_missing = int(missing.sum())
+    if n_missing:
+        if n_missing == len(df):
+            raise SchemaError(f"{source}: every value of the target column {target!r} is {what}; fill it in")
+        notify(f"{source}: dropped {n_missing} row(s) whose target {target!r} is {what}")
+        df = df.loc[~missing]
+    return df
+
+
+_LEAK_MIN_ROWS = 10  # fewer rows than this say too little to call a one-to-one match a leak
+
+
+def _leaks(df: pd.DataFrame, target: str, features: list[str], task: str,
+           n_unique: dict[str, int]) -> list[tuple[str, str]]:
+    """Features that determine the target exactly: (column, how), for a notice.
+
+    One-to-one: on the rows where the feature is present (at least half of them, and 10), each feature value goes with
+    one target value and each target value with one feature value, and target values repeat there (else any column of
+    distinct values would match). For a regression target whose values do not repeat: a numeric feature that rises or
+    falls strictly with it. Cheap on big tables: most columns are ruled out by their count of distinct values.
+    """
+    y = df[target]
+    n = len(df)
+    n_y = y.nunique()
+    found: list[tuple[str, str]] = []
+    order: np.ndarray | None = None
+    for col in features:
+        x = df[col]
+        n_x = n_unique[col] if col in n_unique else x.nunique()
+        if n_x < 2 or n_x > n_y:
+            continue
+        present = x.notna().to_numpy()
+        n_present = int(present.sum())
+        if n_present < max(_LEAK_MIN_ROWS, n / 2):
+            continue
+        xs, ys = (x, y) if n_present == n else (x[present], y[present])
+        try:
+            if n_x != (n_y if n_present == n else ys.nunique()):
+                continue
+            if n_x < n_present:  # the target repeats: a one-to-one match is evidence
+                pairs = len(pd.DataFrame({"x": xs.to_numpy(), "y": ys.to_numpy()}).drop_duplicates())
+                if pairs != n_x:
+                    continue
+                how = "maps one-to-one onto"
+            elif task == "regression" and pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x):
+                if order is None:
+                    order = np.argsort(y.to_numpy(dtype=float), kind="stable")
+                steps = np.diff(x.to_numpy(dtype=float)[order][present[order]])
+                if not (np.all(steps > 0) or np.all(steps < 0)):
+                    continue
+                how = "rises or falls strictly with"
+            else:
+                continue
+            if bool(np.all(xs.to_numpy(dtype=object) == ys.to_numpy(dtype=object))):
+                how = "is identical to"
+        except (TypeError, ValueError):  # cells that cannot be hashed or compared: not this check's business
+            continue
+        found.append((col, how))
+    return found
+
+
+def _infer_task(y: pd.Series, task: str, target: str, source: str, notify: Notify) -> tuple[str, tuple[Any, ...]]:
+    values = y.dropna()
+    n_unique = values.nunique()
+    is_numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if task == "auto":
+        if not is_numeric:
+            task = "binary" if n_unique <= 2 else "multiclass"
+        else:
+            floats = values.to_numpy(dtype=float)
+            integral = bool(np.all(np.isfinite(floats))) and bool(np.all(np.mod(floats, 1) == 0))
+            if n_unique <= 2:
+                task = "binary"
+            elif integral and n_unique <= 20 and n_unique * 20 <= len(values):
+                task = "multiclass"
+                notify(f"{source}: target {target!r} has {n_unique} integer values: treated as multiclass "
+                       "classification (pass --task regression to predict it as a number)")
+            else:
+                task = "regression"
+    if task == "regression":
+        if not is_numeric:
+            raise SchemaError(f"{source}: target {target!r} is not numeric, so it cannot be a regression target; "
+                              "use --task binary or multiclass")
+        if n_unique < 2:
+            raise SchemaError(f"{source}: target {target!r} has a single value ({_plain(values.iloc[0])!r}); "
+                              "a model needs a target that varies")
+        return task, ()
+    if n_unique < 2:
+        only = _plain(values.iloc[0]) if len(values) else None
+        raise SchemaError(f"{source}: target {target!r} has a single class ({only!r}); "
+                          "classification needs at least two classes in the data")
+    if task == "binary" and n_unique > 2:
+        raise SchemaError(f"{source}: --task binary but target {target!r} has {n_unique} classes; use --task multiclass")
+    uniques = [_plain(v) for v in pd.unique(values)]
+    by_key: dict[str, Any] = {}
+    for v in uniques:
+        by_key.setdefault(label_key(v), v)
+    try:
+        classes = tuple(sorted(by_key.values()))
+    except TypeError:
+        classes = tuple(sorted(by_key.values(), key=label_key))
+    return task, classes
+
+
+def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, notify: Notify,
+                counts: dict[str, int] | None = None) -> tuple[str | None, str]:
+    non_null = s.dropna()
+    try:
+        n, n_unique = len(s), non_null.nunique()
+        if counts is not None:
+            counts[col] = n_unique
+    except TypeError:  # unhashable cells: dicts, lists, arrays
+        bad = next((v for v in non_null if getattr(v, "__hash__", None) is None), None)
+        if bad is None:
+            raise
+        raise SchemaError(f"{source}: column {col!r} holds {type(bad).__name__} values such as {str(bad)[:40]!r}; "
+                          "a cell must hold one number, text, boolean or date: flatten or drop that column") from None
+    if forced == "categorical":
+        return "categorical", ""
+    if forced == "numeric":
+        if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
+            parsed = pd.to_numeric(non_null, errors="coerce")
+            if parsed.isna().any():
+                bad = non_null[parsed.isna()].iloc[0]
+                raise SchemaError(f"{source}: column {col!r} given to --numeric has non-numeric values such as {bad!r}; "
+                                  "clean them or leave the column to be inferred")
+        return "numeric", ""
+    if len(non_null) == 0:
+        return None, "all values missing"
+    if n_unique == 1:
+        return None, "constant"
+    if pd.api.types.is_bool_dtype(s) or (s.dtype == object and non_null.map(type).eq(bool).all()):
+        return "boolean", ""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return "datetime", ""
+    if pd.api.types.is_numeric_dtype(s):
+        values = non_null.to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        if len(finite) == 0:
+            return None, "no finite values (only infinities)"
+        integral = len(finite) == len(values) and bool(np.all(np.mod(finite, 1) == 0))
+        if integral and n_unique == n and n >= 20 and (_ID_NAME.search(col) or non_null.is_monotonic_increasing):
+            return None, "ID-like: a distinct integer per row"
+        if integral and 3 <= n_unique <= 32 and n >= 10 * n_unique and n_unique * 2 < finite.max() - finite.min() + 1:
+            return "categorical", ""  # sparse integer codes (e.g. 20, 30, 45, 190) are labels, not quantities
+        return "numeric", ""
+    # text: numbers stored as text, dates, IDs, or categories
+    text = non_null.astype(str).str.strip()
+    text = text[~text.isin(_MARKERS)]  # "N/A", "?", "" in a DataFrame: missing, as they are in a file
+    if text.empty:
+        return None, "all values missing"
+    n_unique = text.nunique()
+    if n_unique == 1:
+        return None, "constant"
+    parsed = pd.to_numeric(text, errors="coerce")
+    n_bad = int(parsed.isna().sum())
+    if n_bad <= 0.05 * len(text) and n_bad < len(text):
+        if n_bad:
+            examples = ", ".join(repr(v) for v in text[parsed.isna()].unique()[:3])
+            notify(f"{source}: column {col!r} is numeric but {n_bad} value(s) are not numbers ({examples}); "
+                   "they are treated as missing")
+        return "numeric", ""
+    if _looks_like_dates(text):
+        return "datetime", ""
+    if n_unique == n and n >= 20:
+        return None, "ID-like: a distinct value per row"
+    if n >= 100 and n_unique > 0.9 * n:
+        return None, "almost every value distinct (an ID or free text)"
+    return "categorical", ""
+
+
+def _looks_like_dates(text: pd.Series) -> bool:
+    sample = text.iloc[:200]
+    if not sample.str.contains(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}", regex=True).mean() > 0.95:
+        return False
+    return parse_datetimes(sample).notna().mean() > 0.95
+
+
+def parse_datetimes(s: pd.Series) -> pd.Series:
+    """Parse a column into naive UTC timestamps; unparsable values become NaT."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        out = s
+    else:
+        out = pd.to_datetime(s.astype("string"), errors="coerce", format="mixed", utc=True)
+    if getattr(out.dt, "tz", None) is not None:
+        out = out.dt.tz_convert("UTC").dt.tz_localize(None)
+    return out
+
+
+# ======================================================================================================================
+# Split
+# ======================================================================================================================
+
+
+def split(
+    n_rows: int, *, y: np.ndarray | None, test_size: float, valid_size: float, seed: int, notify: Notify = _ignore,
+    source: str = "the table",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded train/valid/test row positions; stratified by ``y`` (class codes) when given and possible.
+
+    >>> tr, va, te = split(100, y=None, test_size=0.3, valid_size=0.2, seed=0)
+    >>> len(tr), len(va), len(te)
+    (56, 14, 30)
+    """
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(n_rows)
+    min_rows = 2 if test_size == 0 else 4
+    if n_rows < min_rows:
+        raise DataError(f"{source}: has {n_rows} usable row(s); training needs at least {min_rows} "
+                        "(some for training, validation and testing): add rows")
+    if test_size == 0 and n_rows < 3:  # one row to train on and one to validate on would only be noise
+        notify(f"{source}: only {n_rows} rows, too few to hold some out for validation: training uses all of them, "
+               "without early stopping")
+        return index, index[:0], index[:0]
+
+    def _cut(idx: np.ndarray, size: float, what: str) -> tuple[np.ndarray, np.ndarray]:
+        strat = y[idx] if y is not None else None
+        if strat is not None:
+            counts = np.bincount(strat)
+            n_held = int(np.ceil(size * len(idx)))
+            if counts[counts > 0].min() < 2 or n_held < (counts > 0).sum() or len(idx) - n_held < (counts > 0).sum():
+                notify(f"{source}: some classes are too rare to stratify the {what} split; it is random instead")
+                strat = None
+        return train_test_split(idx, test_size=size, random_state=seed, stratify=strat)
+
+    if test_size > 0:
+        rest, test = _cut(index, test_size, "test")
+    else:
+        rest, test = index, index[:0]
+    train, valid = _cut(rest, valid_size, "validation")
+    return np.sort(train), np.sort(valid), np.sort(test)
