@@ -457,3 +457,20 @@ def test_demo_writes_csv_model_and_predictions(tmp_path, request):
     assert "test metrics" in result.stdout
     assert neuraltab.load(out / "breast_cancer.ntab").metrics["test"]["accuracy"] > 0.9
     assert len(pd.read_csv(out / "predictions.csv")) == 569
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 250_001])
+def test_csv_bytes_formatted_in_parts_equal_one_pyarrow_write(rows):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from neuraltab.writing import csv_bytes
+
+    rng = np.random.default_rng(0)
+    table = pa.table({"id": np.arange(rows), "prediction": np.array(["a,b", "plain"], dtype=object)[np.arange(rows) % 2],
+                      "proba_x": rng.random(rows).astype(np.float32)})
+    one = io.BytesIO()
+    pacsv.write_csv(table, one, write_options=pacsv.WriteOptions(delimiter="\t", quoting_style="needed"))
+    assert csv_bytes(table, delimiter="\t", rows_per_part=1000) == one.getvalue()

@@ -298,3 +298,26 @@ def test_embedding_by_bin_lookup_matches_the_dense_encoding_in_value_and_gradien
     grads_dense = torch.autograd.grad((dense * g).sum(), [emb.weight, emb.weight0, emb.bias0])
     for a, b in zip(grads, grads_dense):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-2)
+
+
+@pytest.mark.parametrize("n_out,k,n_blocks,embed", [(2, 4, 2, True), (1, 3, 1, False), (30, 8, 3, True)])
+def test_inference_forward_matches_forward(n_out, k, n_blocks, embed):
+    """The prediction path (folded first layer, fused bias+ReLU, block-diagonal or batched heads) = forward()."""
+    torch.manual_seed(0)
+    x_train = torch.randn(200, 3)
+    kwargs = {"n_num": 3, "cat_cardinalities": [4, 2], "n_out": n_out, "k": k, "d_block": 16, "n_blocks": n_blocks,
+              "d_embedding": 4}
+    model = (TabM.from_training_data(x_num_train=x_train, n_bins=6, **kwargs) if embed
+             else TabM(**kwargs)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # the PLE weights start at zero: make every part count
+    x_num, x_cat = torch.randn(37, 3), torch.stack([torch.randint(0, 4, (37,)), torch.randint(0, 2, (37,))], 1)
+    with torch.no_grad():
+        expected = model(x_num, x_cat)
+    got = model.inference_forward(x_num, x_cat)
+    assert got.shape == expected.shape == (37, k, n_out) and got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    low = model.inference_forward(x_num, x_cat, dtype=torch.bfloat16)
+    torch.testing.assert_close(low, expected, rtol=0.05, atol=0.05)
+    assert (model.inference_plan().head_block_diagonal is not None) == (k * n_out <= 64)  # (30, 8): batched heads

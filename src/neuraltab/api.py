@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,6 +27,7 @@ from .model.tabm import compute_bins
 from .preprocessing import Batch, Preprocessor
 from .reading import read_table, read_table_and_format, source_name
 from .schema import Schema, drop_missing_target, fingerprint, infer_schema, split
+from .writing import write_table
 from .training import (Callback, History, native_bf16, predict_output, resolve_device, threads_for, to_tensors,
                        train)
 
@@ -115,8 +117,7 @@ class Model:
         return f"<neuraltab.Model {self.spec['kind']} {head}, {len(self.schema.features)} features>"
 
     # --------------------------------------------------------------------------------------------------- predict
-    def _batch(self, data: Any, *, with_target: bool, notify: Any,
-               decimal: str | None = None) -> tuple[pd.DataFrame, Batch]:
+    def _read(self, data: Any, *, with_target: bool, notify: Any, decimal: str | None = None) -> pd.DataFrame:
         source = source_name(data)
         df = read_table(data, decimal=self.reading["decimal"] if decimal is None else decimal, notify=notify)
         if with_target:
@@ -127,7 +128,12 @@ class Model:
             if extra:
                 shown = ", ".join(repr(c) for c in extra[:5]) + (" ..." if len(extra) > 5 else "")
                 notify(f"{source}: ignoring {len(extra)} column(s) the model does not use: {shown}")
-        return df, self.preprocessor.transform(df, source=source, notify=notify, with_target=with_target)
+        return df
+
+    def _batch(self, data: Any, *, with_target: bool, notify: Any,
+               decimal: str | None = None) -> tuple[pd.DataFrame, Batch]:
+        df = self._read(data, with_target=with_target, notify=notify, decimal=decimal)
+        return df, self.preprocessor.transform(df, source=source_name(data), notify=notify, with_target=with_target)
 
     def _output(self, batch: Batch) -> np.ndarray:
         x_num, x_cat, _ = to_tensors(batch, self.device, task=self.task)
@@ -165,13 +171,36 @@ class Model:
         """The table ``neuraltab predict`` writes: [id], prediction, and proba_<label> per class."""
         notify = notify or (lambda m: None)
         df, batch = self._batch(data, with_target=False, notify=notify, decimal=decimal)
+        return self._prediction_table(df, self._output(batch), id_column=id_column, source=source_name(data))
+
+    def predict_file(self, data: Any, output: str | Path | None, *, id_column: str | None = None,
+                     decimal: str | None = None, force: bool = False, notify: Any = None,
+                     timings: dict[str, float] | None = None) -> int:
+        """Predict every row of ``data`` and write :meth:`predict_table` to ``output`` (CSV/TSV/Parquet/JSON lines by
+        extension, atomically; CSV on stdout when None); returns the number of rows. ``timings``, when given, gets
+        the seconds spent reading, transforming, in the network and writing."""
+        notify = notify or (lambda m: None)
+        clock = time.perf_counter()
+        stages = timings if timings is not None else {}
+        df = self._read(data, with_target=False, notify=notify, decimal=decimal)
+        stages["read_s"], clock = time.perf_counter() - clock, time.perf_counter()
+        batch = self.preprocessor.transform(df, source=source_name(data), notify=notify)
+        stages["transform_s"], clock = time.perf_counter() - clock, time.perf_counter()
         out = self._output(batch)
+        stages["forward_s"], clock = time.perf_counter() - clock, time.perf_counter()
+        table = self._prediction_table(df, out, id_column=id_column, source=source_name(data))
+        write_table(table, None if output is None else Path(output), force=force)
+        stages["write_s"] = time.perf_counter() - clock
+        return len(table)
+
+    def _prediction_table(self, df: pd.DataFrame, out: np.ndarray, *, id_column: str | None,
+                          source: str) -> pd.DataFrame:
         table = pd.DataFrame(index=pd.RangeIndex(len(df)))
         if id_column is not None:
             if id_column not in df.columns:
                 from .errors import closest_names
 
-                raise SchemaError(f"{source_name(data)}: --id column {id_column!r} not found; "
+                raise SchemaError(f"{source}: --id column {id_column!r} not found; "
                                   f"{closest_names(id_column, list(df.columns))}")
             table[id_column] = df[id_column].to_numpy()
         if self.task == "regression":

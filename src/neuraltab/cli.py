@@ -6,8 +6,6 @@ prints one line, ``error: ...``, and exits with status 2.
 
 from __future__ import annotations
 
-import errno
-import io
 import json
 import math
 import sys
@@ -21,14 +19,14 @@ from rich.table import Table
 
 from . import api
 from .artifacts import atomic_write_bytes, check_writable
-from .errors import ArtifactError, DataError, UserError
+from .errors import DataError, UserError
+from .writing import write_table
 from .training import Callback, History
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep neural networks for tables: train, evaluate, predict and inspect models.")
 
 MODEL_SUFFIX = ".ntab"
-OUTPUT_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
 
 
 def _stdout() -> Console:
@@ -166,46 +164,6 @@ def _print_metrics(console: Console, title: str, metrics: dict[str, Any], classe
 
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def _write_table(table: Any, path: Path | None, *, force: bool) -> None:
-    """Write predictions as CSV/TSV/Parquet/JSON lines (by extension), atomically; to stdout as CSV without a path."""
-    import pyarrow as pa
-
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    buffer = io.BytesIO()
-    suffix = path.suffix.lower() if path else ".csv"
-    if suffix not in OUTPUT_SUFFIXES:
-        raise DataError(f"{path}: cannot write {suffix or 'files without an extension'}; "
-                        f"use one of {', '.join(OUTPUT_SUFFIXES)}")
-    if suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        pq.write_table(arrow, buffer)
-    elif suffix in (".jsonl", ".ndjson", ".json"):
-        buffer.write(table.to_json(orient="records", lines=True).encode())
-    else:
-        import pyarrow.csv as pacsv
-
-        delimiter = "\t" if suffix in (".tsv", ".tab") else ","
-        pacsv.write_csv(arrow, buffer, write_options=pacsv.WriteOptions(delimiter=delimiter, quoting_style="needed"))
-    if path is None:
-        try:  # a full disk behind a redirect takes part of a write and says so only in the count written
-            rest = buffer.getbuffer()
-            while len(rest):
-                written = sys.stdout.buffer.write(rest)
-                if not written:
-                    raise OSError(errno.EIO, "the output took no more bytes")
-                rest = rest[written:]
-            sys.stdout.buffer.flush()
-        except BrokenPipeError:  # the reader stopped (`| head`): click exits 1 quietly, as it should
-            raise
-        except OSError as exc:
-            why = exc.strerror or exc
-            raise ArtifactError(f"standard output: cannot write the predictions ({why}), so what it got is "
-                                "incomplete; free some space where it goes, or write them with --output") from None
-    else:
-        atomic_write_bytes(path, buffer.getvalue(), force=force)
 
 
 def _split_list(value: Optional[str]) -> list[str] | None:
@@ -348,10 +306,10 @@ def predict(
             check_writable(output, force=force)
         progress = Progress(_stderr(), quiet=quiet)
         fitted = api.load(model_file)
-        table = fitted.predict_table(str(data), id_column=id_column, decimal=decimal, notify=progress.on_notice)
-        _write_table(table, output, force=force)
+        rows = fitted.predict_file(str(data), output, id_column=id_column, decimal=decimal, force=force,
+                                   notify=progress.on_notice)
         if output is not None and not quiet:
-            _stderr().print(f"wrote {len(table):,} predictions to {output}")
+            _stderr().print(f"wrote {rows:,} predictions to {output}")
 
     _run(body)
 
@@ -423,7 +381,7 @@ def demo(
         fitted.save(model_path, force=True)
         _print_metrics(console, f"test metrics ({fitted.metrics['test']['n']} rows)", fitted.metrics["test"],
                        fitted.classes)
-        _write_table(api.load(model_path).predict_table(str(csv_path)), pred_path, force=True)
+        write_table(api.load(model_path).predict_table(str(csv_path)), pred_path, force=True)
         console.print(f"model: {model_path}\npredictions: {pred_path}\n"
                       f"next: neuraltab info {model_path}  ·  neuraltab predict {model_path} {csv_path} -o out.csv")
 

@@ -13,6 +13,7 @@ predict by averaging the members' probabilities.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -299,3 +300,72 @@ class TabM(nn.Module):
         else:
             raise ValueError(f"inputs must be [B, n] or [B, k={self.k}, n], got features of shape {tuple(x.shape)}")
         return torch.baddbmm(self.head_bias[:, None, :], x, self.head_weight).transpose(0, 1)  # [B, k, n_out]
+
+    @torch.inference_mode()
+    def inference_forward(self, x_num: Tensor | None, x_cat: Tensor | None, *, dtype: torch.dtype = torch.float32,
+                          plan: "_InferencePlan | None" = None) -> Tensor:
+        """``forward`` for prediction (eval mode, no autograd): ``float32[B, k, n_out]``, equal up to rounding.
+
+        Each layer is one GEMM with its bias and ReLU fused in where the CPU library offers it (oneDNN post-ops),
+        on weights cast to ``dtype`` once per plan; the heads are one block-diagonal GEMM when that is cheaper than
+        moving the activations into members-first order. ``plan``: from :meth:`inference_plan`, to reuse across
+        batches (it must be rebuilt after the weights change).
+        """
+        plan = plan or self.inference_plan(dtype)
+        x = self._features(x_num, x_cat).to(plan.dtype)
+        if x.ndim != 2:
+            raise ValueError(f"inference_forward takes one batch for all members, got features {tuple(x.shape)}")
+        batch = x.shape[0]
+        h = _linear_relu(x, plan.first_weight, plan.first_bias).view(batch * self.k, -1)  # [B * k, d]
+        for weight, bias in plan.blocks:
+            h = _linear_relu(h, weight, bias)
+        if plan.head_block_diagonal is not None:
+            out = nn.functional.linear(h.view(batch, -1), plan.head_block_diagonal, plan.head_bias_flat)
+            return out.view(batch, self.k, self.n_out).float()
+        h = h.view(batch, self.k, -1).transpose(0, 1)
+        return torch.baddbmm(plan.head_bias[:, None, :], h, plan.head_weight).transpose(0, 1).float()
+
+    @torch.no_grad()
+    def inference_plan(self, dtype: torch.dtype = torch.float32) -> "_InferencePlan":
+        """The weights :meth:`inference_forward` multiplies by, folded and cast once (see there)."""
+        first = self.blocks[0]
+        d = first.out_features
+        # member i's first layer is x @ (diag(scaling[i]) W1^T): stack the members' folded weights as out-features
+        first_weight = (first.weight[None] * self.scaling[:, None, :]).reshape(self.k * d, -1)
+        linears = [m for m in self.blocks if isinstance(m, nn.Linear)][1:]
+        # block-diagonal heads: k*d x k*n_out multiply-adds a row instead of d x n_out per member, but no reordering
+        # of [B, k, d]; worth it while k * n_out is small next to the d x d blocks
+        block = self.k * self.n_out <= 64
+        return _InferencePlan(
+            dtype=dtype,
+            first_weight=first_weight.to(dtype).contiguous(), first_bias=first.bias.repeat(self.k).to(dtype),
+            blocks=[(m.weight.to(dtype).contiguous(), m.bias.to(dtype)) for m in linears],
+            head_block_diagonal=torch.block_diag(*self.head_weight.transpose(1, 2)).to(dtype) if block else None,
+            head_bias_flat=self.head_bias.reshape(-1).to(dtype), head_weight=self.head_weight.to(dtype),
+            head_bias=self.head_bias.to(dtype))
+
+
+@dataclass
+class _InferencePlan:
+    dtype: torch.dtype
+    first_weight: Tensor  # [k * d, d_in]
+    first_bias: Tensor  # [k * d]
+    blocks: list[tuple[Tensor, Tensor]]  # ([d, d], [d]) for blocks after the first
+    head_block_diagonal: Tensor | None  # [k * n_out, k * d]
+    head_bias_flat: Tensor  # [k * n_out]
+    head_weight: Tensor  # [k, d, n_out]
+    head_bias: Tensor  # [k, n_out]
+
+
+def _linear_relu(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """relu(x @ weight.T + bias); one oneDNN call with the bias and ReLU fused on CPUs that have it."""
+    if x.device.type == "cpu" and _FUSED_LINEAR is not None:
+        try:
+            return _FUSED_LINEAR(x, weight, bias, "relu", [], "")
+        except RuntimeError:  # a dtype or shape this build's kernel does not take
+            pass
+    return nn.functional.linear(x, weight, bias).relu_()
+
+
+_FUSED_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None) \
+    if torch.backends.mkldnn.is_available() else None
