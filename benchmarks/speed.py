@@ -301,12 +301,17 @@ def predict(args: argparse.Namespace, tmp: Path, model: Path, results: dict[str,
 
 
 def predict_stages(model_path: Path, big: Path, out: Path) -> dict[str, Any]:
-    """Time each stage of `neuraltab predict` by calling the pipeline's own steps."""
+    """Time each stage of `neuraltab predict` in-process: the CLI calls this same Model.predict_file."""
     import neuraltab
-    from neuraltab import api
+    from neuraltab.training import native_bf16
 
     model = neuraltab.load(model_path)
-    return api.profile_predict(model, big, out)
+    timings: dict[str, Any] = {}
+    model.predict_file(str(big), out, force=True, timings=timings)  # warm-up: page cache, thread pools
+    timings = {}
+    model.predict_file(str(big), out, force=True, timings=timings)
+    timings["precision"] = model.config.precision if native_bf16(model.device) else "fp32"
+    return timings
 
 
 # --- main ----------------------------------------------------------------------------------------------------------

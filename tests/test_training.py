@@ -87,3 +87,47 @@ def test_early_stopping_restores_the_best_epoch_weights():
     proba = predict_output(net, x, xc, task="binary")
     loss = float(nn.functional.nll_loss(proba.clamp_min(1e-12).log(), y))
     assert loss == pytest.approx(best["valid_loss"], rel=1e-5)
+
+
+class _PoisonAfter(Callback):
+    """Sets a weight to NaN after epoch ``n``: the next epoch's loss is NaN, as when training blows up."""
+
+    def __init__(self, model, n):
+        self.model, self.n, self.notices = model, n, []
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == self.n:
+            with torch.no_grad():
+                next(self.model.parameters())[0, 0] = float("nan")
+
+    def on_notice(self, message):
+        self.notices.append(message)
+
+
+def _diverging_run(early_stopping):
+    x_num, x_cat, y = _toy()
+    cfg = resolve(TrainConfig(model="mlp", layers=(8,), epochs=10, patience=10, early_stopping=early_stopping,
+                              scaling="standard"), n_train=len(y), device_type="cpu")
+    from neuraltab.model.mlp import MLP
+
+    torch.manual_seed(0)
+    model = MLP(n_num=x_num.shape[1], cat_cardinalities=[], n_out=2, layers=(8,))
+    poison = _PoisonAfter(model, 2)
+    valid = (x_num, x_cat, y) if early_stopping else None
+    history = train(model, (x_num, x_cat, y), valid, task="binary", cfg=cfg, callbacks=[poison])
+    return model, history, poison
+
+
+def test_a_diverging_run_without_a_best_epoch_is_a_one_line_config_error():
+    from neuraltab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^training diverged in epoch 3 \(the loss became nan\); lower --lr \(now "
+                                          r"0\.001\) or scale the inputs with --scaling quantile$"):
+        _diverging_run(early_stopping=False)
+
+
+def test_a_diverging_run_keeps_the_best_epoch_before_it_with_a_notice():
+    model, history, poison = _diverging_run(early_stopping=True)
+    assert history.stop_reason == "diverged" and history.best_epoch <= 2 and len(history.epochs) == 2
+    assert len(poison.notices) == 1 and poison.notices[0].startswith("training diverged in epoch 3")
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the best epoch's weights are back

@@ -90,8 +90,8 @@ class DenseStepper:
         self.lr, self.eps, self.weight_decay = group["lr"], group["eps"], group["weight_decay"]
         self.beta1, self.beta2 = group["betas"]
         self.decoupled = isinstance(optimizer, torch.optim.AdamW) or bool(group.get("decoupled_weight_decay"))
-        with torch.no_grad():
-            self.w = [torch.cat([lin.weight.t(), lin.bias[None]]).contiguous() for lin in self.linears]
+        self.w = [torch.empty(lin.in_features + 1, lin.out_features) for lin in self.linears]
+        self._read_weights()
         self.w_in_t = [w[:-1].t() for w in self.w]  # [out, in] views for the backward pass
         self.grads = [torch.zeros_like(w) for w in self.w]
         self.m, self.v, steps = [], [], 0.0
@@ -111,8 +111,16 @@ class DenseStepper:
         self.widths = [lin.out_features for lin in self.linears[:-1]]
         self.buffers = {batch_size: _Buffers(batch_size, self.widths)}
 
+    @torch.no_grad()
+    def _read_weights(self) -> None:
+        """The model's weights into the [in + 1, out] matrices (the model is the truth between epochs)."""
+        for w, lin in zip(self.w, self.linears):
+            w[:-1].copy_(lin.weight.t())
+            w[-1].copy_(lin.bias)
+
     def run_epoch(self, perm: torch.Tensor, should_stop: Callable[[], bool]) -> tuple[float, bool]:
         """One epoch in ``perm`` order → (mean training loss over the rows seen, whether the epoch finished)."""
+        self._read_weights()  # a callback or a restore may have changed them since the last epoch
         B, n = self.batch_size, self.n
         x = self.x.index_select(0, perm)
         y = self.y.index_select(0, perm)

@@ -47,7 +47,7 @@ class History:
     epochs: list[dict[str, Any]] = field(default_factory=list)  # one dict per epoch, as given to on_epoch_end
     best_epoch: int = 0
     best_score: float | None = None
-    stop_reason: str = ""  # early_stopping | max_epochs | time_limit | interrupted
+    stop_reason: str = ""  # early_stopping | max_epochs | time_limit | interrupted | diverged
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -262,6 +262,17 @@ def train(
                 history.stop_reason = "interrupted"
                 if checkpoint is not None and at_epoch_start is not None:
                     checkpoint.save(at_epoch_start)
+                break
+            if not math.isfinite(train_loss):
+                # the weights are now NaN/inf: keep the best epoch if validation found one, else there is no model
+                fix = (f"lower --lr (now {cfg.lr:g})" + ("" if cfg.scaling in ("quantile", "auto") else
+                                                        " or scale the inputs with --scaling quantile"))
+                if best_state is None:
+                    raise ConfigError(f"training diverged in epoch {epoch} (the loss became {train_loss}); {fix}")
+                history.stop_reason = "diverged"
+                for cb in callbacks:
+                    cb.on_notice(f"training diverged in epoch {epoch} (the loss became {train_loss}); keeping epoch "
+                                 f"{history.best_epoch}, the best before it; {fix}")
                 break
             logs: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
             if use_valid:
