@@ -155,11 +155,14 @@ class PiecewiseLinearEmbeddings(nn.Module):
         left = self.edges[:, :-1]
         width = self.edges[:, 1:] - left
         width = torch.where(width > 0, width, torch.ones_like(width))
-        frac = (x - left.reshape(-1)[flat]) / width.reshape(-1)[flat]  # [B, n]
-        weight = self.weight.reshape(-1, self.weight.shape[-1])
-        before = (torch.cumsum(self.weight, 1) - self.weight).reshape(-1, self.weight.shape[-1])
-        nonlinear = nn.functional.embedding(flat, before) + frac[..., None] * nn.functional.embedding(flat, weight)
-        out = torch.addcmul(self.bias0, self.weight0, x[..., None]) + nonlinear  # [B, n, d]
+        # one lookup per (row, feature) into [left edge, 1 / width] and one into [rows before + bias, own row]
+        bounds = nn.functional.embedding(flat, torch.stack([left, 1.0 / width], -1).reshape(-1, 2))  # [B, n, 2]
+        frac = (x - bounds[..., 0]).mul_(bounds[..., 1])  # [B, n]
+        d = self.weight.shape[-1]
+        before = torch.cumsum(self.weight, 1) - self.weight + self.bias0[:, None, :]
+        rows = nn.functional.embedding(flat, torch.cat([before, self.weight], -1).reshape(-1, 2 * d))  # [B, n, 2d]
+        out = torch.addcmul(rows[..., :d], frac[..., None], rows[..., d:])
+        out = torch.addcmul(out, self.weight0, x[..., None])  # [B, n, d]
         return out.reshape(*lead, n, -1)
 
 
@@ -320,7 +323,7 @@ class TabM(nn.Module):
         for weight, bias in plan.blocks:
             h = _linear_relu(h, weight, bias)
         if plan.head_block_diagonal is not None:
-            out = nn.functional.linear(h.view(batch, -1), plan.head_block_diagonal, plan.head_bias_flat)
+            out = _linear(h.view(batch, -1), plan.head_block_diagonal, plan.head_bias_flat)
             return out.view(batch, self.k, self.n_out).float()
         h = h.view(batch, self.k, -1).transpose(0, 1)
         return torch.baddbmm(plan.head_bias[:, None, :], h, plan.head_weight).transpose(0, 1).float()
@@ -359,12 +362,17 @@ class _InferencePlan:
 
 def _linear_relu(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """relu(x @ weight.T + bias); one oneDNN call with the bias and ReLU fused on CPUs that have it."""
+    return _linear(x, weight, bias, relu=True)
+
+
+def _linear(x: Tensor, weight: Tensor, bias: Tensor, *, relu: bool = False) -> Tensor:
     if x.device.type == "cpu" and _FUSED_LINEAR is not None:
         try:
-            return _FUSED_LINEAR(x, weight, bias, "relu", [], "")
+            return _FUSED_LINEAR(x, weight, bias, "relu" if relu else "none", [], "")
         except RuntimeError:  # a dtype or shape this build's kernel does not take
             pass
-    return nn.functional.linear(x, weight, bias).relu_()
+    out = nn.functional.linear(x, weight, bias)
+    return out.relu_() if relu else out
 
 
 _FUSED_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None) \
