@@ -95,26 +95,31 @@ def _fmt(v: Any) -> str:
 
 # --- 1. hardware ---------------------------------------------------------------------------------------------------
 def matmul_gflops(m: int, k: int, n: int, *, dtype: str = "float32", threads: int | None = None,
-                  seconds: float = 0.4) -> float:
-    """Best-of-3 GFLOP/s of torch.mm at [m, k] @ [k, n]."""
+                  seconds: float = 0.4, device: str | None = None) -> float:
+    """Best-of-3 GFLOP/s of torch.mm at [m, k] @ [k, n] (on the GPU when ``device="cuda"``)."""
     import torch
+
+    device = device or "cpu"
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        a = torch.randn(m, k).to(getattr(torch, dtype))
-        b = torch.randn(k, n).to(getattr(torch, dtype))
-        out = torch.empty(m, n, dtype=a.dtype)
+        a = torch.randn(m, k, device=device).to(getattr(torch, dtype))
+        b = torch.randn(k, n, device=device).to(getattr(torch, dtype))
+        out = torch.empty(m, n, dtype=a.dtype, device=device)
         flop = 2.0 * m * k * n
         for _ in range(5):
             torch.mm(a, b, out=out)
-        reps = max(5, int(seconds * 50e9 / flop))
+        reps = max(5, int(seconds * (50e12 if device != "cpu" else 50e9) / flop))
         best = 0.0
         for _ in range(3):
+            sync()
             t = time.perf_counter()
             for _ in range(reps):
                 torch.mm(a, b, out=out)
+            sync()
             best = max(best, flop * reps / (time.perf_counter() - t) / 1e9)
         return best
     finally:
@@ -217,13 +222,14 @@ def default_model(args: argparse.Namespace, tmp: Path, results: dict[str, Any]) 
 
     info = neuraltab.load(model).info()
     cfg = info["config"]
-    n_train, n_valid = info["data"]["rows"]["train"], info["data"]["rows"]["valid"]
-    epochs = j["epochs"]
+    n_valid, n_test = info["metrics"]["valid"]["n"], info["metrics"]["test"]["n"]
+    n_train = info["data"]["rows"] - n_valid - n_test
+    epochs = j["epochs_run"]
     fwd_per_row = forward_flops_per_row(model)
     flops = fwd_per_row * (3 * n_train + n_valid) * epochs  # training steps (fwd+bwd) + one validation pass an epoch
     dtype = "bfloat16" if cfg.get("precision") == "bf16" else "float32"
     rows_k = min(cfg["batch_size"] * cfg["k"], 65536)
-    gflops = matmul_gflops(rows_k, cfg["d_block"], cfg["d_block"], dtype=dtype)
+    gflops = matmul_gflops(rows_k, cfg["d_block"], cfg["d_block"], dtype=dtype, device=_device())
     bound = flops / (gflops * 1e9)
     out = {"wall_s": wall, "train_s": j["train_seconds"], "epochs": epochs, "best_epoch": j["best_epoch"],
            "accuracy": j["metrics"]["test"]["accuracy"], "samples_per_s": n_train * epochs / j["train_seconds"],
@@ -237,6 +243,18 @@ def default_model(args: argparse.Namespace, tmp: Path, results: dict[str, Any]) 
           [[wall, j["train_seconds"], f"{epochs} ({j['best_epoch']})", out["accuracy"], out["samples_per_s"],
             flops / 1e9, gflops, bound, j["train_seconds"] / bound, rss]])
     return model
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def neuraltab_config(model_path: Path) -> dict[str, Any]:
+    import neuraltab
+
+    return neuraltab.load(model_path).info()["config"]
 
 
 def forward_flops_per_row(model_path: Path) -> float:
@@ -270,7 +288,9 @@ def predict(args: argparse.Namespace, tmp: Path, model: Path, results: dict[str,
         raise SystemExit(f"neuraltab predict failed:\n{res.stderr}")
     stages = predict_stages(model, big, tmp / "pred2.csv")
     fwd_flops = forward_flops_per_row(model) * args.rows
-    ceiling = matmul_gflops(65536, 128, 128, dtype="bfloat16" if stages["precision"] == "bf16" else "float32")
+    cfg = neuraltab_config(model)
+    ceiling = matmul_gflops(65536, cfg["d_block"], cfg["d_block"], device=_device(),
+                            dtype="bfloat16" if stages["precision"] == "bf16" else "float32")
     around = args.rows / (stages["read_s"] + stages["transform_s"] + stages["write_s"])
     rows.append({"system": "neuraltab predict (CLI)", "seconds": wall, "rows_per_s": args.rows / wall,
                  "peak_rss_mb": rss, **stages, "forward_gflops": fwd_flops / stages["forward_s"] / 1e9,
@@ -305,7 +325,7 @@ def predict_stages(model_path: Path, big: Path, out: Path) -> dict[str, Any]:
     import neuraltab
     from neuraltab.training import native_bf16
 
-    model = neuraltab.load(model_path)
+    model = neuraltab.load(model_path, device=_device())
     timings: dict[str, Any] = {}
     model.predict_file(str(big), out, force=True, timings=timings)  # warm-up: page cache, thread pools
     timings = {}
