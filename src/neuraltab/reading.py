@@ -226,10 +226,11 @@ def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str,
         if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
             continue
         present = s.notna().to_numpy()
-        text = s[present].astype(str).str.strip()
-        head = text.iloc[:1000]  # a text column of words is ruled out on its first values, cheaply
+        # a text column of words is ruled out on its first values, cheaply: before the whole column is converted
+        head = s.iloc[np.flatnonzero(present)[:1000]].astype(str).str.strip()
         if head.empty or (head.str.match(_THOUSANDS_COMMA) | head.str.match(_DECIMAL_COMMA)).mean() < _FORMATTED_SHARE:
             continue
+        text = s[present].astype(str).str.strip()
         separated = text.str.contains(separator, regex=True).to_numpy()
         if not separated.any():
             continue
