@@ -11,7 +11,7 @@ from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
 from neuraltab.errors import SchemaError
-from neuraltab.preprocessing import Preprocessor, quantile_normal_transform
+from neuraltab.preprocessing import Preprocessor, _category_codes, _category_keys, quantile_normal_transform
 from neuraltab.schema import Column, Schema
 
 
@@ -369,3 +369,50 @@ def test_regression_target_must_be_numeric():
     pre = Preprocessor(_schema({"a": "numeric"})).fit(pd.DataFrame({"a": [1.0, 2.0], "y": [1.0, 2.0]}))
     with pytest.raises(SchemaError, match="'y'.*'abc'"):
         pre.encode_target(pd.Series(["1.5", "abc"]))
+
+
+# ======================================================================================================================
+# Fast paths against the definitions they replace
+# ======================================================================================================================
+def _reference_codes(s: pd.Series, vocab: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Category codes as first written: every value as its key string, looked up in a pandas Index."""
+    keys = _category_keys(s)
+    codes = pd.Index(vocab, dtype=object).get_indexer(keys).astype(np.int64) + 1
+    return codes, (codes == 0) & pd.notna(keys)
+
+
+_TEXT = ["a", "b", None, "é", "日本", "1", "1.0", "nan", "None", "True", " a", "a ", "", "unseen", "b", "😀"]
+
+
+@pytest.mark.parametrize("column", [
+    pd.Series(_TEXT, dtype="str"),  # pyarrow-backed text: looked up by Arrow
+    pd.Series(_TEXT, dtype="string[pyarrow]"),
+    pd.Series(_TEXT, dtype="string[python]"),
+    pd.Series(_TEXT, dtype=object),
+    pd.Series(_TEXT + [1, 2.0, True, -0.0], dtype=object),  # mixed: numbers and booleans as their keys
+    pd.Series([True, False, None, True], dtype="boolean"),
+    pd.Series([True, False, True]),
+    pd.Series([1, 2, 3, 1]),
+    pd.Series([1.0, 2.5, np.nan, -0.0, 0.0, 1e15, np.inf, 3.0]),
+    pd.Series([1, 2, None], dtype="Int64"),
+    pd.Series([], dtype="str"),
+], ids=lambda s: str(s.dtype))
+@pytest.mark.parametrize("vocab", [["a", "é", "1", "nan", "True", "0", "False", "2.5", "日本", "😀", "", " a"], ["b"], []])
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the keys of inf, as ever
+def test_category_codes_match_the_key_lookup(column, vocab):
+    codes, unseen = _category_codes(column, vocab)
+    expected_codes, expected_unseen = _reference_codes(column, vocab)
+    assert codes.dtype == np.int64
+    np.testing.assert_array_equal(codes, expected_codes)
+    np.testing.assert_array_equal(unseen, expected_unseen)
+
+
+def test_unseen_text_categories_are_named_as_before():
+    schema = _schema({"s": "categorical"}, task="binary", classes=("x", "y"))
+    train = pd.DataFrame({"s": pd.Series(["a", "b", "a"], dtype="str"), "y": ["x", "y", "x"]})
+    pre = Preprocessor(schema).fit(train)
+    notices = Notices()
+    new = pd.DataFrame({"s": pd.Series(["zé", None, "a", "q", "zé", "r", "s"], dtype="str", index=[9, 8, 7, 6, 5, 4, 3])})
+    assert pre.transform(new, notify=notices).x_cat[:, 0].tolist() == [0, 0, 1, 0, 0, 0, 0]
+    assert notices == ["the data: column 's' has 5 value(s) not seen in training ('zé', 'q', 'r'); they are treated as "
+                       "unknown"]

@@ -99,6 +99,31 @@ def _category_keys(s: pd.Series) -> np.ndarray:
     return keys
 
 
+def _category_codes(s: pd.Series, vocab: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Codes int64[n] of the column's values in ``vocab`` (1 + position; 0 for missing and unseen values) and the unseen
+    values' mask bool[n], as looking up :func:`_category_keys` gives (tested against it). Text held by Arrow and
+    booleans are looked up directly, which is that lookup without making a Python string per value."""
+    if (isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow" and hasattr(s.array, "__arrow_array__")
+            and all(isinstance(v, str) for v in vocab)):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        values = s.array.__arrow_array__()
+        found = pc.index_in(values, value_set=pa.array(vocab, type=values.type))
+        codes = found.fill_null(-1).to_numpy().astype(np.int64) + 1
+        return codes, (codes == 0) & s.notna().to_numpy()
+    if pd.api.types.is_bool_dtype(s):
+        mask = s.isna().to_numpy()
+        lookup = {key: i + 1 for i, key in enumerate(vocab) if key in ("True", "False")}
+        codes = np.where(s.to_numpy(dtype=bool, na_value=False), lookup.get("True", 0), lookup.get("False", 0))
+        codes = codes.astype(np.int64)
+        codes[mask] = 0
+        return codes, (codes == 0) & ~mask
+    keys = _category_keys(s)
+    codes = pd.Index(vocab, dtype=object).get_indexer(keys).astype(np.int64) + 1
+    return codes, (codes == 0) & pd.notna(keys)
+
+
 class Preprocessor:
     """Learns imputation, scaling and vocabularies on the training rows; transforms any table with the same columns.
 
@@ -215,11 +240,9 @@ class Preprocessor:
 
         x_cat = np.zeros((len(df), len(self.vocabs)), dtype=np.int64)
         for j, (col, vocab) in enumerate(self.vocabs):
-            keys = _category_keys(df[col])
-            codes = pd.Index(vocab, dtype=object).get_indexer(keys).astype(np.int64) + 1
-            unseen = (codes == 0) & pd.notna(keys)
+            codes, unseen = _category_codes(df[col], vocab)
             if unseen.any():
-                examples = ", ".join(repr(v) for v in pd.unique(keys[unseen])[:3])
+                examples = ", ".join(repr(v) for v in pd.unique(_category_keys(df[col][unseen]))[:3])
                 notify(f"{source}: column {col!r} has {int(unseen.sum())} value(s) not seen in training ({examples}); "
                        "they are treated as unknown")
             x_cat[:, j] = codes
