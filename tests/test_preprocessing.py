@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.impute import MissingIndicator, SimpleImputer
+from scipy.special import ndtri
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
 from neuraltab.errors import SchemaError
@@ -416,3 +417,111 @@ def test_unseen_text_categories_are_named_as_before():
     assert pre.transform(new, notify=notices).x_cat[:, 0].tolist() == [0, 0, 1, 0, 0, 0, 0]
     assert notices == ["the data: column 's' has 5 value(s) not seen in training ('zé', 'q', 'r'); they are treated as "
                        "unknown"]
+
+
+def _reference_quantile_normal(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """quantile_normal_transform as first written: two np.interp calls per column."""
+    refs = np.linspace(0.0, 1.0, quantiles.shape[0])
+    out = np.empty_like(x, dtype=np.float64)
+    for j in range(x.shape[1]):
+        col, q = x[:, j], quantiles[:, j]
+        with np.errstate(invalid="ignore", over="ignore"):
+            u = 0.5 * (np.interp(col, q, refs) - np.interp(-col, -q[::-1], -refs[::-1]))
+        bad = ~np.isfinite(u) & np.isfinite(col)
+        if bad.any():
+            lo, hi = np.searchsorted(q, col[bad], side="left"), np.searchsorted(q, col[bad], side="right")
+            u[bad] = np.clip((lo + hi - 1) / 2 / max(len(q) - 1, 1), 0.0, 1.0)
+        u[col + 1e-7 > q[-1]] = 1.0
+        u[col - 1e-7 < q[0]] = 0.0
+        out[:, j] = u
+    clip = 1e-7 - np.spacing(1)
+    return np.clip(ndtri(np.clip(out, clip, 1 - clip)), ndtri(clip), ndtri(1 - clip))
+
+
+def _awkward_training_columns(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.column_stack([
+        rng.normal(size=n),  # continuous
+        rng.integers(0, 5, n).astype(float),  # few values: every quantile tied (counted, not bucketed)
+        rng.integers(0, 40, n).astype(float),  # ties, bucketed
+        np.where(rng.random(n) < 0.7, 0.0, rng.exponential(size=n)),  # a heavy tie at zero
+        rng.lognormal(0, 4, n),  # crowded buckets near zero: searched
+        np.full(n, 3.0),  # constant
+        rng.normal(size=n) * 1e-310,  # quantiles a few subnormals apart
+        rng.normal(size=n) * 1e307,  # near float64's limit: interpolation overflows
+        rng.normal(1e6, 1e-3, n),  # narrow range far from zero
+        np.r_[np.zeros(n - 2), -0.0, 1.0],  # zeros of both signs
+    ])
+
+
+@pytest.mark.parametrize("n_quantiles", [2, 3, 10, 279, 1000])
+def test_quantile_transform_matches_its_first_version_bit_for_bit(n_quantiles):
+    rng = np.random.default_rng(n_quantiles)
+    train = _awkward_training_columns(rng, 5000)
+    q = np.maximum.accumulate(np.percentile(train, np.linspace(0, 100, n_quantiles), axis=0), axis=0)
+    d = q.shape[1]
+    x = np.vstack([
+        train[:3000], _awkward_training_columns(rng, 3000) * 3 + 0.5,  # new values, some out of range
+        q, np.nextafter(q, np.inf), np.nextafter(q, -np.inf), q[:-1] / 2 + q[1:] / 2, q - 1e-7, q + 1e-7,  # on, beside
+        np.full((1, d), np.nan), np.full((1, d), np.inf), np.full((1, d), -np.inf), np.full((1, d), -0.0),
+        np.full((1, d), 0.0), np.full((1, d), 1e308), np.full((1, d), -1e308), np.full((1, d), 5e-324),
+    ])
+    x = np.vstack([x] * 4)  # more than a chunk
+    np.testing.assert_array_equal(quantile_normal_transform(x, q), _reference_quantile_normal(x, q))
+
+
+def test_quantile_transform_of_unsorted_or_non_finite_quantiles_is_the_reference():
+    q = np.array([[0.0, 0.0, np.nan], [2.0, 1.0, 1.0], [1.0, np.inf, 2.0], [3.0, np.inf, 3.0]])
+    x = np.array([[0.5, 0.5, 0.5], [1.5, 2.0, 1.5], [2.5, np.inf, np.nan], [-1.0, -np.inf, 9.0]])
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(quantile_normal_transform(x, q), _reference_quantile_normal(x, q))
+
+
+def test_quantile_transform_does_not_depend_on_the_threads():
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50_000, 3))
+    q = np.percentile(x, np.linspace(0, 100, 100), axis=0)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = quantile_normal_transform(x, q)
+        torch.set_num_threads(2)
+        two = quantile_normal_transform(x, q)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, _reference_quantile_normal(x, q))
+
+
+@pytest.mark.parametrize("scaling", ["quantile", "standard", "none"])
+def test_transform_matches_its_first_version_bit_for_bit(scaling):
+    rng = np.random.default_rng(11)
+    train, new = _numeric_frame(rng, 900), _numeric_frame(rng, 40_000)
+    new.loc[:3, "b"] = [np.inf, -np.inf, 1e300, -0.0]
+    pre = Preprocessor(NUM_SCHEMA, scaling=scaling).fit(train)
+    raw = pre._numeric_matrix(new, source="x", notify=lambda _: None, check_types=True)
+    missing = np.isnan(raw)
+    x = np.where(missing, pre.median, raw)
+    if scaling == "quantile":
+        x = _reference_quantile_normal(x, pre.stats["quantiles"])
+    elif scaling == "standard":
+        x = x / pre.stats["std"] - pre.stats["mean"] / pre.stats["std"]
+    limit = {"standard": 1e6}.get(scaling, 1e30)
+    x = np.clip(np.nan_to_num(x, nan=0.0), -limit, limit)
+    expected = np.concatenate([x, missing[:, pre.indicators]], axis=1).astype(np.float32)
+    np.testing.assert_array_equal(pre.transform(new).x_num, expected)
+
+
+@pytest.mark.parametrize("spacing", [4.0, 2.0, 1.0, 0.6, 0.2])  # dense quantiles, this many grid buckets apart
+def test_quantile_transform_with_a_dense_block_of_quantiles_matches_its_first_version(spacing):
+    from neuraltab.preprocessing import _InterpolationPlan
+
+    n_buckets = 32 * 1000
+    dense = np.arange(430) * spacing * 100 / n_buckets
+    q = np.r_[dense, np.linspace(dense[-1] + 0.5, 100, 570)][:, None]
+    plan = _InterpolationPlan.make(q[:, 0])
+    assert plan.n_buckets == n_buckets and plan.n_steps == {4.0: 1, 2.0: 2, 1.0: 3, 0.6: 1, 0.2: 1}[spacing]
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.uniform(-1, 101, 20_000), rng.uniform(0, dense[-1], 20_000), q[:, 0], np.nextafter(q[:, 0], 0)]
+    np.testing.assert_array_equal(quantile_normal_transform(x[:, None], q), _reference_quantile_normal(x[:, None], q))
