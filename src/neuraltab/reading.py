@@ -227,7 +227,11 @@ def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str,
             continue
         present = s.notna().to_numpy()
         # a text column of words is ruled out on its first values, cheaply: before the whole column is converted
-        head = s.iloc[np.flatnonzero(present)[:1000]].astype(str).str.strip()
+        where = np.flatnonzero(present[:4096])  # usually enough; else all of the column
+        if len(where) < 1000:
+            where = np.flatnonzero(present)
+        end = where[999] + 1 if len(where) >= 1000 else len(s)
+        head = s.iloc[:end][present[:end]].astype(str).str.strip()
         if head.empty or (head.str.match(_THOUSANDS_COMMA) | head.str.match(_DECIMAL_COMMA)).mean() < _FORMATTED_SHARE:
             continue
         text = s[present].astype(str).str.strip()
