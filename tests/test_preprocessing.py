@@ -396,10 +396,21 @@ _TEXT = ["a", "b", None, "é", "日本", "1", "1.0", "nan", "None", "True", " a"
     pd.Series([1, 2, 3, 1]),
     pd.Series([1.0, 2.5, np.nan, -0.0, 0.0, 1e15, np.inf, 3.0]),
     pd.Series([1, 2, None], dtype="Int64"),
+    pd.Series([0, 5, 12, -3, 2**53, 2**53 + 1, -(2**53) - 1, 2**63 - 1, -(2**63), 1000]),  # numbers as categories
+    pd.Series([0, 5, 2**63 + 5, 2**64 - 1], dtype=np.uint64),
+    pd.Series([5.0, 0.5, -0.0, 0.0, np.nan, np.inf, -np.inf, 1e20, 2.0**53, 2.0**53 + 2, 1e3, -3.0], dtype=np.float32),
+    pd.Series([5.0, 0.5, -0.0, 0.0, np.nan, np.inf, -np.inf, 1e20, 2.0**53, 2.0**53 + 2, 1e3, -3.0, 12.0]),
+    pd.Series([5.0, 0.5, None, -0.0], dtype="Float64"),
     pd.Series([], dtype="str"),
 ], ids=lambda s: str(s.dtype))
-@pytest.mark.parametrize("vocab", [["a", "é", "1", "nan", "True", "0", "False", "2.5", "日本", "😀", "", " a"], ["b"], []])
-@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the keys of inf, as ever
+@pytest.mark.parametrize("vocab", [
+    ["a", "é", "1", "nan", "True", "0", "False", "2.5", "日本", "😀", "", " a"],
+    ["b"],
+    [],
+    ["5", "-0", "0", "05", "0.5", "1000", "1e3", "1_000", " 12", "١٢", "12", "-3", "inf", "-inf", "nan", "100000000000000000000",
+     str(2**53), str(2**53 + 1), str(2**53 + 2), str(-(2**53) - 1), str(2**63 - 1), str(-(2**63)), str(2**64 - 1)],
+])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the keys of inf and of huge numbers, as ever
 def test_category_codes_match_the_key_lookup(column, vocab):
     codes, unseen = _category_codes(column, vocab)
     expected_codes, expected_unseen = _reference_codes(column, vocab)

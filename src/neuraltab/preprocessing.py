@@ -279,9 +279,40 @@ def _category_codes(s: pd.Series, vocab: list[str]) -> tuple[np.ndarray, np.ndar
         codes = codes.astype(np.int64)
         codes[mask] = 0
         return codes, (codes == 0) & ~mask
+    if (pd.api.types.is_integer_dtype(s) or pd.api.types.is_float_dtype(s)) and len(s):
+        return _number_codes(s, vocab)
     keys = _category_keys(s)
     codes = pd.Index(vocab, dtype=object).get_indexer(keys).astype(np.int64) + 1
     return codes, (codes == 0) & pd.notna(keys)
+
+
+def _number_codes(s: pd.Series, vocab: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_category_codes` of a column of numbers. A whole number v within ±2**53 has the key str(int(v)), which
+    is the vocabulary's key k exactly when k is written as Python writes int(k) and float(int(k)) == v (both exact
+    there): those are looked up as numbers; other values (fractions, infinities, larger numbers) by their keys."""
+    numbers: dict[float, int] = {}
+    for i, key in enumerate(vocab):
+        try:
+            whole = int(key)
+        except (TypeError, ValueError):
+            continue
+        if str(whole) == key and abs(whole) <= 2**53:
+            numbers[float(whole)] = i + 1
+    values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    mask = s.isna().to_numpy()
+    with np.errstate(invalid="ignore"):
+        whole = (np.abs(values) <= 2.0**53) & (np.mod(values, 1) == 0)
+    codes = np.zeros(len(values), dtype=np.int64)
+    if numbers:
+        known = np.array(sorted(numbers))
+        found = np.minimum(np.searchsorted(known, values), len(known) - 1)
+        hit = whole & (known[found] == values)
+        codes[hit] = np.array([numbers[v] for v in known])[found[hit]]
+    rest = ~whole & ~mask
+    if rest.any():
+        keys = _category_keys(s[rest])
+        codes[rest] = pd.Index(vocab, dtype=object).get_indexer(keys).astype(np.int64) + 1
+    return codes, (codes == 0) & ~mask
 
 
 class Preprocessor:
