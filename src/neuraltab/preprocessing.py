@@ -6,6 +6,7 @@ its state is plain arrays plus JSON, stored in the model file, so no pickle is e
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -72,10 +73,9 @@ def quantile_normal_transform(x: np.ndarray, quantiles: np.ndarray) -> np.ndarra
 
 def _quantile_normal_rows(rows: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
     """:func:`quantile_normal_transform` of ``rows``, float64[d, n] (a column per row), as float64[d, n]: in chunks
-    that stay in the CPU cache, shared out over torch's number of threads (numpy releases the GIL); each chunk is
-    computed alone, so the result does not depend on the threads."""
-    import torch
-
+    that stay in the CPU cache, shared out over torch's number of threads where torch is in use (numpy releases the
+    GIL); each chunk is computed alone, so the result does not depend on the threads."""
+    torch = sys.modules.get("torch")  # not imported for this alone: it takes seconds
     d, n = rows.shape
     out = np.empty((d, n), dtype=np.float64)
     plans = [_InterpolationPlan.make(quantiles[:, j]) for j in range(d)]
@@ -87,7 +87,7 @@ def _quantile_normal_rows(rows: np.ndarray, quantiles: np.ndarray) -> np.ndarray
                                          _normal_scores(_uniform_reference(part, quantiles[:, j])))
 
     tasks = [(j, start) for j in range(d) for start in range(0, n, _CHUNK)]
-    n_threads = min(torch.get_num_threads(), len(tasks))
+    n_threads = min(torch.get_num_threads() if torch is not None else 1, len(tasks))
     if n_threads <= 1:
         for task in tasks:
             work(*task)
