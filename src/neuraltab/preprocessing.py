@@ -178,12 +178,13 @@ class _InterpolationPlan:
             # the x a bucket can hold, widened by a bucket either way for the rounding
             with np.errstate(over="ignore"):  # ±inf past float64's limit: wider still
                 lowest, highest = uq[0] + (k - 2) * step, uq[0] + (k + 1) * step
+                edges = uq[0] + k[: n_buckets + 1] * step
             lowest[:2], highest[-2:] = -np.inf, np.inf
             first = np.searchsorted(uq, lowest, side="left")
             span = np.searchsorted(uq, highest, side="right") - first
             # the share of values in each bucket, by the quantiles; a step costs each value about what a search
             # (~50 ns) costs 3% of the values: take the number of steps that costs least
-            share = np.r_[0.0, np.diff(np.interp(uq[0] + k[: n_buckets + 1] * step, q, refs)), 0.0]
+            share = np.r_[0.0, np.diff(np.interp(edges, q, refs)), 0.0]
             plan.n_steps = min((1, 2, 3), key=lambda s: s + 30 * share[span > s].sum())
             plan.first = np.where(span > plan.n_steps, -1, first)
             plan.scale = n_buckets / width
