@@ -536,3 +536,20 @@ def test_quantile_transform_with_a_dense_block_of_quantiles_matches_its_first_ve
     rng = np.random.default_rng(0)
     x = np.r_[rng.uniform(-1, 101, 20_000), rng.uniform(0, dense[-1], 20_000), q[:, 0], np.nextafter(q[:, 0], 0)]
     np.testing.assert_array_equal(quantile_normal_transform(x[:, None], q), _reference_quantile_normal(x[:, None], q))
+
+
+def test_numeric_inputs_of_every_number_dtype_are_read_as_before():
+    from neuraltab.preprocessing import _to_float
+
+    df = pd.DataFrame({
+        "i": np.array([1, -2, 2**62, 0]), "u": np.array([0, 2**64 - 1, 7, 2**53 + 1], dtype=np.uint64),
+        "f": np.array([0.1, np.nan, -0.0, 3e38], dtype=np.float32), "b": [True, False, True, True],
+        "n": pd.array([1, None, 3, 4], dtype="Int64"), "s": ["1.5", " 2", None, "x"], "g": [1.5, np.nan, np.inf, -1.0],
+    })
+    pre = Preprocessor(_schema({c: "numeric" for c in df.columns}))
+    pre.numeric_inputs = [(c, None) for c in df.columns]
+    rows = pre._numeric_rows(df, source="x", notify=lambda _: None, check_types=False)
+    for j, c in enumerate(df.columns):
+        expected = np.array(_to_float(df[c], c, "x", lambda _: None, check_types=False))
+        expected[~np.isfinite(expected)] = np.nan
+        np.testing.assert_array_equal(rows[j], expected)
