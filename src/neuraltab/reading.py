@@ -141,7 +141,9 @@ def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: 
     delimiter = _sniff_delimiter(text)
     utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
     read_opts = pacsv.ReadOptions(encoding="utf8" if utf8 or source is not None else encoding)
-    parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    # a line break inside a value needs quotes around it: without a quote in the file, the faster parallel split
+    newlines = (b'"' in source if source is not None else _has_quote(path)) if utf8 or source is not None else True
+    parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=newlines)
 
     def read(decimal_point: str) -> pa.Table:
         convert_opts = pacsv.ConvertOptions(null_values=NULL_MARKERS, strings_can_be_null=True,
@@ -188,6 +190,16 @@ def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: 
         for j, note in again["decimal"].items():  # columns only this read converts ("1.234.567,5" is in both)
             notes["decimal"].setdefault(j, note)
     return df, notes
+
+
+def _has_quote(path: Path) -> bool:
+    """Whether the (ASCII-compatible) file has a double quote anywhere: read through one buffer, with no mapping."""
+    buf = bytearray(1 << 20)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            if buf.find(b'"', 0, n) >= 0:
+                return True
+    return False
 
 
 _BLANK_LINE = re.compile(r"^[ \t]+(\r\n|\n|\r|$)", re.MULTILINE)
