@@ -81,7 +81,8 @@ def _quantile_normal_rows(rows: np.ndarray, quantiles: np.ndarray, *, out: np.nd
     d, n = rows.shape
     if out is None:
         out = np.empty((d, n), dtype=np.float64)
-    plans = [_InterpolationPlan.make(quantiles[:, j]) for j in range(d)]
+    # a plan takes about what the reference takes for a few thousand values: small batches keep the reference
+    plans = [_InterpolationPlan.make(quantiles[:, j]) if n >= _CHUNK // 4 else None for j in range(d)]
 
     def work(j: int, start: int) -> None:
         part = rows[j, start: start + _CHUNK]
@@ -90,7 +91,7 @@ def _quantile_normal_rows(rows: np.ndarray, quantiles: np.ndarray, *, out: np.nd
                                          _normal_scores(_uniform_reference(part, quantiles[:, j])))
 
     tasks = [(j, start) for j in range(d) for start in range(0, n, _CHUNK)]
-    n_threads = min(torch.get_num_threads() if torch is not None else 1, len(tasks))
+    n_threads = min(torch.get_num_threads() if torch is not None else 1, len(tasks)) if d * n >= 4 * _CHUNK else 1
     if n_threads <= 1:
         for task in tasks:
             work(*task)
