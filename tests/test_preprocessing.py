@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.impute import MissingIndicator, SimpleImputer
+from scipy.special import ndtri
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
 from neuraltab.errors import SchemaError
-from neuraltab.preprocessing import Preprocessor, quantile_normal_transform
+from neuraltab.preprocessing import Preprocessor, _category_codes, _category_keys, quantile_normal_transform
 from neuraltab.schema import Column, Schema
 
 
@@ -369,3 +370,186 @@ def test_regression_target_must_be_numeric():
     pre = Preprocessor(_schema({"a": "numeric"})).fit(pd.DataFrame({"a": [1.0, 2.0], "y": [1.0, 2.0]}))
     with pytest.raises(SchemaError, match="'y'.*'abc'"):
         pre.encode_target(pd.Series(["1.5", "abc"]))
+
+
+# ======================================================================================================================
+# Fast paths against the definitions they replace
+# ======================================================================================================================
+def _reference_codes(s: pd.Series, vocab: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Category codes as first written: every value as its key string, looked up in a pandas Index."""
+    keys = _category_keys(s)
+    codes = pd.Index(vocab, dtype=object).get_indexer(keys).astype(np.int64) + 1
+    return codes, (codes == 0) & pd.notna(keys)
+
+
+_TEXT = ["a", "b", None, "é", "日本", "1", "1.0", "nan", "None", "True", " a", "a ", "", "unseen", "b", "😀"]
+
+
+@pytest.mark.parametrize("column", [
+    pd.Series(_TEXT, dtype="str"),  # pyarrow-backed text: looked up by Arrow
+    pd.Series(_TEXT, dtype="string[pyarrow]"),
+    pd.Series(_TEXT, dtype="string[python]"),
+    pd.Series(_TEXT, dtype=object),
+    pd.Series(_TEXT + [1, 2.0, True, -0.0], dtype=object),  # mixed: numbers and booleans as their keys
+    pd.Series([True, False, None, True], dtype="boolean"),
+    pd.Series([True, False, True]),
+    pd.Series([1, 2, 3, 1]),
+    pd.Series([1.0, 2.5, np.nan, -0.0, 0.0, 1e15, np.inf, 3.0]),
+    pd.Series([1, 2, None], dtype="Int64"),
+    pd.Series([0, 5, 12, -3, 2**53, 2**53 + 1, -(2**53) - 1, 2**63 - 1, -(2**63), 1000]),  # numbers as categories
+    pd.Series([0, 5, 2**63 + 5, 2**64 - 1], dtype=np.uint64),
+    pd.Series([5.0, 0.5, -0.0, 0.0, np.nan, np.inf, -np.inf, 1e20, 2.0**53, 2.0**53 + 2, 1e3, -3.0], dtype=np.float32),
+    pd.Series([5.0, 0.5, -0.0, 0.0, np.nan, np.inf, -np.inf, 1e20, 2.0**53, 2.0**53 + 2, 1e3, -3.0, 12.0]),
+    pd.Series([5.0, 0.5, None, -0.0], dtype="Float64"),
+    pd.Series([], dtype="str"),
+], ids=lambda s: str(s.dtype))
+@pytest.mark.parametrize("vocab", [
+    ["a", "é", "1", "nan", "True", "0", "False", "2.5", "日本", "😀", "", " a"],
+    ["b"],
+    [],
+    ["5", "-0", "0", "05", "0.5", "1000", "1e3", "1_000", " 12", "١٢", "12", "-3", "inf", "-inf", "nan", "100000000000000000000",
+     str(2**53), str(2**53 + 1), str(2**53 + 2), str(-(2**53) - 1), str(2**63 - 1), str(-(2**63)), str(2**64 - 1)],
+])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the keys of inf and of huge numbers, as ever
+def test_category_codes_match_the_key_lookup(column, vocab):
+    codes, unseen = _category_codes(column, vocab)
+    expected_codes, expected_unseen = _reference_codes(column, vocab)
+    assert codes.dtype == np.int64
+    np.testing.assert_array_equal(codes, expected_codes)
+    np.testing.assert_array_equal(unseen, expected_unseen)
+
+
+def test_unseen_text_categories_are_named_as_before():
+    schema = _schema({"s": "categorical"}, task="binary", classes=("x", "y"))
+    train = pd.DataFrame({"s": pd.Series(["a", "b", "a"], dtype="str"), "y": ["x", "y", "x"]})
+    pre = Preprocessor(schema).fit(train)
+    notices = Notices()
+    new = pd.DataFrame({"s": pd.Series(["zé", None, "a", "q", "zé", "r", "s"], dtype="str", index=[9, 8, 7, 6, 5, 4, 3])})
+    assert pre.transform(new, notify=notices).x_cat[:, 0].tolist() == [0, 0, 1, 0, 0, 0, 0]
+    assert notices == ["the data: column 's' has 5 value(s) not seen in training ('zé', 'q', 'r'); they are treated as "
+                       "unknown"]
+
+
+def _reference_quantile_normal(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """quantile_normal_transform as first written: two np.interp calls per column."""
+    refs = np.linspace(0.0, 1.0, quantiles.shape[0])
+    out = np.empty_like(x, dtype=np.float64)
+    for j in range(x.shape[1]):
+        col, q = x[:, j], quantiles[:, j]
+        with np.errstate(invalid="ignore", over="ignore"):
+            u = 0.5 * (np.interp(col, q, refs) - np.interp(-col, -q[::-1], -refs[::-1]))
+        bad = ~np.isfinite(u) & np.isfinite(col)
+        if bad.any():
+            lo, hi = np.searchsorted(q, col[bad], side="left"), np.searchsorted(q, col[bad], side="right")
+            u[bad] = np.clip((lo + hi - 1) / 2 / max(len(q) - 1, 1), 0.0, 1.0)
+        u[col + 1e-7 > q[-1]] = 1.0
+        u[col - 1e-7 < q[0]] = 0.0
+        out[:, j] = u
+    clip = 1e-7 - np.spacing(1)
+    return np.clip(ndtri(np.clip(out, clip, 1 - clip)), ndtri(clip), ndtri(1 - clip))
+
+
+def _awkward_training_columns(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.column_stack([
+        rng.normal(size=n),  # continuous
+        rng.integers(0, 5, n).astype(float),  # few values: every quantile tied (counted, not bucketed)
+        rng.integers(0, 40, n).astype(float),  # ties, bucketed
+        np.where(rng.random(n) < 0.7, 0.0, rng.exponential(size=n)),  # a heavy tie at zero
+        rng.lognormal(0, 4, n),  # crowded buckets near zero: searched
+        np.full(n, 3.0),  # constant
+        rng.normal(size=n) * 1e-310,  # quantiles a few subnormals apart
+        rng.normal(size=n) * 1e307,  # near float64's limit: interpolation overflows
+        rng.normal(1e6, 1e-3, n),  # narrow range far from zero
+        np.r_[np.zeros(n - 2), -0.0, 1.0],  # zeros of both signs
+    ])
+
+
+@pytest.mark.parametrize("n_quantiles", [2, 3, 10, 279, 1000])
+def test_quantile_transform_matches_its_first_version_bit_for_bit(n_quantiles):
+    rng = np.random.default_rng(n_quantiles)
+    train = _awkward_training_columns(rng, 5000)
+    q = np.maximum.accumulate(np.percentile(train, np.linspace(0, 100, n_quantiles), axis=0), axis=0)
+    d = q.shape[1]
+    x = np.vstack([
+        train[:3000], _awkward_training_columns(rng, 3000) * 3 + 0.5,  # new values, some out of range
+        q, np.nextafter(q, np.inf), np.nextafter(q, -np.inf), q[:-1] / 2 + q[1:] / 2, q - 1e-7, q + 1e-7,  # on, beside
+        np.full((1, d), np.nan), np.full((1, d), np.inf), np.full((1, d), -np.inf), np.full((1, d), -0.0),
+        np.full((1, d), 0.0), np.full((1, d), 1e308), np.full((1, d), -1e308), np.full((1, d), 5e-324),
+    ])
+    x = np.vstack([x] * 4)  # more than a chunk
+    np.testing.assert_array_equal(quantile_normal_transform(x, q), _reference_quantile_normal(x, q))
+
+
+def test_quantile_transform_of_unsorted_or_non_finite_quantiles_is_the_reference():
+    q = np.array([[0.0, 0.0, np.nan], [2.0, 1.0, 1.0], [1.0, np.inf, 2.0], [3.0, np.inf, 3.0]])
+    x = np.array([[0.5, 0.5, 0.5], [1.5, 2.0, 1.5], [2.5, np.inf, np.nan], [-1.0, -np.inf, 9.0]])
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(quantile_normal_transform(x, q), _reference_quantile_normal(x, q))
+
+
+def test_quantile_transform_does_not_depend_on_the_threads():
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50_000, 3))
+    q = np.percentile(x, np.linspace(0, 100, 100), axis=0)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = quantile_normal_transform(x, q)
+        torch.set_num_threads(2)
+        two = quantile_normal_transform(x, q)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, _reference_quantile_normal(x, q))
+
+
+@pytest.mark.parametrize("scaling", ["quantile", "standard", "none"])
+def test_transform_matches_its_first_version_bit_for_bit(scaling):
+    rng = np.random.default_rng(11)
+    train, new = _numeric_frame(rng, 900), _numeric_frame(rng, 40_000)
+    new.loc[:3, "b"] = [np.inf, -np.inf, 1e300, -0.0]
+    pre = Preprocessor(NUM_SCHEMA, scaling=scaling).fit(train)
+    raw = pre._numeric_matrix(new, source="x", notify=lambda _: None, check_types=True)
+    missing = np.isnan(raw)
+    x = np.where(missing, pre.median, raw)
+    if scaling == "quantile":
+        x = _reference_quantile_normal(x, pre.stats["quantiles"])
+    elif scaling == "standard":
+        x = x / pre.stats["std"] - pre.stats["mean"] / pre.stats["std"]
+    limit = {"standard": 1e6}.get(scaling, 1e30)
+    x = np.clip(np.nan_to_num(x, nan=0.0), -limit, limit)
+    expected = np.concatenate([x, missing[:, pre.indicators]], axis=1).astype(np.float32)
+    np.testing.assert_array_equal(pre.transform(new).x_num, expected)
+
+
+@pytest.mark.parametrize("spacing", [4.0, 2.0, 1.0, 0.6, 0.2])  # dense quantiles, this many grid buckets apart
+def test_quantile_transform_with_a_dense_block_of_quantiles_matches_its_first_version(spacing):
+    from neuraltab.preprocessing import _InterpolationPlan
+
+    n_buckets = 32 * 1000
+    dense = np.arange(430) * spacing * 100 / n_buckets
+    q = np.r_[dense, np.linspace(dense[-1] + 0.5, 100, 570)][:, None]
+    plan = _InterpolationPlan.make(q[:, 0])
+    assert plan.n_buckets == n_buckets and plan.n_steps == {4.0: 1, 2.0: 2, 1.0: 3, 0.6: 1, 0.2: 1}[spacing]
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.uniform(-1, 101, 20_000), rng.uniform(0, dense[-1], 20_000), q[:, 0], np.nextafter(q[:, 0], 0)]
+    np.testing.assert_array_equal(quantile_normal_transform(x[:, None], q), _reference_quantile_normal(x[:, None], q))
+
+
+def test_numeric_inputs_of_every_number_dtype_are_read_as_before():
+    from neuraltab.preprocessing import _to_float
+
+    df = pd.DataFrame({
+        "i": np.array([1, -2, 2**62, 0]), "u": np.array([0, 2**64 - 1, 7, 2**53 + 1], dtype=np.uint64),
+        "f": np.array([0.1, np.nan, -0.0, 3e38], dtype=np.float32), "b": [True, False, True, True],
+        "n": pd.array([1, None, 3, 4], dtype="Int64"), "s": ["1.5", " 2", None, "x"], "g": [1.5, np.nan, np.inf, -1.0],
+    })
+    pre = Preprocessor(_schema({c: "numeric" for c in df.columns}))
+    pre.numeric_inputs = [(c, None) for c in df.columns]
+    rows = pre._numeric_rows(df, source="x", notify=lambda _: None, check_types=False)
+    for j, c in enumerate(df.columns):
+        expected = np.array(_to_float(df[c], c, "x", lambda _: None, check_types=False))
+        expected[~np.isfinite(expected)] = np.nan
+        np.testing.assert_array_equal(rows[j], expected)

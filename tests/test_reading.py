@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from neuraltab.errors import DataError
-from neuraltab.reading import read_table, read_table_and_format
+from neuraltab.reading import NULL_MARKERS, read_table, read_table_and_format
 from neuraltab.schema import drop_missing_target, infer_schema
 
 
@@ -284,3 +284,25 @@ def test_a_given_decimal_mark_is_recorded_and_reads_dots_as_thousands(tmp_path):
     assert df["area"].tolist() == [1234.0, 12.0, 2500.0]
     assert number_format == {"decimal": ",", "decimal_from": "given"}
     assert read_table_and_format(path, decimal=".")[1] == {"decimal": ".", "decimal_from": "given"}
+
+
+def test_a_file_without_quotes_reads_as_with_quoted_newlines_allowed(tmp_path):
+    import pyarrow.csv as pacsv
+
+    # several of pyarrow's 1 MiB blocks, Windows line ends, a blank line, an apostrophe, missing values
+    lines = ["id,x,name"] + [f"{i},{i / 7:.6f},{'it' if i % 3 else 'NA'}'s {i % 11}" for i in range(120_000)]
+    lines[5000] = ""
+    path = tmp_path / "plain.csv"
+    path.write_bytes("\r\n".join(lines).encode() + b"\r\n")
+    careful = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                             convert_options=pacsv.ConvertOptions(null_values=NULL_MARKERS, strings_can_be_null=True))
+    pd.testing.assert_frame_equal(read_table(path), careful.to_pandas())
+
+
+def test_a_file_without_quotes_names_its_first_ragged_line(tmp_path):
+    lines = ["a,b,c"] + [f"{i},{i},x" for i in range(200_000)]
+    lines[150_000], lines[190_000] = "1,2", "1,2,3,4"
+    path = tmp_path / "ragged.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="line 150001 has 2 fields but the header has 3"):
+        read_table(path)

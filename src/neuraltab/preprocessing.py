@@ -6,6 +6,7 @@ its state is plain arrays plus JSON, stored in the model file, so no pickle is e
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -61,22 +62,186 @@ def quantile_normal_transform(x: np.ndarray, quantiles: np.ndarray) -> np.ndarra
     >>> quantile_normal_transform(np.array([[0.5]]), q).round(6).tolist()
     [[0.0]]
     """
-    refs = np.linspace(0.0, 1.0, quantiles.shape[0])
-    out = np.empty_like(x, dtype=np.float64)
-    for j in range(x.shape[1]):
-        col, q = x[:, j], quantiles[:, j]
-        # interpolating forwards and backwards and averaging gives tied values the middle of their range
-        with np.errstate(invalid="ignore", over="ignore"):
-            u = 0.5 * (np.interp(col, q, refs) - np.interp(-col, -q[::-1], -refs[::-1]))
-        bad = ~np.isfinite(u) & np.isfinite(col)
-        if bad.any():  # quantiles a few subnormals apart (1e-310) overflow interp's slope: use the rank range instead
-            lo, hi = np.searchsorted(q, col[bad], side="left"), np.searchsorted(q, col[bad], side="right")
-            u[bad] = np.clip((lo + hi - 1) / 2 / max(len(q) - 1, 1), 0.0, 1.0)
-        u[col + _BOUNDS > q[-1]] = 1.0
-        u[col - _BOUNDS < q[0]] = 0.0  # second, as scikit-learn: a column constant in training maps to the low end
-        out[:, j] = u
+    x = np.asarray(x)
+    if x.dtype != np.float64:  # float32 values keep their float32 bounds checks (the reference, column by column)
+        out = np.empty_like(x, dtype=np.float64)
+        for j in range(x.shape[1]):
+            out[:, j] = _normal_scores(_uniform_reference(x[:, j], quantiles[:, j]))
+        return out
+    rows = np.array(x.T, order="C")  # a copy, overwritten
+    return _quantile_normal_rows(rows, quantiles, out=rows).T
+
+
+def _quantile_normal_rows(rows: np.ndarray, quantiles: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`quantile_normal_transform` of ``rows``, float64[d, n] (a column per row), as float64[d, n] (``out``,
+    which may be ``rows``, else new): in chunks
+    that stay in the CPU cache, shared out over torch's number of threads where torch is in use (numpy releases the
+    GIL); each chunk is computed alone, so the result does not depend on the threads."""
+    torch = sys.modules.get("torch")  # not imported for this alone: it takes seconds
+    d, n = rows.shape
+    if out is None:
+        out = np.empty((d, n), dtype=np.float64)
+    # a plan takes about what the reference takes for a few thousand values: small batches keep the reference
+    plans = [_InterpolationPlan.make(quantiles[:, j]) if n >= _CHUNK // 4 else None for j in range(d)]
+
+    def work(j: int, start: int) -> None:
+        part = rows[j, start: start + _CHUNK]
+        plan = plans[j]
+        out[j, start: start + _CHUNK] = (plan.scores(part) if plan is not None else
+                                         _normal_scores(_uniform_reference(part, quantiles[:, j])))
+
+    tasks = [(j, start) for j in range(d) for start in range(0, n, _CHUNK)]
+    n_threads = min(torch.get_num_threads() if torch is not None else 1, len(tasks)) if d * n >= 4 * _CHUNK else 1
+    if n_threads <= 1:
+        for task in tasks:
+            work(*task)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(lambda task: work(*task), tasks))
+    return out
+
+
+_CHUNK = 1 << 14  # values per piece of work: the temporaries of a chunk fit in the CPU's cache
+
+
+def _normal_scores(u: np.ndarray) -> np.ndarray:
     clip = _BOUNDS - np.spacing(1)
-    return np.clip(ndtri(np.clip(out, clip, 1 - clip)), ndtri(clip), ndtri(1 - clip))
+    return np.clip(ndtri(np.clip(u, clip, 1 - clip)), ndtri(clip), ndtri(1 - clip))
+
+
+def _uniform_reference(col: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The quantile transform's uniform value of each of ``col``'s values: the definition, which
+    :class:`_InterpolationPlan` computes faster (and falls back on)."""
+    refs = np.linspace(0.0, 1.0, q.shape[0])
+    # interpolating forwards and backwards and averaging gives tied values the middle of their range
+    with np.errstate(invalid="ignore", over="ignore"):
+        u = 0.5 * (np.interp(col, q, refs) - np.interp(-col, -q[::-1], -refs[::-1]))
+    bad = ~np.isfinite(u) & np.isfinite(col)
+    if bad.any():  # quantiles a few subnormals apart (1e-310) overflow interp's slope: use the rank range instead
+        lo, hi = np.searchsorted(q, col[bad], side="left"), np.searchsorted(q, col[bad], side="right")
+        u[bad] = np.clip((lo + hi - 1) / 2 / max(len(q) - 1, 1), 0.0, 1.0)
+    u[col + _BOUNDS > q[-1]] = 1.0
+    u[col - _BOUNDS < q[0]] = 0.0  # second, as scikit-learn: a column constant in training maps to the low end
+    return u
+
+
+@dataclass
+class _InterpolationPlan:
+    """Tables that give :func:`quantile_normal_transform`'s values bit for bit, with one search instead of two
+    ``np.interp`` calls (each a branchy binary search per value).
+
+    With the distinct quantiles ``uq`` and ``g`` = the number of them <= x, x lies on ``uq[g - 1]`` (a tie group, whose
+    score is a constant per group) or strictly between ``uq[g - 1]`` and ``uq[g]``, where the forward interpolation is
+    ``s * (x - a) + ra`` and the backward one, negated, ``s * (x - c) + rc`` with the same slope (negation is exact in
+    floating point, so these are the very operations ``np.interp`` does). ``g`` is found through a grid of buckets
+    over the quantiles' range, each knowing the few ``g`` its values can have; values in crowded buckets are searched.
+    """
+
+    q: np.ndarray  # float64[m]: the quantiles
+    uq: np.ndarray  # float64[U + n_steps]: the distinct quantiles, then NaN (never <= x)
+    previous: np.ndarray  # float64[U + 1]: uq[g - 1], NaN for g = 0
+    tables: np.ndarray  # float64[5, U + 1]: a, c, s, ra, rc
+    on: np.ndarray  # float64[U + 1]: the score of uq[g - 1]
+    scale: float  # the grid: bucket k holds x with x * scale + offset in [k, k + 1), clipped to 0..n_buckets + 1
+    offset: float
+    n_buckets: int
+    first: np.ndarray  # int64[n_buckets + 2]: the least g of a bucket's values, -1 for a crowded bucket
+    n_steps: int
+
+    @classmethod
+    def make(cls, q: np.ndarray) -> "_InterpolationPlan | None":
+        """The plan for quantiles ``q``, or None where only the reference applies (unsorted or non-finite)."""
+        q = np.ascontiguousarray(q, dtype=np.float64)
+        m = len(q)
+        if m < 2 or not np.isfinite(q).all() or not (q[1:] >= q[:-1]).all():
+            return None
+        refs = np.linspace(0.0, 1.0, m)
+        starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
+        uq = q[starts]
+        n_unique = len(uq)
+        tables = np.zeros((5, n_unique + 1))
+        tables[3, 0] = tables[4, 0] = refs[0]  # below the quantiles: forward refs[0], backward -refs[0]
+        tables[3, -1] = tables[4, -1] = refs[-1]  # above: refs[-1] and -refs[-1]
+        hi = starts[1:]  # between uq[g - 1] and uq[g], g = 1..U-1: q[hi - 1] < x < q[hi]
+        with np.errstate(over="ignore", divide="ignore"):
+            slope = (refs[hi] - refs[hi - 1]) / (q[hi] - q[hi - 1])
+        tables[:, 1:-1] = q[hi - 1], q[hi], slope, refs[hi - 1], refs[hi]
+        on = np.r_[0.0, _normal_scores(_uniform_reference(uq, q))]
+        plan = cls(q=q, uq=uq, previous=np.r_[np.nan, uq], tables=tables, on=on, scale=0.0, offset=0.0,
+                   n_buckets=0, first=np.zeros(2, dtype=np.int64), n_steps=0)
+        with np.errstate(over="ignore"):
+            width = float(uq[-1] - uq[0])
+        n_buckets = int(min(max(32 * n_unique, 256), 1 << 16))
+        # buckets far wider than the rounding of x * scale + offset, whose numbers are all normal (not subnormal)
+        if (n_unique > 4 and np.isfinite(width) and width > 1e-9 * max(abs(uq[0]), abs(uq[-1]))
+                and width / n_buckets > 1e-300 and np.isfinite(n_buckets / width)):
+            k = np.arange(n_buckets + 2, dtype=np.float64)
+            step = width / n_buckets
+            # the x a bucket can hold, widened by a bucket either way for the rounding
+            with np.errstate(over="ignore"):  # ±inf past float64's limit: wider still
+                lowest, highest = uq[0] + (k - 2) * step, uq[0] + (k + 1) * step
+                edges = uq[0] + k[: n_buckets + 1] * step
+            lowest[:2], highest[-2:] = -np.inf, np.inf
+            first = np.searchsorted(uq, lowest, side="left")
+            span = np.searchsorted(uq, highest, side="right") - first
+            # the share of values in each bucket, by the quantiles; a step costs each value about what a search
+            # (~50 ns) costs 3% of the values: take the number of steps that costs least
+            share = np.r_[0.0, np.diff(np.interp(edges, q, refs)), 0.0]
+            plan.n_steps = min((1, 2, 3), key=lambda s: s + 30 * share[span > s].sum())
+            plan.first = np.where(span > plan.n_steps, -1, first)
+            plan.scale = n_buckets / width
+            plan.offset, plan.n_buckets = 1.0 - uq[0] * plan.scale, n_buckets
+        plan.uq = np.r_[uq, np.full(plan.n_steps, np.nan)]
+        return plan
+
+    def count_at_most(self, x: np.ndarray) -> np.ndarray:
+        """int64[n]: how many distinct quantiles are <= each value (0 for NaN)."""
+        n_unique = len(self.previous) - 1
+        if self.n_buckets == 0:
+            if n_unique > 4:  # a range the grid cannot split (near float64's limits): search
+                return np.searchsorted(self.uq[:n_unique], x, side="right")
+            g = np.zeros(len(x), dtype=np.int64)  # a few distinct quantiles: count them
+            for v in self.uq[:n_unique]:
+                g += x >= v
+            return g
+        with np.errstate(over="ignore", invalid="ignore"):
+            t = np.multiply(x, self.scale)
+            t += self.offset
+        np.fmax(t, 0.0, out=t)  # also NaN -> 0
+        np.fmin(t, self.n_buckets + 1, out=t)
+        g = self.first[t.astype(np.int64)]
+        for _ in range(self.n_steps):
+            g += self.uq[g] <= x
+        crowded = g < 0
+        if crowded.any():
+            g[crowded] = np.searchsorted(self.uq[:n_unique], x[crowded], side="right")
+        return g
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """:func:`quantile_normal_transform` of ``x``, float64[n], bit for bit."""
+        g = self.count_at_most(x)
+        hit = self.previous[g] == x
+        if not hit.any():
+            return self._between(x, g)
+        out = self.on[g]
+        if not hit.all():
+            between = np.flatnonzero(~hit)
+            out[between] = self._between(x[between], g[between])
+        return out
+
+    def _between(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """Scores of values on no quantile."""
+        a, c, s, ra, rc = (row[g] for row in self.tables)
+        with np.errstate(invalid="ignore", over="ignore"):
+            u = 0.5 * ((s * (x - a) + ra) + (s * (x - c) + rc))
+        odd = ~np.isfinite(u)  # NaN, infinities, overflowing slopes: the reference for these values
+        if odd.any():
+            u[odd] = _uniform_reference(x[odd], self.q)
+        u[x + _BOUNDS > self.q[-1]] = 1.0
+        u[x - _BOUNDS < self.q[0]] = 0.0
+        return _normal_scores(u)
 
 
 def _category_keys(s: pd.Series) -> np.ndarray:
@@ -97,6 +262,62 @@ def _category_keys(s: pd.Series) -> np.ndarray:
         keys[odd] = [label_key(v) for v in keys[odd]]
     keys[mask] = None
     return keys
+
+
+def _category_codes(s: pd.Series, vocab: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Codes int64[n] of the column's values in ``vocab`` (1 + position; 0 for missing and unseen values) and the unseen
+    values' mask bool[n], as looking up :func:`_category_keys` gives (tested against it). Text held by Arrow and
+    booleans are looked up directly, which is that lookup without making a Python string per value."""
+    if (isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow" and hasattr(s.array, "__arrow_array__")
+            and all(isinstance(v, str) for v in vocab)):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        values = s.array.__arrow_array__()
+        found = pc.index_in(values, value_set=pa.array(vocab, type=values.type))
+        codes = found.fill_null(-1).to_numpy().astype(np.int64) + 1
+        return codes, (codes == 0) & s.notna().to_numpy()
+    if pd.api.types.is_bool_dtype(s):
+        mask = s.isna().to_numpy()
+        lookup = {key: i + 1 for i, key in enumerate(vocab) if key in ("True", "False")}
+        codes = np.where(s.to_numpy(dtype=bool, na_value=False), lookup.get("True", 0), lookup.get("False", 0))
+        codes = codes.astype(np.int64)
+        codes[mask] = 0
+        return codes, (codes == 0) & ~mask
+    if (pd.api.types.is_integer_dtype(s) or pd.api.types.is_float_dtype(s)) and len(s):
+        return _number_codes(s, vocab)
+    keys = _category_keys(s)
+    codes = pd.Index(vocab, dtype=object).get_indexer(keys).astype(np.int64) + 1
+    return codes, (codes == 0) & pd.notna(keys)
+
+
+def _number_codes(s: pd.Series, vocab: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_category_codes` of a column of numbers. A whole number v within ±2**53 has the key str(int(v)), which
+    is the vocabulary's key k exactly when k is written as Python writes int(k) and float(int(k)) == v (both exact
+    there): those are looked up as numbers; other values (fractions, infinities, larger numbers) by their keys."""
+    numbers: dict[float, int] = {}
+    for i, key in enumerate(vocab):
+        try:
+            whole = int(key)
+        except (TypeError, ValueError):
+            continue
+        if str(whole) == key and abs(whole) <= 2**53:
+            numbers[float(whole)] = i + 1
+    values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    mask = s.isna().to_numpy()
+    with np.errstate(invalid="ignore"):
+        whole = (np.abs(values) <= 2.0**53) & (np.mod(values, 1) == 0)
+    codes = np.zeros(len(values), dtype=np.int64)
+    if numbers:
+        known = np.array(sorted(numbers))
+        found = np.minimum(np.searchsorted(known, values), len(known) - 1)
+        hit = whole & (known[found] == values)
+        codes[hit] = np.array([numbers[v] for v in known])[found[hit]]
+    rest = ~whole & ~mask
+    if rest.any():
+        keys = _category_keys(s[rest])
+        codes[rest] = pd.Index(vocab, dtype=object).get_indexer(keys).astype(np.int64) + 1
+    return codes, (codes == 0) & ~mask
 
 
 class Preprocessor:
@@ -199,27 +420,31 @@ class Preprocessor:
             shown = ", ".join(repr(c) for c in missing_cols[:5]) + (" ..." if len(missing_cols) > 5 else "")
             raise SchemaError(f"{source}: missing {len(missing_cols)} feature column(s) the model was trained on: "
                               f"{shown}; add them (values may be empty)")
-        raw = self._numeric_matrix(df, source=source, notify=notify, check_types=check_types)
+        raw = self._numeric_rows(df, source=source, notify=notify, check_types=check_types)  # float64[d, n]
         missing = np.isnan(raw)
-        x = np.where(missing, self.median, raw)
-        if self.scaling == "quantile":
-            x = quantile_normal_transform(x, self.stats["quantiles"])
-        elif self.scaling == "standard":
-            with np.errstate(over="ignore", invalid="ignore"):
-                x = x / self.stats["std"] - self.stats["mean"] / self.stats["std"]  # no inf from 1e308 - -1e308
-        # far-out values (a new 1e300 against a training spread of 1, or raw 1e308 with scaling="none") would be inf
-        # as float32 and NaN in the network: clip them (the quantile transform is bounded by itself)
+        # in place: memory touched for the first time is slow to come by (a page fault per 4 KiB)
+        x = raw
+        np.copyto(x, self.median[:, None], where=missing)
         limit = _INPUT_LIMITS.get(self.scaling, _INPUT_LIMITS["none"])
-        x = np.clip(np.nan_to_num(x, nan=0.0), -limit, limit)
-        x_num = np.concatenate([x, missing[:, self.indicators]], axis=1).astype(np.float32)
+        if self.scaling == "quantile":  # finite (no value is missing now) and within about ±5.2 by itself
+            x = _quantile_normal_rows(x, self.stats["quantiles"], out=x)
+        else:
+            if self.scaling == "standard":
+                with np.errstate(over="ignore", invalid="ignore"):  # x / std - mean / std: no inf from 1e308 - -1e308
+                    np.divide(x, self.stats["std"][:, None], out=x)
+                    np.subtract(x, (self.stats["mean"] / self.stats["std"])[:, None], out=x)
+            # far-out values (a new 1e300 against a training spread of 1, or raw 1e308 with scaling="none") would be
+            # inf as float32 and NaN in the network: clip them
+            x = np.clip(np.nan_to_num(x, nan=0.0, copy=False), -limit, limit, out=x)
+        x_num = np.empty((len(df), self.n_num), dtype=np.float32)
+        x_num[:, : len(x)] = x.T
+        x_num[:, len(x):] = missing[self.indicators].T
 
         x_cat = np.zeros((len(df), len(self.vocabs)), dtype=np.int64)
         for j, (col, vocab) in enumerate(self.vocabs):
-            keys = _category_keys(df[col])
-            codes = pd.Index(vocab, dtype=object).get_indexer(keys).astype(np.int64) + 1
-            unseen = (codes == 0) & pd.notna(keys)
+            codes, unseen = _category_codes(df[col], vocab)
             if unseen.any():
-                examples = ", ".join(repr(v) for v in pd.unique(keys[unseen])[:3])
+                examples = ", ".join(repr(v) for v in pd.unique(_category_keys(df[col][unseen]))[:3])
                 notify(f"{source}: column {col!r} has {int(unseen.sum())} value(s) not seen in training ({examples}); "
                        "they are treated as unknown")
             x_cat[:, j] = codes
@@ -227,18 +452,25 @@ class Preprocessor:
         return Batch(x_num=x_num, x_cat=x_cat, y=y)
 
     def _numeric_matrix(self, df: pd.DataFrame, *, source: str, notify: Notify, check_types: bool) -> np.ndarray:
-        out = np.empty((len(df), len(self.numeric_inputs)), dtype=np.float64)
+        """float64[n, d]: the numeric inputs, NaN where missing or not finite."""
+        return np.ascontiguousarray(self._numeric_rows(df, source=source, notify=notify, check_types=check_types).T)
+
+    def _numeric_rows(self, df: pd.DataFrame, *, source: str, notify: Notify, check_types: bool) -> np.ndarray:
+        """float64[d, n]: :meth:`_numeric_matrix` transposed, an input per row (contiguous)."""
+        out = np.empty((len(self.numeric_inputs), len(df)), dtype=np.float64)
         parsed: dict[str, dict[str, np.ndarray]] = {}
         for j, (col, part) in enumerate(self.numeric_inputs):
-            if part is None:
-                out[:, j] = _to_float(df[col], col, source, notify, check_types=check_types)
+            if part is None and isinstance(df[col].dtype, np.dtype) and df[col].dtype.kind in "biuf":
+                out[j] = df[col].to_numpy()  # cast as it is copied: no temporary
+            elif part is None:
+                out[j] = _to_float(df[col], col, source, notify, check_types=check_types)
             else:
                 if col not in parsed:
                     stamps = parse_datetimes(df[col])
                     if check_types:
                         _check_parsed(df[col], stamps.isna().to_numpy(), col, "dates", source, notify)
                     parsed[col] = _datetime_parts(stamps)
-                out[:, j] = parsed[col][part]
+                out[j] = parsed[col][part]
         out[~np.isfinite(out)] = np.nan
         return out
 

@@ -141,7 +141,9 @@ def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: 
     delimiter = _sniff_delimiter(text)
     utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
     read_opts = pacsv.ReadOptions(encoding="utf8" if utf8 or source is not None else encoding)
-    parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    # a line break inside a value needs quotes around it: without a quote in the file, the faster parallel split
+    newlines = (b'"' in source if source is not None else _has_quote(path)) if utf8 or source is not None else True
+    parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=newlines)
 
     def read(decimal_point: str) -> pa.Table:
         convert_opts = pacsv.ConvertOptions(null_values=NULL_MARKERS, strings_can_be_null=True,
@@ -190,6 +192,16 @@ def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: 
     return df, notes
 
 
+def _has_quote(path: Path) -> bool:
+    """Whether the (ASCII-compatible) file has a double quote anywhere: read through one buffer, with no mapping."""
+    buf = bytearray(1 << 20)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            if buf.find(b'"', 0, n) >= 0:
+                return True
+    return False
+
+
 _BLANK_LINE = re.compile(r"^[ \t]+(\r\n|\n|\r|$)", re.MULTILINE)
 
 
@@ -226,10 +238,15 @@ def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str,
         if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
             continue
         present = s.notna().to_numpy()
-        text = s[present].astype(str).str.strip()
-        head = text.iloc[:1000]  # a text column of words is ruled out on its first values, cheaply
+        # a text column of words is ruled out on its first values, cheaply: before the whole column is converted
+        where = np.flatnonzero(present[:4096])  # usually enough; else all of the column
+        if len(where) < 1000:
+            where = np.flatnonzero(present)
+        end = where[999] + 1 if len(where) >= 1000 else len(s)
+        head = s.iloc[:end][present[:end]].astype(str).str.strip()
         if head.empty or (head.str.match(_THOUSANDS_COMMA) | head.str.match(_DECIMAL_COMMA)).mean() < _FORMATTED_SHARE:
             continue
+        text = s[present].astype(str).str.strip()
         separated = text.str.contains(separator, regex=True).to_numpy()
         if not separated.any():
             continue
