@@ -60,6 +60,7 @@ def test_dense_epochs_match_autograd_epochs(task, activation, optimizer, weight_
         loss_fast, done_fast = stepper.run_epoch(perm, lambda: False)
         assert done_ref and done_fast
         assert loss_fast == pytest.approx(loss_ref, rel=1e-4, abs=1e-6)
+    stepper.sync_optimizer()
     for (name, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters()):
         torch.testing.assert_close(p_fast, p_ref, rtol=1e-4, atol=1e-5, msg=name)
         s_ref, s_fast = ref_opt.state[p_ref], fast_opt.state[p_fast]
@@ -87,6 +88,7 @@ def test_stop_request_ends_the_epoch_after_the_current_step_and_reports_the_rows
     calls = []
     loss, complete = stepper.run_epoch(torch.arange(50), lambda: calls.append(1) or len(calls) == 2)
     assert not complete and len(calls) == 2 and loss > 0
+    stepper.sync_optimizer()
     assert float(fast_opt.state[next(fast.parameters())]["step"]) == 2
 
 

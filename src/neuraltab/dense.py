@@ -15,12 +15,14 @@ batch and ``s = batch_size`` (``batch_size / 2`` for squared error). Adam's upda
 and skips a multiplication; a shorter last batch is rescaled to the same ``s``. Moments are kept scaled by ``s``
 (``s**2`` for the second) and converted back whenever the optimizer's own state is written.
 
-The result matches the autograd path up to float rounding (tests/test_dense.py checks weights after many steps).
+The result matches the autograd path up to float rounding (tests/test_dense.py checks weights after many steps). ``sync()`` writes the weights back to the model after every
+epoch; ``sync_optimizer()`` the optimizer's state, when a checkpoint or the end of training needs it.
 Anything this module does not cover (dropout, gradient clipping, SGD, GELU/SiLU/SELU, a GPU) uses the autograd path.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -90,26 +92,32 @@ class DenseStepper:
         self.lr, self.eps, self.weight_decay = group["lr"], group["eps"], group["weight_decay"]
         self.beta1, self.beta2 = group["betas"]
         self.decoupled = isinstance(optimizer, torch.optim.AdamW) or bool(group.get("decoupled_weight_decay"))
-        self.w = [torch.empty(lin.in_features + 1, lin.out_features) for lin in self.linears]
+        # weights, gradients and both moments each live in one flat buffer (one fused Adam call on four tensors);
+        # the per-layer [in + 1, out] matrices are views into them
+        shapes = [(lin.in_features + 1, lin.out_features) for lin in self.linears]
+        self.flat = {name: torch.zeros(sum(r * c for r, c in shapes)) for name in ("w", "grad", "m", "v")}
+        self.w, self.grads, self.m, self.v = (self._views(self.flat[name], shapes) for name in ("w", "grad", "m", "v"))
         self._read_weights()
         self.w_in_t = [w[:-1].t() for w in self.w]  # [out, in] views for the backward pass
-        self.grads = [torch.zeros_like(w) for w in self.w]
-        self.m, self.v, steps = [], [], 0.0
-        for lin, w in zip(self.linears, self.w):
+        steps = 0.0
+        for lin, m, v in zip(self.linears, self.m, self.v):
             sw, sb = optimizer.state.get(lin.weight, {}), optimizer.state.get(lin.bias, {})
             if "exp_avg" in sw and "exp_avg" in sb:
-                self.m.append(torch.cat([sw["exp_avg"].t(), sb["exp_avg"][None]]) * self.scale)
-                self.v.append(torch.cat([sw["exp_avg_sq"].t(), sb["exp_avg_sq"][None]]) * self.scale**2)
+                m.copy_(torch.cat([sw["exp_avg"].t(), sb["exp_avg"][None]]) * self.scale)
+                v.copy_(torch.cat([sw["exp_avg_sq"].t(), sb["exp_avg_sq"][None]]) * self.scale**2)
                 steps = float(sw["step"])
-            else:
-                self.m.append(torch.zeros_like(w))
-                self.v.append(torch.zeros_like(w))
-        self.m = [m.contiguous() for m in self.m]
-        self.v = [v.contiguous() for v in self.v]
         self.step = torch.tensor(steps, dtype=torch.float32)
         self.one = torch.ones((), dtype=torch.float32)
         self.widths = [lin.out_features for lin in self.linears[:-1]]
         self.buffers = {batch_size: _Buffers(batch_size, self.widths)}
+
+    @staticmethod
+    def _views(flat: torch.Tensor, shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
+        out, start = [], 0
+        for rows, cols in shapes:
+            out.append(flat[start:start + rows * cols].view(rows, cols))
+            start += rows * cols
+        return out
 
     @torch.no_grad()
     def _read_weights(self) -> None:
@@ -125,33 +133,35 @@ class DenseStepper:
         x = self.x.index_select(0, perm)
         y = self.y.index_select(0, perm)
         out = torch.empty(n, self.y.shape[1])
-        xs, xts, ys, outs = x.split(B), x.t().split(B, 1), y.split(B), out.split(B)
-        w, grads, w_in_t, m, v = self.w, self.grads, self.w_in_t, self.m, self.v
-        steps = [self.step] * len(w)
-        fwd, bwd = self.forward_act, self.backward_act
+        w, grads, w_in_t = self.w, self.grads, self.w_in_t
         last = len(w) - 1
-        mm, fused = torch.mm, (torch._fused_adamw_ if self.decoupled else torch._fused_adam_)
-        eps = self.eps * self.scale
-        weight_decay = self.weight_decay if self.decoupled else self.weight_decay * self.scale
+        mm, softmax, sub = torch.mm, torch.softmax, torch.sub
+        fused = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
+        flat = self.flat
+        adam = functools.partial(
+            fused, [flat["w"]], [flat["grad"]], [flat["m"]], [flat["v"]], [], [self.step], amsgrad=False, lr=self.lr, beta1=self.beta1,
+            beta2=self.beta2, eps=self.eps * self.scale, maximize=False,
+            weight_decay=self.weight_decay if self.decoupled else self.weight_decay * self.scale)
+        step_add, one = self.step.add_, self.one
         classify = self.task != "regression"
-        for s in range(len(xs)):
-            nb = xs[s].shape[0]
+        s = -1
+        for s, (xb, xtb, yb, ob) in enumerate(zip(x.split(B), x.t().split(B, 1), y.split(B), out.split(B))):
+            nb = xb.shape[0]
             bufs = self.buffers.get(nb) or self.buffers.setdefault(nb, _Buffers(nb, self.widths))
-            h = xs[s]
-            for layer in range(last):
-                fwd[layer](mm(h, w[layer], out=bufs.act[layer]))
-                h = bufs.aug[layer]
-            mm(h, w[last], out=outs[s])
-            g = torch.softmax(outs[s], 1).sub_(ys[s]) if classify else torch.sub(outs[s], ys[s])
+            h = xb
+            for act, weight, into, aug in zip(self.forward_act, w, bufs.act, bufs.aug):
+                act(mm(h, weight, out=into))
+                h = aug
+            mm(h, w[last], out=ob)
+            g = softmax(ob, 1).sub_(yb) if classify else sub(ob, yb)
             if nb != B:
                 g.mul_(B / nb)
-            for layer in range(last, -1, -1):
-                mm(bufs.aug_t[layer - 1] if layer else xts[s], g, out=grads[layer])
-                if layer:
-                    g = bwd[layer - 1](mm(g, w_in_t[layer]), bufs.act[layer - 1])
-            self.step.add_(self.one)
-            fused(w, grads, m, v, [], steps, amsgrad=False, lr=self.lr, beta1=self.beta1, beta2=self.beta2,
-                  weight_decay=weight_decay, eps=eps, maximize=False)
+            for layer in range(last, 0, -1):  # the weight+bias gradient, then the gradient into the layer below
+                mm(bufs.aug_t[layer - 1], g, out=grads[layer])
+                g = self.backward_act[layer - 1](mm(g, w_in_t[layer]), bufs.act[layer - 1])
+            mm(xtb, g, out=grads[0])
+            step_add(one)
+            adam()
             if should_stop():
                 break
         self.sync()
@@ -165,11 +175,16 @@ class DenseStepper:
 
     @torch.no_grad()
     def sync(self) -> None:
-        """Write the weights into the model and the moments into the optimizer's state (unscaled)."""
-        opt_state = self.optimizer.state
-        for lin, w, m, v in zip(self.linears, self.w, self.m, self.v):
+        """Write the weights into the model (every epoch: validation and the best state read them there)."""
+        for lin, w in zip(self.linears, self.w):
             lin.weight.copy_(w[:-1].t())
             lin.bias.copy_(w[-1])
+
+    @torch.no_grad()
+    def sync_optimizer(self) -> None:
+        """Write the moments (unscaled) and the step count into the optimizer's state, as its own step would."""
+        opt_state = self.optimizer.state
+        for lin, m, v in zip(self.linears, self.m, self.v):
             for param, rows in ((lin.weight, slice(None, -1)), (lin.bias, -1)):
                 moment1 = m[rows] / self.scale
                 moment2 = v[rows] / self.scale**2
@@ -177,4 +192,3 @@ class DenseStepper:
                     moment1, moment2 = moment1.t(), moment2.t()
                 opt_state[param] = {"step": self.step.clone(), "exp_avg": moment1.contiguous(),
                                     "exp_avg_sq": moment2.contiguous()}
-

@@ -229,6 +229,8 @@ def train(
     deadline = started + cfg.time_limit if cfg.time_limit else math.inf
 
     def snapshot(epochs_done: int) -> Snapshot:
+        if dense is not None:
+            dense.sync_optimizer()
         return Snapshot.take(epochs_done=epochs_done, model=model, optimizer=optimizer, shuffle=generator,
                              best=best_state, counters={"best_key": best_key, "since_best": since_best,
                                                         "best_epoch": history.best_epoch,
@@ -306,6 +308,8 @@ def train(
                 break
         else:
             history.stop_reason = "max_epochs"
+    if dense is not None:
+        dense.sync_optimizer()  # the optimizer's state is complete when train() returns, as on the autograd path
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
