@@ -474,3 +474,16 @@ def test_csv_bytes_formatted_in_parts_equal_one_pyarrow_write(rows):
     one = io.BytesIO()
     pacsv.write_csv(table, one, write_options=pacsv.WriteOptions(delimiter="\t", quoting_style="needed"))
     assert csv_bytes(table, delimiter="\t", rows_per_part=1000) == one.getvalue()
+
+
+def test_keep_freed_memory_sets_glibc_thresholds_unless_the_user_did(monkeypatch):
+    import sys as _sys
+
+    from neuraltab.cli import keep_freed_memory
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1000000")
+    assert keep_freed_memory() is False  # the user's own setting wins
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    if _sys.platform.startswith("linux") and "glibc" in " ".join(__import__("platform").libc_ver()):
+        assert keep_freed_memory() is True

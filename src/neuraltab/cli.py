@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -388,8 +389,30 @@ def demo(
     _run(body)
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed blocks of up to 64 MiB in the heap instead of returning them to the system.
+
+    By default blocks over 128 KiB are mapped fresh each time and every page faults in again on first use: a
+    million-row prediction spent 1.5 s of its 4 s forward pass on that. This does what ``MALLOC_MMAP_THRESHOLD_`` and
+    ``MALLOC_TRIM_THRESHOLD_`` would; it is left alone when either is set, and elsewhere than glibc it does nothing.
+    The CLI owns its process, so it sets this; a program using the library decides for itself.
+    """
+    if not sys.platform.startswith("linux") or any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_",
+                                                                             "MALLOC_TRIM_THRESHOLD_")):
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # musl or another libc
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, 64 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
+
+
 def main() -> None:
     """Console entry point: like ``app()``, but option-parsing errors are one ``error:`` line too (exit 2)."""
+    keep_freed_memory()
     try:
         code = app(standalone_mode=False)
     except Exception as exc:  # typer vendors click, so its exception classes are matched by name, not imported
