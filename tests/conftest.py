@@ -68,3 +68,21 @@ class FillingFile:
 
     def fileno(self) -> int:
         return self.fh.fileno()
+
+
+class Notices(list):
+    """Collects notices; ``notices.text`` is everything said, for substring checks."""
+
+    def __call__(self, message: str) -> None:
+        assert "\n" not in message
+        self.append(message)
+
+    @property
+    def text(self) -> str:
+        return " | ".join(self)
+
+
+def write_file(tmp_path, name: str, content: str | bytes, encoding: str = "utf-8"):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode(encoding))
+    return path

@@ -8,25 +8,10 @@ import pytest
 
 from neuraltab.errors import DataError, SchemaError
 from neuraltab.reading import read_table
+from conftest import Notices, write_file as _write
 from neuraltab.schema import drop_missing_target, infer_schema, split
 
 
-class Notices(list):
-    """Collects notices; ``notices.text`` is everything said, for substring checks."""
-
-    def __call__(self, message: str) -> None:
-        assert "\n" not in message
-        self.append(message)
-
-    @property
-    def text(self) -> str:
-        return " | ".join(self)
-
-
-def _write(tmp_path, name: str, content: str | bytes, encoding: str = "utf-8"):
-    path = tmp_path / name
-    path.write_bytes(content if isinstance(content, bytes) else content.encode(encoding))
-    return path
 
 
 
