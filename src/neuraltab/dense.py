@@ -70,7 +70,8 @@ class _Buffers:
 
 
 class DenseStepper:
-    """Runs whole epochs of the plain MLP's training by hand; ``sync()`` writes weights and optimizer state back."""
+    """Runs whole epochs of the plain MLP's training by hand; the model gets the weights after every epoch (``sync``),
+    the optimizer its state when asked (``sync_optimizer``)."""
 
     def __init__(self, model: MLP, optimizer: torch.optim.Optimizer, *, task: str, batch_size: int,
                  x: torch.Tensor, y: torch.Tensor) -> None:
