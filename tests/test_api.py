@@ -241,3 +241,26 @@ def test_default_model_on_hr_beats_the_2017_recipe(hr_csv):
     model = neuraltab.fit(str(hr_csv), target="left", seed=0)
     assert model.metrics["test"]["n"] == 4500
     assert model.metrics["test"]["accuracy"] >= 0.975
+
+
+def test_a_bf16_model_predicts_in_float32_where_the_hardware_has_no_bf16(monkeypatch):
+    import neuraltab.api as api_module
+    from conftest import FAST, make_table
+
+    df = make_table(200, seed=8)
+    model = neuraltab.fit(df, target="label", precision="bf16", **FAST)
+    assert model.config.precision == "bf16"
+    calls = []
+    real = api_module.predict_output
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["precision"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api_module, "predict_output", spy)
+    monkeypatch.setattr(api_module, "native_bf16", lambda device: True)
+    low = model.predict_proba(df).to_numpy()
+    monkeypatch.setattr(api_module, "native_bf16", lambda device: False)
+    full = model.predict_proba(df).to_numpy()
+    assert calls == ["bf16", "fp32"]
+    assert np.abs(low - full).max() < 0.02 and (low.argmax(1) == full.argmax(1)).mean() > 0.97
