@@ -526,7 +526,7 @@ def test_transform_matches_its_first_version_bit_for_bit(scaling):
 
 @pytest.mark.parametrize("spacing", [4.0, 2.0, 1.0, 0.6, 0.2])  # dense quantiles, this many grid buckets apart
 def test_quantile_transform_with_a_dense_block_of_quantiles_matches_its_first_version(spacing):
-    from neuraltab.preprocessing import _InterpolationPlan
+    from neuraltab.quantile import _InterpolationPlan
 
     n_buckets = 32 * 1000
     dense = np.arange(430) * spacing * 100 / n_buckets
