@@ -321,3 +321,18 @@ def test_inference_forward_matches_forward(n_out, k, n_blocks, embed):
     low = model.inference_forward(x_num, x_cat, dtype=torch.bfloat16)
     torch.testing.assert_close(low, expected, rtol=0.05, atol=0.05)
     assert (model.inference_plan().head_block_diagonal is not None) == (k * n_out <= 64)  # (30, 8): batched heads
+
+
+@pytest.mark.parametrize("fused", ["missing", "raises"])
+def test_inference_forward_falls_back_to_plain_linear_layers(monkeypatch, fused):
+    torch.manual_seed(0)
+    model = TabM.from_training_data(x_num_train=torch.randn(100, 3), n_bins=6, n_num=3, cat_cardinalities=[4],
+                                    n_out=2, k=4, d_block=16, d_embedding=4).eval()
+    x_num, x_cat = torch.randn(9, 3), torch.randint(0, 4, (9, 1))
+    expected = model.inference_forward(x_num, x_cat)
+
+    def broken(*args):
+        raise NotImplementedError("no such kernel here")
+
+    monkeypatch.setattr(tabm_module, "_FUSED_LINEAR", None if fused == "missing" else broken)
+    torch.testing.assert_close(model.inference_forward(x_num, x_cat), expected, rtol=1e-5, atol=1e-6)

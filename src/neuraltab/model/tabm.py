@@ -369,7 +369,7 @@ def _linear(x: Tensor, weight: Tensor, bias: Tensor, *, relu: bool = False) -> T
     if x.device.type == "cpu" and _FUSED_LINEAR is not None:
         try:
             return _FUSED_LINEAR(x, weight, bias, "relu" if relu else "none", [], "")
-        except RuntimeError:  # a dtype or shape this build's kernel does not take
+        except (RuntimeError, NotImplementedError):  # a dtype, shape or platform this build does not take
             pass
     out = nn.functional.linear(x, weight, bias)
     return out.relu_() if relu else out
