@@ -93,7 +93,7 @@ def test_stop_request_ends_the_epoch_after_the_current_step_and_reports_the_rows
 
 
 @pytest.mark.parametrize("change", [{"dropout": 0.2}, {"activation": "gelu"}, {"grad_clip": 1.0},
-                                    {"optimizer": "sgd"}])
+                                    {"optimizer": "sgd"}, {"precision": "bf16"}])
 def test_runs_the_dense_step_does_not_cover_use_autograd(change):
     x_num, x_cat, y = _data(30, "binary")
     cfg = resolve(TrainConfig(model="mlp", layers=(8,), **change), n_train=30, device_type="cpu")

@@ -17,7 +17,8 @@ and skips a multiplication; a shorter last batch is rescaled to the same ``s``. 
 
 The result matches the autograd path up to float rounding (tests/test_dense.py checks weights after many steps). ``sync()`` writes the weights back to the model after every
 epoch; ``sync_optimizer()`` the optimizer's state, when a checkpoint or the end of training needs it.
-Anything this module does not cover (dropout, gradient clipping, SGD, GELU/SiLU/SELU, a GPU) uses the autograd path.
+Anything this module does not cover (dropout, gradient clipping, SGD, GELU/SiLU/SELU, bf16, a GPU) uses the autograd
+path.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def make_dense_stepper(model: nn.Module, optimizer: torch.optim.Optimizer, *, ta
     """A DenseStepper when this run is one it covers exactly, else None (the caller then uses autograd)."""
     if not isinstance(model, MLP) or x_num.device.type != "cpu":
         return None
-    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) or cfg.grad_clip:
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) or cfg.grad_clip or cfg.precision == "bf16":
         return None
     group = optimizer.param_groups[0]
     if len(optimizer.param_groups) != 1 or group.get("amsgrad") or group.get("maximize"):
