@@ -20,7 +20,7 @@ from . import __version__
 from .artifacts import FORMAT_VERSION, bundle_bytes, load_bundle, read_bundle_bytes, save_bundle
 from .checkpoint import Checkpoint
 from .config import TrainConfig, resolve
-from .errors import ArtifactError, SchemaError
+from .errors import ArtifactError, SchemaError, no_notice
 from .metrics import compute
 from .model import build, spec_for
 from .model.tabm import compute_bins
@@ -155,7 +155,7 @@ class Model:
         A text file is read with the training file's decimal mark (see :meth:`info`) unless ``decimal`` ("." or
         ",") is given; the same holds for :meth:`predict_proba`, :meth:`predict_table` and :meth:`evaluate`.
         """
-        _, batch = self._batch(data, with_target=False, notify=notify or (lambda m: None), decimal=decimal)
+        _, batch = self._batch(data, with_target=False, notify=notify or no_notice, decimal=decimal)
         out = self._output(batch)
         return pd.Series(out, name="prediction") if self.task == "regression" else self._labels(out).rename("prediction")
 
@@ -163,13 +163,13 @@ class Model:
         """Class probabilities, one column per class label (classification only)."""
         if self.task == "regression":
             raise SchemaError("predict_proba is for classification models; this model does regression: use predict")
-        _, batch = self._batch(data, with_target=False, notify=notify or (lambda m: None), decimal=decimal)
+        _, batch = self._batch(data, with_target=False, notify=notify or no_notice, decimal=decimal)
         return pd.DataFrame(self._output(batch), columns=list(self.classes))
 
     def predict_table(self, data: Any, *, id_column: str | None = None, decimal: str | None = None,
                       notify: Any = None) -> pd.DataFrame:
         """The table ``neuraltab predict`` writes: [id], prediction, and proba_<label> per class."""
-        notify = notify or (lambda m: None)
+        notify = notify or no_notice
         df, batch = self._batch(data, with_target=False, notify=notify, decimal=decimal)
         return self._prediction_table(df, self._output(batch), id_column=id_column, source=source_name(data))
 
@@ -179,7 +179,7 @@ class Model:
         """Predict every row of ``data`` and write :meth:`predict_table` to ``output`` (CSV/TSV/Parquet/JSON lines by
         extension, atomically; CSV on stdout when None); returns the number of rows. ``timings``, when given, gets
         the seconds spent reading, transforming, in the network and writing."""
-        notify = notify or (lambda m: None)
+        notify = notify or no_notice
         clock = time.perf_counter()
         stages = timings if timings is not None else {}
         df = self._read(data, with_target=False, notify=notify, decimal=decimal)
@@ -213,7 +213,7 @@ class Model:
 
     def evaluate(self, data: Any, *, decimal: str | None = None, notify: Any = None) -> dict[str, Any]:
         """The metric table on a table that has the target column."""
-        _, batch = self._batch(data, with_target=True, notify=notify or (lambda m: None), decimal=decimal)
+        _, batch = self._batch(data, with_target=True, notify=notify or no_notice, decimal=decimal)
         return compute(self.task, batch.y, self._output(batch))
 
     # --------------------------------------------------------------------------------------------------- files
@@ -307,9 +307,8 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
         part = {"train": df.iloc[train_idx], "valid": df.iloc[valid_idx], "test": df.iloc[test_idx]}
         pre = Preprocessor(schema, scaling=cfg.scaling, max_categories=cfg.max_categories)
         pre.fit(part["train"], source=source, notify=notify)
-        quiet = lambda message: None  # noqa: E731  (unseen categories in valid/test are expected, not news)
         # the splits are rows of the table the schema was inferred from: the predict-time type check has nothing to add
-        batches = {name: pre.transform(frame, source=source, notify=quiet, with_target=True, check_types=False)
+        batches = {name: pre.transform(frame, source=source, notify=no_notice, with_target=True, check_types=False)
                    for name, frame in part.items()}
         tensors = {name: to_tensors(b, device, task=schema.task, y_mean=pre.y_mean, y_std=pre.y_std)
                    for name, b in batches.items()}

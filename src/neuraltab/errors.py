@@ -1,4 +1,4 @@
-"""Errors a person sees.
+"""Errors a person sees, and the notices (one-line remarks that are not errors) that go the same way.
 
 Every problem caused by the user's input (a file, a column, an option) is raised as a :class:`UserError`
 subclass whose message is one line: what must hold, what was found, and how to fix it. The CLI prints the
@@ -9,8 +9,11 @@ column, an option) are also ``ValueError``s, as Python code and scikit-learn exp
 from __future__ import annotations
 
 import difflib
+from typing import Callable
 
 __all__ = [
+    "Notify",
+    "no_notice",
     "UserError",
     "DataError",
     "SchemaError",
@@ -18,6 +21,13 @@ __all__ = [
     "ArtifactError",
     "closest_names",
 ]
+
+# a notice sink: called with one line (a dropped column, an unseen category, ...); the CLI prints them
+Notify = Callable[[str], None]
+
+
+def no_notice(_: str) -> None:
+    """The notice sink that says nothing."""
 
 
 class UserError(Exception):

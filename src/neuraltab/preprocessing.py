@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .errors import SchemaError
+from .errors import Notify, SchemaError, no_notice
 from .quantile import _quantile_normal_rows, quantile_normal_transform
 from .reading import NULL_MARKERS
 from .schema import Schema, label_key, parse_datetimes
 
 __all__ = ["Batch", "Preprocessor", "quantile_normal_transform"]
 
-Notify = Callable[[str], None]
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "epoch_days")
 # model inputs are clipped to ±these: standard scores beyond a million are outliers beyond use; raw values
 # (scaling="none") beyond 1e30 would overflow float32 arithmetic in the network
@@ -32,9 +31,6 @@ _MAX_TARGET = 1e30  # float32 holds 3.4e38; the square of the spread must stay f
 _WRONG_TYPE_SHARE = 0.5
 _WRONG_TYPE_MIN = 2
 
-
-def _ignore(_: str) -> None:
-    pass
 
 
 @dataclass
@@ -140,7 +136,7 @@ class Preprocessor:
         self.max_categories = max_categories
 
     # ------------------------------------------------------------------------------------------------------------ fit
-    def fit(self, df: pd.DataFrame, *, source: str = "the data", notify: Notify = _ignore) -> "Preprocessor":
+    def fit(self, df: pd.DataFrame, *, source: str = "the data", notify: Notify = no_notice) -> "Preprocessor":
         """Learn the statistics on ``df``, rows of the table the schema was inferred from: their values were judged
         then, so one that does not parse as its column's kind is simply missing here (no predict-time type check)."""
         self.numeric_inputs: list[tuple[str, str | None]] = []  # (column, datetime part or None)
@@ -212,7 +208,7 @@ class Preprocessor:
         return names + [f"{names[i]}.missing" for i in self.indicators] + [c for c, _ in self.vocabs]
 
     # ------------------------------------------------------------------------------------------------- transform
-    def transform(self, df: pd.DataFrame, *, source: str = "the data", notify: Notify = _ignore,
+    def transform(self, df: pd.DataFrame, *, source: str = "the data", notify: Notify = no_notice,
                   with_target: bool = False, check_types: bool = True) -> Batch:
         """Model inputs for every row of ``df``; checks that the training features are present and of the right type.
 

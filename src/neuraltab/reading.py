@@ -13,12 +13,12 @@ import csv
 import io
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import DataError, Notify, no_notice
 
 __all__ = [
     "NULL_MARKERS",
@@ -29,12 +29,6 @@ __all__ = [
     "read_table_and_format",
     "source_name",
 ]
-
-Notify = Callable[[str], None]
-
-
-def _ignore(_: str) -> None:
-    pass
 
 
 NULL_MARKERS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
@@ -54,7 +48,7 @@ def source_name(source: Any) -> str:
 
 
 def read_table(source: str | Path | pd.DataFrame, *, encoding: str | None = None, decimal: str | None = None,
-               notify: Notify = _ignore) -> pd.DataFrame:
+               notify: Notify = no_notice) -> pd.DataFrame:
     """Read a CSV/TSV/Parquet/JSON-lines file (or pass a DataFrame through) with clear, one-line errors.
 
     The input is never modified. Column names are made unique and non-blank (with a notice). In a text file, a column
@@ -66,7 +60,7 @@ def read_table(source: str | Path | pd.DataFrame, *, encoding: str | None = None
 
 
 def read_table_and_format(source: str | Path | pd.DataFrame, *, encoding: str | None = None,
-                          decimal: str | None = None, notify: Notify = _ignore) -> tuple[pd.DataFrame, dict[str, Any]]:
+                          decimal: str | None = None, notify: Notify = no_notice) -> tuple[pd.DataFrame, dict[str, Any]]:
     """:func:`read_table`, and how the table wrote its numbers: ``{"decimal": d, "decimal_from": how}``.
 
     ``d`` is the decimal mark, "." or ",", and ``how`` is "given" (the ``decimal`` argument) or "detected" (from

@@ -12,12 +12,12 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, SchemaError, closest_names
+from .errors import DataError, Notify, SchemaError, closest_names, no_notice
 from .reading import NULL_MARKERS
 
 __all__ = [
@@ -31,12 +31,6 @@ __all__ = [
     "parse_datetimes",
     "split",
 ]
-
-Notify = Callable[[str], None]
-
-
-def _ignore(_: str) -> None:
-    pass
 
 
 _MARKERS = frozenset(NULL_MARKERS)
@@ -145,7 +139,7 @@ def infer_schema(
     numeric: tuple[str, ...] = (),
     drop: tuple[str, ...] = (),
     source: str = "the data",
-    notify: Notify = _ignore,
+    notify: Notify = no_notice,
 ) -> Schema:
     """Decide the task from the target and the kind of every other column.
 
@@ -415,7 +409,7 @@ def parse_datetimes(s: pd.Series) -> pd.Series:
 
 
 def split(
-    n_rows: int, *, y: np.ndarray | None, test_size: float, valid_size: float, seed: int, notify: Notify = _ignore,
+    n_rows: int, *, y: np.ndarray | None, test_size: float, valid_size: float, seed: int, notify: Notify = no_notice,
     source: str = "the table",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeded train/valid/test row positions; stratified by ``y`` (class codes) when given and possible.

@@ -123,9 +123,6 @@ class PiecewiseLinearEmbeddings(nn.Module):
         self.n_bins_per_feature = n_bins
         n, t = len(n_bins), max(n_bins)
         self.register_buffer("edges", torch.zeros(n, t + 1))
-        lower, upper = _bin_bounds(n_bins)
-        self.register_buffer("lower", lower, persistent=False)
-        self.register_buffer("upper", upper, persistent=False)
         self.register_buffer("last_bin", torch.tensor(n_bins) - 1, persistent=False)
         self.register_buffer("offsets", torch.arange(n) * t, persistent=False)
         bound = d_embedding**-0.5
@@ -291,18 +288,21 @@ class TabM(nn.Module):
     def forward(self, x_num: Tensor | None, x_cat: Tensor | None) -> Tensor:
         x = self._features(x_num, x_cat)  # [B, d_in] or [B, k, d_in]
         if x.ndim == 2:
-            # One batch for all members: member i's first layer is x @ (diag(scaling[i]) W1^T), so the k members'
-            # first layers are one GEMM [B, d_in] @ [d_in, k * d_block] with no [k, B, d_in] copy of the input.
-            first = self.blocks[0]
-            d = first.out_features
-            w = (self.scaling[:, :, None] * first.weight.t()[None]).transpose(0, 1).reshape(x.shape[1], -1)
-            x = torch.addmm(first.bias.repeat(self.k), x, w).view(-1, d)  # [B * k, d]: member i of row b at b*k+i
+            # One batch for all members: the k members' first layers are one GEMM with no [k, B, d_in] copy of x.
+            d = self.blocks[0].out_features
+            x = nn.functional.linear(x, *self._first_layer()).view(-1, d)  # [B * k, d]: member i of row b at b*k+i
             x = self.blocks[1:](x).view(-1, self.k, d).transpose(0, 1)  # [k, B, d] (a view, no copy)
         elif x.ndim == 3 and x.shape[1] == self.k:
             x = self.blocks((x.transpose(0, 1) * self.scaling[:, None, :]).contiguous())  # [k, B, d]
         else:
             raise ValueError(f"inputs must be [B, n] or [B, k={self.k}, n], got features of shape {tuple(x.shape)}")
         return torch.baddbmm(self.head_bias[:, None, :], x, self.head_weight).transpose(0, 1)  # [B, k, n_out]
+
+    def _first_layer(self) -> tuple[Tensor, Tensor]:
+        """Weight [k * d, d_in] and bias [k * d] of the members' first layers stacked as one layer: member i's is
+        x @ (diag(scaling[i]) W1^T), so its rows are W1 with each column scaled by scaling[i]."""
+        first = self.blocks[0]
+        return (first.weight[None] * self.scaling[:, None, :]).reshape(-1, first.in_features), first.bias.repeat(self.k)
 
     @torch.inference_mode()
     def inference_forward(self, x_num: Tensor | None, x_cat: Tensor | None, *, dtype: torch.dtype = torch.float32,
@@ -331,17 +331,14 @@ class TabM(nn.Module):
     @torch.no_grad()
     def inference_plan(self, dtype: torch.dtype = torch.float32) -> "_InferencePlan":
         """The weights :meth:`inference_forward` multiplies by, folded and cast once (see there)."""
-        first = self.blocks[0]
-        d = first.out_features
-        # member i's first layer is x @ (diag(scaling[i]) W1^T): stack the members' folded weights as out-features
-        first_weight = (first.weight[None] * self.scaling[:, None, :]).reshape(self.k * d, -1)
+        first_weight, first_bias = self._first_layer()
         linears = [m for m in self.blocks if isinstance(m, nn.Linear)][1:]
         # block-diagonal heads: k*d x k*n_out multiply-adds a row instead of d x n_out per member, but no reordering
         # of [B, k, d]; worth it while k * n_out is small next to the d x d blocks
         block = self.k * self.n_out <= 64
         return _InferencePlan(
             dtype=dtype,
-            first_weight=first_weight.to(dtype).contiguous(), first_bias=first.bias.repeat(self.k).to(dtype),
+            first_weight=first_weight.to(dtype).contiguous(), first_bias=first_bias.to(dtype),
             blocks=[(m.weight.to(dtype).contiguous(), m.bias.to(dtype)) for m in linears],
             head_block_diagonal=torch.block_diag(*self.head_weight.transpose(1, 2)).to(dtype) if block else None,
             head_bias_flat=self.head_bias.reshape(-1).to(dtype), head_weight=self.head_weight.to(dtype),
