@@ -6,7 +6,6 @@ re-implements a step of the data path.
 
 from __future__ import annotations
 
-import os
 import platform
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from .metrics import compute
 from .model import build, spec_for
 from .model.tabm import compute_bins
 from .preprocessing import Batch, Preprocessor
-from .reading import read_table, read_table_and_format, source_name
+from .reading import available_cores, read_table, read_table_and_format, source_name
 from .schema import Schema, drop_missing_target, fingerprint, infer_schema, split
 from .writing import write_table
 from .training import (Callback, History, native_bf16, predict_output, resolve_device, threads_for, to_tensors,
@@ -61,15 +60,6 @@ def _versions() -> dict[str, str]:
     return {"neuraltab": __version__, "torch": torch.__version__.split("+")[0], "numpy": np.__version__,
             "pandas": pd.__version__, "scikit-learn": sklearn.__version__, "safetensors": safetensors.__version__,
             "python": platform.python_version()}
-
-
-def _n_threads(requested: int | None) -> int:
-    if requested:
-        return requested
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 # ======================================================================================================================
@@ -302,7 +292,7 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
     cfg = resolve(cfg, n_train=len(train_idx), device_type=device.type, native_bf16=native_bf16(device))
 
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(_n_threads(cfg.threads))
+    torch.set_num_threads(cfg.threads or available_cores())
     try:
         part = {"train": df.iloc[train_idx], "valid": df.iloc[valid_idx], "test": df.iloc[test_idx]}
         pre = Preprocessor(schema, scaling=cfg.scaling, max_categories=cfg.max_categories)
@@ -326,7 +316,7 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
         network.to(device)
         if cfg.threads is None and device.type == "cpu":
             torch.set_num_threads(threads_for(network, *tensors["train"][:2], batch_size=cfg.batch_size,
-                                              cores=_n_threads(None)))
+                                              cores=available_cores()))
         ckpt = None
         if checkpoint is not None:
             identity = {"data": data_fingerprint["sha256"], "target": target,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from .errors import DataError, Notify, no_notice
 
 __all__ = [
     "NULL_MARKERS",
+    "available_cores",
     "available_memory",
     "check_memory",
     "estimate_memory",
@@ -352,6 +354,14 @@ def _utf16_without_bom(head: bytes) -> str | None:
 
 # bytes in memory per byte on disk while a file is read into a DataFrame (the Arrow table and the DataFrame coexist)
 MEMORY_FACTORS = {"text": 3.0, "json": 2.0, "parquet": 5.0}
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask on Linux, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def available_memory() -> int | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import io
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pandas as pd
 
 from .artifacts import atomic_write_bytes
 from .errors import ArtifactError, DataError
+from .reading import available_cores
 
 __all__ = ["OUTPUT_SUFFIXES", "csv_bytes", "write_table"]
 
@@ -65,8 +65,7 @@ def csv_bytes(arrow: Any, *, delimiter: str = ",", rows_per_part: int = 100_000)
     import pyarrow.csv as pacsv
 
     n = arrow.num_rows
-    parts = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
-                       n // rows_per_part))
+    parts = max(1, min(available_cores(), n // rows_per_part))
 
     def part(i: int) -> bytes:
         start, stop = n * i // parts, n * (i + 1) // parts
