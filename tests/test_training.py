@@ -133,6 +133,25 @@ def test_a_diverging_run_keeps_the_best_epoch_before_it_with_a_notice():
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the best epoch's weights are back
 
 
+@pytest.mark.parametrize("kind", ["mlp", "tabm", "tabm_raw"])
+def test_matmul_flops_per_row_equals_torchs_flop_counter(kind):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from neuraltab.model.mlp import MLP
+    from neuraltab.model.tabm import TabM
+    from neuraltab.training import matmul_flops_per_row
+
+    x_num, x_cat = torch.randn(50, 5), torch.randint(0, 3, (50, 2))
+    if kind == "mlp":
+        model = MLP(n_num=5, cat_cardinalities=[3, 3], n_out=3, layers=(32, 16))
+    else:
+        bins = {"n_bins_per_feature": [4] * 5} if kind == "tabm" else {}
+        model = TabM(n_num=5, cat_cardinalities=[3, 3], n_out=3, k=4, d_block=24, n_blocks=3, **bins)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.eval()(x_num[:1], x_cat[:1])
+    assert matmul_flops_per_row(model) == counter.get_total_flops()
+
+
 def test_threads_for_gives_one_thread_to_tiny_steps_and_all_cores_to_big_ones():
     from neuraltab.model.mlp import MLP
     from neuraltab.model.tabm import TabM

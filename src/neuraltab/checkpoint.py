@@ -37,7 +37,7 @@ class Snapshot:
     counters: dict[str, Any] = field(default_factory=dict)  # best_key, since_best, history epochs/best
 
     @classmethod
-    def take(cls, *, epochs_done: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    def take(cls, *, epochs_done: int, model: torch.nn.Module, optimizer: Any,
              shuffle: torch.Generator, best: dict[str, torch.Tensor] | None, counters: dict[str, Any]) -> "Snapshot":
         opt = optimizer.state_dict()
         return cls(
@@ -50,7 +50,7 @@ class Snapshot:
             counters={**counters, "epochs": list(counters.get("epochs", []))},
         )
 
-    def restore(self, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, shuffle: torch.Generator) -> None:
+    def restore(self, *, model: torch.nn.Module, optimizer: Any, shuffle: torch.Generator) -> None:
         model.load_state_dict(self.model)
         optimizer.load_state_dict(self.optimizer)
         torch.set_rng_state(self.rng_dropout)

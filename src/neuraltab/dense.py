@@ -7,28 +7,28 @@ module computes the same gradients by hand with ~16 tensor operations a step, al
 * each layer keeps its weight and bias together as one ``[in + 1, out]`` matrix, and each layer's input carries a
   constant column of ones, so a forward layer is one ``mm`` and a weight+bias gradient is one ``mm``;
 * the data are gathered once an epoch in shuffled order (slices of that copy are the batches);
-* the optimizer is PyTorch's own fused Adam/AdamW kernel, called directly on the three or so weight matrices.
+* the optimizer is :class:`FlatAdam`: PyTorch's own fused Adam/AdamW kernel on one flat buffer holding every layer.
 
 Gradient scale: the batch-mean gradient is ``G / s`` with ``G = softmax - onehot`` (or ``out - y``) summed over the
 batch and ``s = batch_size`` (``batch_size / 2`` for squared error). Adam's update is unchanged when the gradient and
 ``eps`` are both multiplied by the same constant (and L2 weight decay too), so the step feeds ``G`` with ``eps * s``
-and skips a multiplication; a shorter last batch is rescaled to the same ``s``. Moments are kept scaled by ``s``
-(``s**2`` for the second) and converted back whenever the optimizer's own state is written.
+and skips a multiplication; a shorter last batch is rescaled to the same ``s`` (``FlatAdam``'s ``grad_scale``).
 
-The result matches the autograd path up to float rounding (tests/test_dense.py checks weights after many steps). ``sync()`` writes the weights back to the model after every
-epoch; ``sync_optimizer()`` the optimizer's state, when a checkpoint or the end of training needs it.
+The result matches the autograd path up to float rounding (tests/test_dense.py checks weights after many steps).
+``sync()`` writes the weights back to the model after every epoch; ``self.optimizer`` gives the moments in
+``torch.optim``'s format for checkpoints.
 Anything this module does not cover (dropout, gradient clipping, SGD, GELU/SiLU/SELU, bf16, a GPU) uses the autograd
 path.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import torch
 from torch import nn
 
+from .flat_adam import FlatAdam, fused_adam_available
 from .model.mlp import MLP
 
 __all__ = ["DenseStepper", "make_dense_stepper"]
@@ -42,23 +42,27 @@ _BACKWARD = {
 _INPLACE = {nn.ReLU: torch.Tensor.relu_, nn.Tanh: torch.Tensor.tanh_, nn.Sigmoid: torch.Tensor.sigmoid_}
 
 
-def make_dense_stepper(model: nn.Module, optimizer: torch.optim.Optimizer, *, task: str, cfg, x_num: torch.Tensor,
-                       x_cat: torch.Tensor, y: torch.Tensor) -> "DenseStepper | None":
+def make_dense_stepper(model: nn.Module, *, task: str, cfg, x_num: torch.Tensor, x_cat: torch.Tensor,
+                       y: torch.Tensor) -> "DenseStepper | None":
     """A DenseStepper when this run is one it covers exactly, else None (the caller then uses autograd)."""
-    if not isinstance(model, MLP) or x_num.device.type != "cpu":
+    if not isinstance(model, MLP) or x_num.device.type != "cpu" or not fused_adam_available():
         return None
-    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) or cfg.grad_clip or cfg.precision == "bf16":
-        return None
-    group = optimizer.param_groups[0]
-    if len(optimizer.param_groups) != 1 or group.get("amsgrad") or group.get("maximize"):
-        return None
-    if not (hasattr(torch, "_fused_adam_") and hasattr(torch, "_fused_adamw_")):  # private kernels: check they exist
+    if cfg.optimizer not in ("adam", "adamw") or cfg.grad_clip or cfg.precision == "bf16":
         return None
     kinds = [type(m) for m in model.net if not isinstance(m, nn.Linear)]
     if any(kind not in _BACKWARD for kind in kinds):  # Dropout, GELU, SiLU, SELU
         return None
-    return DenseStepper(model, optimizer, task=task, batch_size=min(cfg.batch_size, max(len(y), 1)),
-                        x=model.inputs(x_num, x_cat), y=y)
+    return DenseStepper(model, task=task, lr=cfg.lr, weight_decay=cfg.weight_decay, decoupled=cfg.optimizer == "adamw",
+                        batch_size=min(cfg.batch_size, max(len(y), 1)), x=model.inputs(x_num, x_cat), y=y)
+
+
+def _matrices(flat: torch.Tensor, shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """Consecutive [rows, cols] views of a flat buffer."""
+    out, start = [], 0
+    for rows, cols in shapes:
+        out.append(flat[start:start + rows * cols].view(rows, cols))
+        start += rows * cols
+    return out
 
 
 class _Buffers:
@@ -74,9 +78,9 @@ class DenseStepper:
     """Runs whole epochs of the plain MLP's training by hand; the model gets the weights after every epoch (``sync``),
     the optimizer its state when asked (``sync_optimizer``)."""
 
-    def __init__(self, model: MLP, optimizer: torch.optim.Optimizer, *, task: str, batch_size: int,
+    def __init__(self, model: MLP, *, task: str, lr: float, weight_decay: float, decoupled: bool, batch_size: int,
                  x: torch.Tensor, y: torch.Tensor) -> None:
-        self.model, self.optimizer, self.task = model, optimizer, task
+        self.model, self.task = model, task
         self.linears = [m for m in model.net if isinstance(m, nn.Linear)]
         acts = [type(m) for m in model.net if not isinstance(m, nn.Linear)]
         self.forward_act = [_INPLACE[a] for a in acts]
@@ -90,36 +94,19 @@ class DenseStepper:
         else:
             self.y = nn.functional.one_hot(y, self.linears[-1].out_features).float()
         self.labels = y
-        group = optimizer.param_groups[0]
-        self.lr, self.eps, self.weight_decay = group["lr"], group["eps"], group["weight_decay"]
-        self.beta1, self.beta2 = group["betas"]
-        self.decoupled = isinstance(optimizer, torch.optim.AdamW) or bool(group.get("decoupled_weight_decay"))
-        # weights, gradients and both moments each live in one flat buffer (one fused Adam call on four tensors);
-        # the per-layer [in + 1, out] matrices are views into them
+        # each layer's weight and bias are one [in + 1, out] view into the optimizer's flat buffers
         shapes = [(lin.in_features + 1, lin.out_features) for lin in self.linears]
-        self.flat = {name: torch.zeros(sum(r * c for r, c in shapes)) for name in ("w", "grad", "m", "v")}
-        self.w, self.grads, self.m, self.v = (self._views(self.flat[name], shapes) for name in ("w", "grad", "m", "v"))
+
+        def param_views(flat: torch.Tensor) -> list[torch.Tensor]:  # model.parameters() order: weight, bias, ...
+            return [view for mat in _matrices(flat, shapes) for view in (mat[:-1].t(), mat[-1])]
+
+        self.optimizer = FlatAdam(sum(r * c for r, c in shapes), param_views, lr=lr, weight_decay=weight_decay,
+                                  decoupled=decoupled, grad_scale=self.scale)
+        self.w, self.grads = (_matrices(self.optimizer.flat[name], shapes) for name in ("w", "grad"))
         self._read_weights()
         self.w_in_t = [w[:-1].t() for w in self.w]  # [out, in] views for the backward pass
-        steps = 0.0
-        for lin, m, v in zip(self.linears, self.m, self.v):
-            sw, sb = optimizer.state.get(lin.weight, {}), optimizer.state.get(lin.bias, {})
-            if "exp_avg" in sw and "exp_avg" in sb:
-                m.copy_(torch.cat([sw["exp_avg"].t(), sb["exp_avg"][None]]) * self.scale)
-                v.copy_(torch.cat([sw["exp_avg_sq"].t(), sb["exp_avg_sq"][None]]) * self.scale**2)
-                steps = float(sw["step"])
-        self.step = torch.tensor(steps, dtype=torch.float32)
-        self.one = torch.ones((), dtype=torch.float32)
         self.widths = [lin.out_features for lin in self.linears[:-1]]
         self.buffers = {batch_size: _Buffers(batch_size, self.widths)}
-
-    @staticmethod
-    def _views(flat: torch.Tensor, shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
-        out, start = [], 0
-        for rows, cols in shapes:
-            out.append(flat[start:start + rows * cols].view(rows, cols))
-            start += rows * cols
-        return out
 
     @torch.no_grad()
     def _read_weights(self) -> None:
@@ -138,13 +125,7 @@ class DenseStepper:
         w, grads, w_in_t = self.w, self.grads, self.w_in_t
         last = len(w) - 1
         mm, softmax, sub = torch.mm, torch.softmax, torch.sub
-        fused = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
-        flat = self.flat
-        adam = functools.partial(
-            fused, [flat["w"]], [flat["grad"]], [flat["m"]], [flat["v"]], [], [self.step], amsgrad=False, lr=self.lr, beta1=self.beta1,
-            beta2=self.beta2, eps=self.eps * self.scale, maximize=False,
-            weight_decay=self.weight_decay if self.decoupled else self.weight_decay * self.scale)
-        step_add, one = self.step.add_, self.one
+        adam = self.optimizer.step
         classify = self.task != "regression"
         s = -1
         for s, (xb, xtb, yb, ob) in enumerate(zip(x.split(B), x.t().split(B, 1), y.split(B), out.split(B))):
@@ -162,7 +143,6 @@ class DenseStepper:
                 mm(bufs.aug_t[layer - 1], g, out=grads[layer])
                 g = self.backward_act[layer - 1](mm(g, w_in_t[layer]), bufs.act[layer - 1])
             mm(xtb, g, out=grads[0])
-            step_add(one)
             adam()
             if should_stop():
                 break
@@ -181,16 +161,3 @@ class DenseStepper:
         for lin, w in zip(self.linears, self.w):
             lin.weight.copy_(w[:-1].t())
             lin.bias.copy_(w[-1])
-
-    @torch.no_grad()
-    def sync_optimizer(self) -> None:
-        """Write the moments (unscaled) and the step count into the optimizer's state, as its own step would."""
-        opt_state = self.optimizer.state
-        for lin, m, v in zip(self.linears, self.m, self.v):
-            for param, rows in ((lin.weight, slice(None, -1)), (lin.bias, -1)):
-                moment1 = m[rows] / self.scale
-                moment2 = v[rows] / self.scale**2
-                if param is lin.weight:
-                    moment1, moment2 = moment1.t(), moment2.t()
-                opt_state[param] = {"step": self.step.clone(), "exp_avg": moment1.contiguous(),
-                                    "exp_avg_sq": moment2.contiguous()}

@@ -22,6 +22,7 @@ from .config import TrainConfig
 from .dense import make_dense_stepper
 from .errors import ConfigError
 from .preprocessing import Batch
+from .tabm_step import make_tabm_stepper
 
 __all__ = ["Callback", "History", "resolve_device", "train", "predict_output", "to_tensors", "ensemble_loss", "threads_for", "native_bf16", "autocast"]
 
@@ -137,15 +138,20 @@ def threads_for(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *, b
     """
     if cores <= 1 or len(x_num) == 0:
         return max(cores, 1)
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = model.training
-    model.eval()  # no dropout: the count must not consume random numbers
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x_num[:1], x_cat[:1])
-    model.train(was_training)
-    step_flops = 3 * counter.get_total_flops() * batch_size  # backward ≈ 2× forward
+    step_flops = 3 * matmul_flops_per_row(model) * batch_size  # backward ≈ 2× forward
     return 1 if step_flops < 4e6 else cores
+
+
+def matmul_flops_per_row(model: nn.Module) -> int:
+    """Forward multiply-add FLOPs of one input row through the model's linear layers, counted from their shapes.
+
+    A TabM's ``k`` members each run the backbone and their own head. (Counted by hand: torch's FLOP counter imports
+    torch._dynamo, 1.6 s of start-up.)
+    """
+    macs = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+    head = getattr(model, "head_weight", None)
+    members = getattr(model, "k", 1)
+    return 2 * (macs * members + (head.numel() if head is not None else 0))
 
 
 def ensemble_loss(out: torch.Tensor, y: torch.Tensor, *, task: str) -> torch.Tensor:
@@ -209,7 +215,10 @@ def train(
     n = x_num.shape[0]
     batch_size = min(cfg.batch_size, n)
     steps = math.ceil(n / batch_size)
-    optimizer = _make_optimizer(model, cfg, device)
+    # a hand-derived step where one covers this run exactly (CPU, Adam/AdamW), else autograd + torch.optim
+    stepper = (make_dense_stepper(model, task=task, cfg=cfg, x_num=x_num, x_cat=x_cat, y=y)
+               or make_tabm_stepper(model, task=task, cfg=cfg, x_num=x_num, x_cat=x_cat, y=y))
+    optimizer = stepper.optimizer if stepper is not None else _make_optimizer(model, cfg, device)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     use_valid = valid_data is not None and len(valid_data[0]) > 0 and cfg.early_stopping
     history = History()
@@ -229,8 +238,6 @@ def train(
     deadline = started + cfg.time_limit if cfg.time_limit else math.inf
 
     def snapshot(epochs_done: int) -> Snapshot:
-        if dense is not None:
-            dense.sync_optimizer()
         return Snapshot.take(epochs_done=epochs_done, model=model, optimizer=optimizer, shuffle=generator,
                              best=best_state, counters={"best_key": best_key, "since_best": since_best,
                                                         "best_epoch": history.best_epoch,
@@ -245,9 +252,8 @@ def train(
             "patience": cfg.patience, "first_epoch": first_epoch,
         })
     model.train()
-    dense = make_dense_stepper(model, optimizer, task=task, cfg=cfg, x_num=x_num, x_cat=x_cat, y=y)
-    if dense is not None:
-        run_epoch = dense.run_epoch
+    if stepper is not None:
+        run_epoch = stepper.run_epoch
     else:
         def run_epoch(perm: torch.Tensor, should_stop: Any) -> tuple[float, bool]:
             return _autograd_epoch(model, optimizer, train_data, perm, batch_size=batch_size, task=task,
@@ -308,8 +314,6 @@ def train(
                 break
         else:
             history.stop_reason = "max_epochs"
-    if dense is not None:
-        dense.sync_optimizer()  # the optimizer's state is complete when train() returns, as on the autograd path
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

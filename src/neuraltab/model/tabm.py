@@ -146,36 +146,64 @@ class PiecewiseLinearEmbeddings(nn.Module):
         # O(d) per feature and row instead of O(T * d); equal to piecewise_linear_encoding(x) @ W up to rounding.
         lead, n = x_num.shape[:-1], x_num.shape[-1]
         x = x_num.reshape(-1, n)
+        flat, frac = self.locate(x)
+        out = self.combine(flat, frac, x, lookup_table(self.weight, self.bias0), self.weight0)
+        return out.reshape(*lead, n, -1)
+
+    def locate(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x`` float32[B, n] → (each value's bin as an index into the ``[n * T]`` flattening of (feature, bin),
+        int64[B, n]; how far through that bin it lies, float32[B, n]). Depends on the edges only, not on weights."""
         bins = torch.searchsorted(self.edges, x.t().contiguous(), right=True).t() - 1  # [B, n]
         bins = torch.minimum(bins.clamp_(min=0), self.last_bin)  # below the first edge: bin 0; past the last: last bin
-        flat = bins + self.offsets  # into the [n * T] flattening of (feature, bin)
+        flat = bins + self.offsets
         left = self.edges[:, :-1]
         width = self.edges[:, 1:] - left
         width = torch.where(width > 0, width, torch.ones_like(width))
-        # one lookup per (row, feature) into [left edge, 1 / width] and one into [rows before + bias, own row]
+        # one lookup per (row, feature) into [left edge, 1 / width]
         bounds = nn.functional.embedding(flat, torch.stack([left, 1.0 / width], -1).reshape(-1, 2))  # [B, n, 2]
-        frac = (x - bounds[..., 0]).mul_(bounds[..., 1])  # [B, n]
-        d = self.weight.shape[-1]
-        before = torch.cumsum(self.weight, 1) - self.weight + self.bias0[:, None, :]
-        rows = nn.functional.embedding(flat, torch.cat([before, self.weight], -1).reshape(-1, 2 * d))  # [B, n, 2d]
-        out = torch.addcmul(rows[..., :d], frac[..., None], rows[..., d:])
-        out = torch.addcmul(out, self.weight0, x[..., None])  # [B, n, d]
-        return out.reshape(*lead, n, -1)
+        return flat, (x - bounds[..., 0]).mul_(bounds[..., 1])
+
+    @staticmethod
+    def combine(flat: Tensor, frac: Tensor, x: Tensor, table: Tensor, weight0: Tensor, *,
+                out: Tensor | None = None) -> Tensor:
+        """The embeddings float32[B, n, d] from :meth:`locate`'s output, the raw values ``x`` and
+        :func:`lookup_table`: the table row of the value's bin plus ``frac`` times the bin's own row, plus
+        ``weight0 * x``. ``out``: where to write them (any [B, n, d] view)."""
+        d = weight0.shape[-1]
+        rows = nn.functional.embedding(flat, table)  # [B, n, 2d]
+        out = torch.addcmul(rows[..., :d], frac[..., None], rows[..., d:], out=out)
+        return out.addcmul_(weight0, x[..., None])
+
+
+def lookup_table(weight: Tensor, bias0: Tensor) -> Tensor:
+    """``[n * T, 2d]``: per (feature, bin), the sum of the weight rows before the bin plus the bias, then the bin's
+    own row (see :meth:`PiecewiseLinearEmbeddings.forward`)."""
+    before = torch.cumsum(weight, 1) - weight + bias0[:, None, :]
+    return torch.cat([before, weight], -1).reshape(-1, 2 * weight.shape[-1])
+
+
+def dropout_mask(shape: torch.Size | tuple[int, ...], p: float) -> Tensor:
+    """A dropout mask int16[shape] from the global generator: -1 (all bits set) keeps an element, 0 drops it.
+
+    Each element gets a 15-bit uniform (four from one 64-bit draw: drawing a float per element dominates a CPU
+    step), kept when below ``round((1 - p) * 32768)``, so ``p`` is exact to 2e-5. As bits, the mask can be ANDed into
+    bfloat16 values (``x.view(torch.int16) &= mask``) or, widened, into float32 ones.
+    """
+    n = math.prod(shape)
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_().view(torch.int16)[:n]
+    keep_below = round((1.0 - p) * 32768)
+    return bits.bitwise_and(0x7FFF).sub_(keep_below).bitwise_right_shift_(15).view(shape)  # u - K < 0 → -1
 
 
 class _Dropout(nn.Dropout):
-    """``nn.Dropout`` whose CPU mask costs one 64-bit draw per 4 elements (16-bit uniforms; ``p`` exact to 2e-5).
-
-    Drawing one float per element dominates a CPU training step of a wide MLP; on other devices this is plain dropout.
-    """
+    """``nn.Dropout`` drawing its CPU mask with :func:`dropout_mask` (the hand-derived training step draws the same
+    masks from the same generator); on other devices this is plain dropout."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0 or x.device.type != "cpu":
             return super().forward(x)
-        n = x.numel()
-        bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64).view(torch.int16)[:n]
-        keep = bits.view(x.shape) >= round(self.p * 65536) - 32768
-        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        keep = dropout_mask(x.shape, self.p).to(x.dtype).neg_()  # 1.0 kept, 0.0 dropped
+        return x * keep.mul_(1.0 / (1.0 - self.p))
 
 
 # --- the ensemble ----------------------------------------------------------------------------------------------
