@@ -100,7 +100,6 @@ def test_runs_the_dense_step_does_not_cover_use_autograd(change):
     cfg = resolve(TrainConfig(model="mlp", layers=(8,), **change), n_train=30, device_type="cpu")
     model = MLP(n_num=5, cat_cardinalities=[3, 4], n_out=2, layers=(8,), activation=cfg.activation,
                 dropout=cfg.dropout)
-    opt = _make_optimizer(model, cfg, torch.device("cpu"))
     assert make_dense_stepper(model, task="binary", cfg=cfg, x_num=x_num, x_cat=x_cat, y=y) is None
 
 
@@ -109,7 +108,6 @@ def test_the_classic_recipe_uses_the_dense_step():
     cfg = resolve(TrainConfig(model="mlp", layers=(64, 64), optimizer="adam", batch_size=32), n_train=30,
                   device_type="cpu")
     model = MLP(n_num=5, cat_cardinalities=[3, 4], n_out=2, layers=(64, 64))
-    opt = _make_optimizer(model, cfg, torch.device("cpu"))
     assert make_dense_stepper(model, task="binary", cfg=cfg, x_num=x_num, x_cat=x_cat, y=y) is not None
 
 
