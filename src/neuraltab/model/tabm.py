@@ -192,7 +192,7 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float) -> Tensor:
     n = math.prod(shape)
     bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_().view(torch.int16)[:n]
     keep_below = round((1.0 - p) * 32768)
-    return bits.bitwise_and(0x7FFF).sub_(keep_below).bitwise_right_shift_(15).view(shape)  # u - K < 0 → -1
+    return bits.bitwise_and_(0x7FFF).sub_(keep_below).bitwise_right_shift_(15).view(shape)  # u - K < 0 → -1
 
 
 class _Dropout(nn.Dropout):
