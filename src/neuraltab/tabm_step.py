@@ -7,6 +7,8 @@ operations:
 
 * the training rows' bins (:meth:`PiecewiseLinearEmbeddings.locate`) and one-hot columns are computed once; an
   epoch gathers them in shuffled order and each batch is a slice of that copy;
+* a batch's numeric embeddings are one small batched GEMM per direction: per feature, ``[PLE(x), 1, x]`` (built from
+  the bins) times ``[W; bias0; weight0]``, and the transposed encoding times the embeddings' gradient;
 * every weight is cast to the compute dtype once a step; each layer is one GEMM with its bias and ReLU fused
   (oneDNN), and the k members' heads are one block-diagonal GEMM whose outputs are class-major (``[B, classes,
   k]``: a softmax over a middle dimension is ~4× faster than over a last dimension of 2);
@@ -30,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .flat_adam import FlatAdam, fused_adam_available
-from .model.tabm import TabM, dropout_mask, lookup_table, _linear
+from .model.tabm import TabM, dropout_mask, _linear
 
 __all__ = ["TabMStepper", "make_tabm_stepper"]
 
@@ -77,8 +79,12 @@ class TabMStepper:
             self.embedded = emb is not None
             if self.embedded:
                 self.n_num, self.d_emb = emb.weight0.shape
-                self.bin_index, self.frac = emb.locate(x_num)
+                self.n_bins = emb.weight.shape[1]
+                flat, self.frac = emb.locate(x_num)
+                self.bins = flat - emb.offsets  # each value's bin within its feature
                 self.x_raw = x_num
+                self.bin_range = torch.arange(self.n_bins)
+                self.encodings: dict[int, Tensor] = {}  # per batch size: [n_num, B, T + 2], ones in column T
                 numbers = torch.zeros(n, self.n_num * self.d_emb)
             else:
                 numbers = x_num[:, :0] if model.n_num == 0 else x_num
@@ -129,12 +135,12 @@ class TabMStepper:
         x = self.x.index_select(0, perm)
         y = self.y.index_select(0, perm)
         out = torch.empty(n, self.n_out * self.k)  # logits, class-major
-        located = (self.bin_index[perm], self.frac[perm], self.x_raw[perm]) if self.embedded else None
+        located = [t[perm].t() for t in (self.bins, self.frac, self.x_raw)] if self.embedded else None  # [n, N]
         adam = self.optimizer.step
         seen = 0
         for start in range(0, n, B):
             rows = slice(start, start + B)
-            emb = (located[0][rows], located[1][rows], located[2][rows]) if located is not None else None
+            emb = (located[0][:, rows], located[1][:, rows], located[2][:, rows]) if located is not None else None
             self._step(x[rows], emb, y[rows], out[rows])
             adam()
             seen = min(start + B, n)
@@ -156,10 +162,11 @@ class TabMStepper:
         p, inv_keep = self.p, self.inv_keep
         # --- forward
         if emb is not None:
-            index, frac, raw = emb
-            table = lookup_table(w["num_embeddings.weight"], w["num_embeddings.bias0"])
-            embedded = x[:, :self.n_num * self.d_emb].view(B, self.n_num, self.d_emb)
-            type(self.model.num_embeddings).combine(index, frac, raw, table, w["num_embeddings.weight0"], out=embedded)
+            encoding = self._encode(*emb)  # [n_num, B, T + 2]
+            weights = torch.cat([w["num_embeddings.weight"], w["num_embeddings.bias0"][:, None],
+                                 w["num_embeddings.weight0"][:, None]], 1)  # [n_num, T + 2, d_emb]
+            x[:, :self.n_num * self.d_emb].view(B, self.n_num, self.d_emb).copy_(
+                torch.bmm(encoding, weights).transpose(0, 1))
         xc = x.to(dt)
         w1, scaling = w["blocks.0.weight"], w["scaling"]
         w_first, later = self.first_c, self.later_c
@@ -219,19 +226,29 @@ class TabMStepper:
         torch.sum(d_first * w1[None], 1, out=g["scaling"])
         if emb is not None:
             n_num, d_emb = self.n_num, self.d_emb
-            d_x = torch.mm(d_pre, w_first)[:, :n_num * d_emb].float().view(B, n_num, d_emb)
-            torch.sum(d_x * raw[..., None], 0, out=g["num_embeddings.weight0"])
-            both = torch.cat([d_x, d_x * frac[..., None]], -1).view(B * n_num, 2 * d_emb)
-            d_table = torch.zeros(table.shape).index_add_(0, index.view(-1), both).view(n_num, -1, 2 * d_emb)
-            d_before, d_own = d_table[..., :d_emb], d_table[..., d_emb:]
-            # before[t] = bias0 + sum of rows < t, so row t gets the gradients of every later bin's `before`
-            after = d_before.flip(1).cumsum(1).flip(1)  # sum over bins >= t
-            torch.sum(d_before, 1, out=g["num_embeddings.bias0"])
-            torch.sub(after, d_before, out=g["num_embeddings.weight"]).add_(d_own)
+            d_x = torch.mm(d_pre, w_first)[:, :n_num * d_emb].view(B, n_num, d_emb).transpose(0, 1).float()
+            d_weights = torch.bmm(encoding.transpose(1, 2), d_x)  # [n_num, T + 2, d_emb]; padded bins get 0
+            T = self.n_bins
+            g["num_embeddings.weight"].copy_(d_weights[:, :T])
+            g["num_embeddings.bias0"].copy_(d_weights[:, T])
+            g["num_embeddings.weight0"].copy_(d_weights[:, T + 1])
         if self.grad_clip:
             grads = self.flat["grad"]
             norm = torch.linalg.vector_norm(grads)
             grads.mul_(torch.clamp(self.grad_clip / (norm + 1e-6), max=1.0))
+
+    def _encode(self, bins: Tensor, frac: Tensor, raw: Tensor) -> Tensor:
+        """``[n_num, B, T + 2]``: the piecewise-linear encoding of a batch (1 in bins left of the value's, ``frac``
+        in its own, 0 right of it: what :meth:`PiecewiseLinearEmbeddings.forward` sums), then 1, then the value."""
+        batch, T = bins.shape[1], self.n_bins
+        encoding = self.encodings.get(batch)
+        if encoding is None:
+            encoding = self.encodings.setdefault(batch, torch.ones(self.n_num, batch, T + 2))
+        ple = encoding[..., :T]
+        ple.copy_(bins[..., None] > self.bin_range)
+        ple.scatter_(2, bins[..., None], frac[..., None])
+        encoding[..., T + 1].copy_(raw)
+        return encoding
 
 
 def _drop(h: Tensor, p: float) -> None:

