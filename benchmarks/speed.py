@@ -256,16 +256,11 @@ def _device() -> str:
 
 
 def forward_flops_per_row(model: Any) -> float:
-    """FLOPs of one row through a loaded model's network, forward pass (torch's FLOP counter on a 64-row batch)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    """FLOPs of one row through a loaded model's network, forward pass (its linear layers' shapes; tests/test_training
+    checks this count against torch's FLOP counter)."""
+    from neuraltab.training import matmul_flops_per_row
 
-    net, spec = model.network, model.spec
-    x_num = torch.zeros(64, spec["n_num"])
-    x_cat = torch.zeros(64, len(spec["cat_cardinalities"]), dtype=torch.long)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(x_num, x_cat)
-    return counter.get_total_flops() / 64
+    return float(matmul_flops_per_row(model.network))
 
 
 # --- 4. prediction -------------------------------------------------------------------------------------------------
