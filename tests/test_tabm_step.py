@@ -212,3 +212,18 @@ def test_a_checkpoint_of_the_autograd_path_resumes_on_the_tabm_step(tmp_path):
     straight, resumed = _resume_run(tmp_path, first_path_autograd=True)
     for a, b in zip(straight.parameters(), resumed.parameters()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_the_step_keeps_the_rows_compact_not_as_a_rows_by_input_width_matrix():
+    """One-hot columns and embeddings are built per batch: for 20,000 rows with 300 one-hot columns and 4 × 16
+    embedding columns, nothing kept between steps may hold rows × input width (≈ 7.3 M numbers)."""
+    n, cards = 20_000, (150, 150)
+    x_num, x_cat, y = _data(n, "binary", cards=cards)
+    stepper = make_tabm_stepper(_model(x_num, cards, 2, k=2), task="binary", cfg=resolve(
+        TrainConfig(batch_size=512, precision="fp32"), n_train=n, device_type="cpu"), x_num=x_num, x_cat=x_cat, y=y)
+    stepper.run_epoch(torch.arange(n), lambda: False)
+    kept = [t for t in vars(stepper).values() if isinstance(t, torch.Tensor)]
+    kept += [t for d in vars(stepper).values() if isinstance(d, dict) for t in d.values() if isinstance(t, torch.Tensor)]
+    width = stepper.first_c.shape[1]
+    assert width == 4 * 16 + sum(cards)
+    assert max(t.numel() for t in kept) < n * 10  # the columns: 4 numbers, their bins and fractions, 2 codes, labels

@@ -5,8 +5,10 @@ An autograd step of the default model on hr.csv (k=8 members of a 128-wide backb
 casts of the same weights, and ``torch.optim``'s bookkeeping. This module computes the same gradients with ~60
 operations:
 
-* the training rows' bins (:meth:`PiecewiseLinearEmbeddings.locate`) and one-hot columns are computed once; an
-  epoch gathers them in shuffled order and each batch is a slice of that copy;
+* the training rows' bins (:meth:`PiecewiseLinearEmbeddings.locate`) are computed once; an epoch gathers the rows'
+  bins, numbers, category codes and labels in shuffled order and each batch is a slice of that copy. A batch's input
+  matrix (embeddings or raw numbers, then one-hot columns) is built in a buffer reused from step to step, so memory
+  stays that of the input tensors, not rows × input width;
 * a batch's numeric embeddings are one small batched GEMM per direction: per feature, ``[PLE(x), 1, x]`` (built from
   the bins) times ``[W; bias0; weight0]``, and the transposed encoding times the embeddings' gradient;
 * every weight is cast to the compute dtype once a step; each layer is one GEMM with its bias and ReLU fused
@@ -72,34 +74,29 @@ class TabMStepper:
         self.flat = self.optimizer.flat
         self.w, self.g = self._views(self.flat["w"]), self._views(self.flat["grad"])
 
-        # the training rows' inputs, computed once: bins of the numbers, one-hot columns, targets
+        # the training rows as tensors [rows, ...]: numbers (and their bins), category codes (shifted into the one-hot
+        # columns' positions), labels; an epoch gathers them in shuffled order
         emb = model.num_embeddings
-        n = len(y)
-        with torch.no_grad():
-            self.embedded = emb is not None
-            if self.embedded:
-                self.n_num, self.d_emb = emb.weight0.shape
-                self.n_bins = emb.weight.shape[1]
-                flat, self.frac = emb.locate(x_num)
-                self.bins = flat - emb.offsets  # each value's bin within its feature
-                self.x_raw = x_num
-                self.bin_range = torch.arange(self.n_bins)
-                self.encodings: dict[int, Tensor] = {}  # per batch size: [n_num, B, T + 2], ones in column T
-                numbers = torch.zeros(n, self.n_num * self.d_emb)
-            else:
-                numbers = x_num[:, :0] if model.n_num == 0 else x_num
-            parts = [numbers]
-            if model.cat_cardinalities:
-                parts.append(torch.zeros(n, sum(model.cat_cardinalities)).scatter_(1, x_cat + model.cat_offsets, 1.0))
-            self.x = torch.cat(parts, 1)
-        if task == "regression":
-            self.y = y.reshape(-1, 1).float()
-        else:
-            self.y = nn.functional.one_hot(y, self.n_out).float()
-        self.n = n
+        self.n = len(y)
+        self.embedded = emb is not None
+        self.n_num = model.n_num
+        columns = {"numbers": x_num, "codes": x_cat + model.cat_offsets,
+                   "y": y.reshape(-1, 1).float() if task == "regression" else y.reshape(-1, 1)}
+        if self.embedded:
+            self.d_emb, self.n_bins = emb.weight0.shape[1], emb.weight.shape[1]
+            with torch.no_grad():
+                flat, columns["frac"] = emb.locate(x_num)
+            columns["bins"] = flat - emb.offsets  # each value's bin within its feature
+            self.bin_range = torch.arange(self.n_bins)
+            self.encodings: dict[int, Tensor] = {}  # per batch size: [n_num, B, T + 2], ones in column T
+        self.columns = columns
+        self.n_numeric_inputs = self.n_num * self.d_emb if self.embedded else self.n_num
+        d_in = self.n_numeric_inputs + sum(model.cat_cardinalities)
+        self.inputs: dict[int, Tensor] = {}  # per batch size: [B, d_in], the batch's input matrix
+        self.minus_ones: dict[int, Tensor] = {}
         # the weights in the compute dtype, rewritten every step (the members' first layers stacked, the later layers
         # and heads with the previous dropout's 1 / (1 - p) folded in; off its diagonal blocks the head grid stays 0)
-        k, d, d_in = self.k, self.d, self.x.shape[1]
+        k, d = self.k, self.d
         self.names = [name for name, m in model.blocks.named_children() if isinstance(m, nn.Linear)]
         self.first_c = torch.empty(k * d, d_in, dtype=dtype)
         self.first_bias_c = torch.empty(k * d, dtype=dtype)
@@ -132,41 +129,52 @@ class TabMStepper:
         """One epoch in ``perm`` order → (mean training loss over the rows seen, whether the epoch finished)."""
         self._read_weights()  # a callback or a restore may have changed them since the last epoch
         B, n = self.batch_size, self.n
-        x = self.x.index_select(0, perm)
-        y = self.y.index_select(0, perm)
+        rows_of = {name: t.index_select(0, perm) for name, t in self.columns.items()}
+        for name in ("numbers", "frac", "bins"):  # feature-major for the embeddings' batched GEMMs: [n_num, N]
+            if name in rows_of and self.embedded:
+                rows_of[name] = rows_of[name].t()
         out = torch.empty(n, self.n_out * self.k)  # logits, class-major
-        located = [t[perm].t() for t in (self.bins, self.frac, self.x_raw)] if self.embedded else None  # [n, N]
         adam = self.optimizer.step
         seen = 0
         for start in range(0, n, B):
             rows = slice(start, start + B)
-            emb = (located[0][:, rows], located[1][:, rows], located[2][:, rows]) if located is not None else None
-            self._step(x[rows], emb, y[rows], out[rows])
+            batch = {name: t[:, rows] if name in ("numbers", "frac", "bins") and self.embedded else t[rows]
+                     for name, t in rows_of.items()}
+            self._step(batch, out[rows])
             adam()
             seen = min(start + B, n)
             if should_stop():
                 break
         self.sync()
         logits = out[:seen].view(seen, self.n_out, self.k)
-        target = y[:seen, :, None]
+        y = rows_of["y"][:seen]
         if self.task == "regression":
-            loss = (logits - target).pow_(2).sum() / self.k
+            loss = (logits - y[:, :, None]).pow_(2).sum() / self.k
         else:
-            loss = -(torch.log_softmax(logits, 1) * target).sum() / self.k
+            loss = -torch.log_softmax(logits, 1).gather(1, y[:, :, None].expand(-1, 1, self.k)).sum() / self.k
         return float(loss) / seen, seen == n
 
-    def _step(self, x: Tensor, emb: tuple[Tensor, Tensor, Tensor] | None, y: Tensor, out: Tensor) -> None:
+    def _step(self, batch: dict[str, Tensor], out: Tensor) -> None:
         """Forward and backward of one batch: gradients into ``self.flat["grad"]`` (clipped), logits into ``out``."""
         w, g, dt = self.w, self.g, self.dtype
-        k, d, n_out, B = self.k, self.d, self.n_out, x.shape[0]
+        k, d, n_out, B = self.k, self.d, self.n_out, len(batch["y"])
         p, inv_keep = self.p, self.inv_keep
-        # --- forward
-        if emb is not None:
-            encoding = self._encode(*emb)  # [n_num, B, T + 2]
+        y = batch["y"]
+        # --- forward: the input matrix [numbers or their embeddings, one-hot categories]
+        x = self.inputs.get(B)
+        if x is None:
+            x = self.inputs.setdefault(B, torch.empty(B, self.first_c.shape[1]))
+        numeric = x[:, :self.n_numeric_inputs]
+        if self.embedded:
+            encoding = self._encode(batch["bins"], batch["frac"], batch["numbers"])  # [n_num, B, T + 2]
             weights = torch.cat([w["num_embeddings.weight"], w["num_embeddings.bias0"][:, None],
                                  w["num_embeddings.weight0"][:, None]], 1)  # [n_num, T + 2, d_emb]
-            x[:, :self.n_num * self.d_emb].view(B, self.n_num, self.d_emb).copy_(
-                torch.bmm(encoding, weights).transpose(0, 1))
+            numeric.view(B, self.n_num, self.d_emb).copy_(torch.bmm(encoding, weights).transpose(0, 1))
+        else:
+            numeric.copy_(batch["numbers"])
+        if self.model.cat_cardinalities:
+            x[:, self.n_numeric_inputs:].zero_()
+            x.scatter_(1, batch["codes"] + self.n_numeric_inputs, 1.0)
         xc = x.to(dt)
         w1, scaling = w["blocks.0.weight"], w["scaling"]
         w_first, later = self.first_c, self.later_c
@@ -197,8 +205,10 @@ class TabMStepper:
         z = out.view(B, n_out, k)
         if self.task == "regression":
             grad = (z - y[:, :, None]).mul_(2.0 / (B * k))
-        else:
-            grad = torch.softmax(z, 1).sub_(y[:, :, None]).mul_(1.0 / (B * k))
+        else:  # softmax minus the one-hot label, for every member
+            grad = torch.softmax(z, 1)
+            grad.scatter_add_(1, y[:, :, None].expand(-1, 1, k), self._minus_ones(B))
+            grad.mul_(1.0 / (B * k))
         g["head_bias"].copy_(grad.sum(0).t())
         grad_c = grad.to(dt)
         # --- backward
@@ -224,7 +234,7 @@ class TabMStepper:
         g["blocks.0.bias"].copy_(d_pre.view(B * k, d).sum(0))  # (sum(dtype=float32) would copy d_pre first)
         torch.sum(d_first * scaling[:, None, :], 0, out=g["blocks.0.weight"])
         torch.sum(d_first * w1[None], 1, out=g["scaling"])
-        if emb is not None:
+        if self.embedded:
             n_num, d_emb = self.n_num, self.d_emb
             d_x = torch.mm(d_pre, w_first)[:, :n_num * d_emb].view(B, n_num, d_emb).transpose(0, 1).float()
             d_weights = torch.bmm(encoding.transpose(1, 2), d_x)  # [n_num, T + 2, d_emb]; padded bins get 0
@@ -236,6 +246,13 @@ class TabMStepper:
             grads = self.flat["grad"]
             norm = torch.linalg.vector_norm(grads)
             grads.mul_(torch.clamp(self.grad_clip / (norm + 1e-6), max=1.0))
+
+    def _minus_ones(self, batch: int) -> Tensor:
+        """[B, 1, k] of -1: what the label's logit gradient gets added (per batch size, made once)."""
+        ones = self.minus_ones.get(batch)
+        if ones is None:
+            ones = self.minus_ones.setdefault(batch, torch.full((batch, 1, self.k), -1.0))
+        return ones
 
     def _encode(self, bins: Tensor, frac: Tensor, raw: Tensor) -> Tensor:
         """``[n_num, B, T + 2]``: the piecewise-linear encoding of a batch (1 in bins left of the value's, ``frac``
