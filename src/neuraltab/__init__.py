@@ -7,19 +7,28 @@ True
 
 __version__ = "0.1.0"
 
-from .api import Model, fit, load  # noqa: E402
-from .config import TrainConfig  # noqa: E402
-from .errors import ArtifactError, ConfigError, DataError, SchemaError, UserError  # noqa: E402
-from .training import Callback  # noqa: E402
+# Names load on first use (PEP 562): importing the package does not import torch, so the CLI can choose how
+# OpenMP's threads wait before torch starts them (see contention.py), and `neuraltab --help` starts quickly.
+_LAZY = {
+    "fit": "api", "load": "api", "Model": "api", "TrainConfig": "config", "Callback": "training",
+    "NeuralTabClassifier": "estimators", "NeuralTabRegressor": "estimators",
+    "UserError": "errors", "DataError": "errors", "SchemaError": "errors", "ConfigError": "errors",
+    "ArtifactError": "errors",
+}
 
 
 def __getattr__(name: str):
-    # the scikit-learn estimators import sklearn.base & co.; the CLI never needs them, so they load on first use
-    if name in ("NeuralTabClassifier", "NeuralTabRegressor"):
-        from . import estimators
+    if name in _LAZY:
+        from importlib import import_module
 
-        return getattr(estimators, name)
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
     raise AttributeError(f"module 'neuraltab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
 
 
 __all__ = ["fit", "load", "Model", "TrainConfig", "Callback", "NeuralTabClassifier", "NeuralTabRegressor",
