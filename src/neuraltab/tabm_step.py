@@ -129,17 +129,16 @@ class TabMStepper:
         """One epoch in ``perm`` order → (mean training loss over the rows seen, whether the epoch finished)."""
         self._read_weights()  # a callback or a restore may have changed them since the last epoch
         B, n = self.batch_size, self.n
-        rows_of = {name: t.index_select(0, perm) for name, t in self.columns.items()}
-        for name in ("numbers", "frac", "bins"):  # feature-major for the embeddings' batched GEMMs: [n_num, N]
-            if name in rows_of and self.embedded:
-                rows_of[name] = rows_of[name].t()
+        # the embeddings' inputs feature-major ([n_num, rows]) for their batched GEMMs, the rest row-major
+        feature_major = {"numbers", "frac", "bins"} if self.embedded else set()
+        rows_of = {name: t.index_select(0, perm).t() if name in feature_major else t.index_select(0, perm)
+                   for name, t in self.columns.items()}
         out = torch.empty(n, self.n_out * self.k)  # logits, class-major
         adam = self.optimizer.step
         seen = 0
         for start in range(0, n, B):
             rows = slice(start, start + B)
-            batch = {name: t[:, rows] if name in ("numbers", "frac", "bins") and self.embedded else t[rows]
-                     for name, t in rows_of.items()}
+            batch = {name: t[:, rows] if name in feature_major else t[rows] for name, t in rows_of.items()}
             self._step(batch, out[rows])
             adam()
             seen = min(start + B, n)
@@ -227,7 +226,7 @@ class TabMStepper:
         for i in range(len(later), 0, -1):
             d_pre = _threshold_backward(d_act, acts[i], 0)  # ReLU and dropout: zero where the output is zero
             torch.mul(torch.mm(d_pre.t(), acts[i - 1]), inv_keep, out=g[f"blocks.{names[i]}.weight"])
-            g[f"blocks.{names[i]}.bias"].copy_(d_pre.sum(0))  # summed in float32, rounded to dt as autocast does
+            g[f"blocks.{names[i]}.bias"].copy_(d_pre.sum(0))  # accumulated in float32, rounded to dt (autocast too)
             d_act = torch.mm(d_pre, later[i - 1][0])
         d_pre = _threshold_backward(d_act, acts[0], 0).view(B, k * d)
         d_first = torch.mm(d_pre.t(), xc).float().view(k, d, -1)  # [k, d, d_in]
