@@ -157,15 +157,14 @@ def test_threads_for_gives_one_thread_to_tiny_steps_and_all_cores_to_big_ones():
     from neuraltab.model.tabm import TabM
     from neuraltab.training import threads_for
 
-    x_num, x_cat = torch.randn(64, 20), torch.zeros(64, 0, dtype=torch.long)
     classic = MLP(n_num=20, cat_cardinalities=[], n_out=2, layers=(64, 64))  # ~1.1 MFLOP a step at batch 32
-    assert threads_for(classic, x_num, x_cat, batch_size=32, cores=2) == 1
-    assert threads_for(classic, x_num, x_cat, batch_size=1024, cores=2) == 2  # ~35 MFLOP
+    assert threads_for(classic, batch_size=32, cores=2) == 1
+    assert threads_for(classic, batch_size=1024, cores=2) == 2  # ~35 MFLOP
     default = TabM(n_num=20, cat_cardinalities=[], n_out=2, k=8, d_block=128)
-    assert threads_for(default, x_num, x_cat, batch_size=256, cores=4) == 4
-    assert threads_for(default, x_num, x_cat, batch_size=256, cores=1) == 1
+    assert threads_for(default, batch_size=256, cores=4) == 4
+    assert threads_for(default, batch_size=256, cores=1) == 1
     with_dropout = MLP(n_num=20, cat_cardinalities=[], n_out=2, layers=(8,), dropout=0.5).train()
     state = torch.get_rng_state()
-    threads_for(with_dropout, x_num, x_cat, batch_size=32, cores=2)
+    threads_for(with_dropout, batch_size=32, cores=2)
     assert torch.equal(state, torch.get_rng_state())  # counting FLOPs draws no dropout mask
     assert with_dropout.training  # and leaves the mode as it was

@@ -315,8 +315,7 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
             network.set_bins(bins)
         network.to(device)
         if cfg.threads is None and device.type == "cpu":
-            torch.set_num_threads(threads_for(network, *tensors["train"][:2], batch_size=cfg.batch_size,
-                                              cores=available_cores()))
+            torch.set_num_threads(threads_for(network, batch_size=cfg.batch_size, cores=available_cores()))
         ckpt = None
         if checkpoint is not None:
             identity = {"data": data_fingerprint["sha256"], "target": target,

@@ -27,7 +27,6 @@ WAIT_POLICY = choose_wait_policy() if sys.argv[1:2] in (["train"], ["evaluate"],
 from . import api  # noqa: E402
 from .artifacts import atomic_write_bytes, check_writable  # noqa: E402
 from .errors import DataError, UserError  # noqa: E402
-from .writing import write_table  # noqa: E402
 from .training import Callback, History  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -389,7 +388,7 @@ def demo(
         fitted.save(model_path, force=True)
         _print_metrics(console, f"test metrics ({fitted.metrics['test']['n']} rows)", fitted.metrics["test"],
                        fitted.classes)
-        write_table(api.load(model_path).predict_table(str(csv_path)), pred_path, force=True)
+        api.load(model_path).predict_file(str(csv_path), pred_path, force=True)
         console.print(f"model: {model_path}\npredictions: {pred_path}\n"
                       f"next: neuraltab info {model_path}  ·  neuraltab predict {model_path} {csv_path} -o out.csv")
 

@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .flat_adam import FlatAdam, fused_adam_available
+from .flat_adam import FlatAdam, covers
 from .model.mlp import MLP
 
 __all__ = ["DenseStepper", "make_dense_stepper"]
@@ -45,9 +45,7 @@ _INPLACE = {nn.ReLU: torch.Tensor.relu_, nn.Tanh: torch.Tensor.tanh_, nn.Sigmoid
 def make_dense_stepper(model: nn.Module, *, task: str, cfg, x_num: torch.Tensor, x_cat: torch.Tensor,
                        y: torch.Tensor) -> "DenseStepper | None":
     """A DenseStepper when this run is one it covers exactly, else None (the caller then uses autograd)."""
-    if not isinstance(model, MLP) or x_num.device.type != "cpu" or not fused_adam_available():
-        return None
-    if cfg.optimizer not in ("adam", "adamw") or cfg.grad_clip or cfg.precision == "bf16":
+    if not isinstance(model, MLP) or not covers(cfg, x_num.device) or cfg.grad_clip or cfg.precision == "bf16":
         return None
     kinds = [type(m) for m in model.net if not isinstance(m, nn.Linear)]
     if any(kind not in _BACKWARD for kind in kinds):  # Dropout, GELU, SiLU, SELU

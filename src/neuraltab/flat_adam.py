@@ -14,14 +14,16 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-__all__ = ["FlatAdam", "fused_adam_available", "BETAS", "EPS"]
+__all__ = ["FlatAdam", "covers", "BETAS", "EPS"]
 
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the autograd path uses too
 
 
-def fused_adam_available() -> bool:
-    """Whether this PyTorch build has the private fused kernels (checked, not assumed)."""
-    return hasattr(torch, "_fused_adam_") and hasattr(torch, "_fused_adamw_")
+def covers(cfg: Any, device: torch.device) -> bool:
+    """Whether a hand-derived step with this optimizer can run ``cfg`` on ``device``: the CPU, Adam or AdamW, and a
+    PyTorch build that has the private fused kernels (checked, not assumed). Each step adds its model's own terms."""
+    return (device.type == "cpu" and cfg.optimizer in ("adam", "adamw")
+            and hasattr(torch, "_fused_adam_") and hasattr(torch, "_fused_adamw_"))
 
 
 class FlatAdam:

@@ -1,9 +1,9 @@
 """A hand-derived training step for TabM on the CPU: the default model's epochs without autograd or autocast.
 
 An autograd step of the default model on hr.csv (k=8 members of a 128-wide backbone, batch 256) took ~6 ms on
-2 cores, of which the matrix products were ~1.4 ms: the rest was ~270 small operations, 56 of them autocast's
-casts of the same weights, and ``torch.optim``'s bookkeeping. This module computes the same gradients with ~60
-operations:
+2 cores, of which the matrix products were ~1.4 ms: the rest was 219 dispatched operations with an autograd graph
+around them, and ``torch.optim``'s bookkeeping. This module computes the same gradients with 134 operations and no
+graph, in ~3.5 ms (``benchmarks/step.py``):
 
 * the training rows' bins (:meth:`PiecewiseLinearEmbeddings.locate`) are computed once; an epoch gathers the rows'
   bins, numbers, category codes and labels in shuffled order and each batch is a slice of that copy. A batch's input
@@ -33,8 +33,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .flat_adam import FlatAdam, fused_adam_available
-from .model.tabm import TabM, dropout_mask, _linear
+from .flat_adam import FlatAdam, covers
+from .model.tabm import TabM, _linear, dropout_mask, stack_first_layer
 
 __all__ = ["TabMStepper", "make_tabm_stepper"]
 
@@ -44,9 +44,7 @@ _threshold_backward = torch.ops.aten.threshold_backward
 def make_tabm_stepper(model: nn.Module, *, task: str, cfg, x_num: Tensor, x_cat: Tensor,
                       y: Tensor) -> "TabMStepper | None":
     """A TabMStepper when this run is one it covers exactly, else None (the caller then uses autograd)."""
-    if not isinstance(model, TabM) or x_num.device.type != "cpu" or len(y) == 0 or not fused_adam_available():
-        return None
-    if cfg.optimizer not in ("adam", "adamw") or cfg.precision not in ("fp32", "bf16"):
+    if not isinstance(model, TabM) or not covers(cfg, x_num.device) or len(y) == 0 or cfg.precision == "auto":
         return None
     return TabMStepper(model, task=task, lr=cfg.lr, weight_decay=cfg.weight_decay, decoupled=cfg.optimizer == "adamw",
                        batch_size=min(cfg.batch_size, len(y)), grad_clip=cfg.grad_clip,
@@ -61,12 +59,11 @@ class TabMStepper:
                  grad_clip: float | None, dtype: torch.dtype, x_num: Tensor, x_cat: Tensor, y: Tensor) -> None:
         self.model, self.task = model, task
         self.batch_size, self.grad_clip, self.dtype = batch_size, grad_clip, dtype
-        self.linears = [m for m in model.blocks if isinstance(m, nn.Linear)]
         drops = [m.p for m in model.blocks if isinstance(m, nn.Dropout)]
         self.p = drops[0] if drops else 0.0
         self.inv_keep = 1.0 / (1.0 - self.p)
-        self.k, self.d, self.n_out = model.k, self.linears[0].out_features, model.n_out
-        self.block_heads = self.k * self.n_out <= 64  # as in TabM.inference_plan
+        self.k, self.d, self.n_out = model.k, model.blocks[0].out_features, model.n_out
+        self.block_heads = model.block_diagonal_heads
         # weights, gradients and both moments each live in one flat buffer with the model's parameter shapes
         self.params = list(model.parameters())
         self.optimizer = FlatAdam(sum(p.numel() for p in self.params), lambda flat: list(self._views(flat).values()),
@@ -176,8 +173,8 @@ class TabMStepper:
             x.scatter_(1, batch["codes"] + self.n_numeric_inputs, 1.0)
         xc = x.to(dt)
         w1, scaling = w["blocks.0.weight"], w["scaling"]
-        w_first, later = self.first_c, self.later_c
-        torch.mul(w1[None], scaling[:, None, :], out=w_first.view(k, d, -1))  # the members' first layers, stacked
+        w_first = stack_first_layer(w1, scaling, out=self.first_c)  # the members' first layers as one
+        later = self.later_c
         self.first_bias_c.view(k, d).copy_(w["blocks.0.bias"])
         h = _linear(xc, w_first, self.first_bias_c, relu=True)  # [B, k * d]
         if p:

@@ -128,7 +128,7 @@ def predict_output(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *
     return torch.cat(outs)
 
 
-def threads_for(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *, batch_size: int, cores: int) -> int:
+def threads_for(model: nn.Module, *, batch_size: int, cores: int) -> int:
     """CPU threads for training: 1 when a step is too small to share out, else ``cores``.
 
     Below a few MFLOP a step, OpenMP's hand-offs cost more than the second core saves, and a busy neighbour process
@@ -136,7 +136,7 @@ def threads_for(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *, b
     took 0.16 s on 1 thread vs 0.19 s on 2; at batch 256 (8.5 MFLOP) 0.076 vs 0.072. Deterministic: the choice
     depends only on the model's FLOP count, never on a timing, so a seed still gives the same result.
     """
-    if cores <= 1 or len(x_num) == 0:
+    if cores <= 1:
         return max(cores, 1)
     step_flops = 3 * matmul_flops_per_row(model) * batch_size  # backward ≈ 2× forward
     return 1 if step_flops < 4e6 else cores

@@ -148,7 +148,12 @@ class PiecewiseLinearEmbeddings(nn.Module):
         lead, n = x_num.shape[:-1], x_num.shape[-1]
         x = x_num.reshape(-1, n)
         flat, frac = self.locate(x)
-        out = self.combine(flat, frac, x, lookup_table(self.weight, self.bias0), self.weight0)
+        d = self.weight.shape[-1]
+        before = torch.cumsum(self.weight, 1) - self.weight + self.bias0[:, None, :]
+        table = torch.cat([before, self.weight], -1).reshape(-1, 2 * d)  # per (feature, bin): [before, own row]
+        rows = nn.functional.embedding(flat, table)  # [B, n, 2d]
+        out = torch.addcmul(rows[..., :d], frac[..., None], rows[..., d:])
+        out = torch.addcmul(out, self.weight0, x[..., None])  # [B, n, d]
         return out.reshape(*lead, n, -1)
 
     def locate(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -163,24 +168,6 @@ class PiecewiseLinearEmbeddings(nn.Module):
         # one lookup per (row, feature) into [left edge, 1 / width]
         bounds = nn.functional.embedding(flat, torch.stack([left, 1.0 / width], -1).reshape(-1, 2))  # [B, n, 2]
         return flat, (x - bounds[..., 0]).mul_(bounds[..., 1])
-
-    @staticmethod
-    def combine(flat: Tensor, frac: Tensor, x: Tensor, table: Tensor, weight0: Tensor, *,
-                out: Tensor | None = None) -> Tensor:
-        """The embeddings float32[B, n, d] from :meth:`locate`'s output, the raw values ``x`` and
-        :func:`lookup_table`: the table row of the value's bin plus ``frac`` times the bin's own row, plus
-        ``weight0 * x``. ``out``: where to write them (any [B, n, d] view)."""
-        d = weight0.shape[-1]
-        rows = nn.functional.embedding(flat, table)  # [B, n, 2d]
-        out = torch.addcmul(rows[..., :d], frac[..., None], rows[..., d:], out=out)
-        return out.addcmul_(weight0, x[..., None])
-
-
-def lookup_table(weight: Tensor, bias0: Tensor) -> Tensor:
-    """``[n * T, 2d]``: per (feature, bin), the sum of the weight rows before the bin plus the bias, then the bin's
-    own row (see :meth:`PiecewiseLinearEmbeddings.forward`)."""
-    before = torch.cumsum(weight, 1) - weight + bias0[:, None, :]
-    return torch.cat([before, weight], -1).reshape(-1, 2 * weight.shape[-1])
 
 
 def dropout_mask(shape: torch.Size | tuple[int, ...], p: float) -> Tensor:
@@ -332,10 +319,15 @@ class TabM(nn.Module):
         return torch.baddbmm(self.head_bias[:, None, :], x, self.head_weight).transpose(0, 1)  # [B, k, n_out]
 
     def _first_layer(self) -> tuple[Tensor, Tensor]:
-        """Weight [k * d, d_in] and bias [k * d] of the members' first layers stacked as one layer: member i's is
-        x @ (diag(scaling[i]) W1^T), so its rows are W1 with each column scaled by scaling[i]."""
+        """Weight [k * d, d_in] and bias [k * d] of the members' first layers stacked as one layer."""
         first = self.blocks[0]
-        return (first.weight[None] * self.scaling[:, None, :]).reshape(-1, first.in_features), first.bias.repeat(self.k)
+        return stack_first_layer(first.weight, self.scaling), first.bias.repeat(self.k)
+
+    @property
+    def block_diagonal_heads(self) -> bool:
+        """Whether the k heads run as one block-diagonal GEMM: k*d x k*n_out multiply-adds a row instead of d x n_out
+        per member, but no reordering of [B, k, d]; worth it while k * n_out is small next to the d x d blocks."""
+        return self.k * self.n_out <= 64
 
     @torch.inference_mode()
     def inference_forward(self, x_num: Tensor | None, x_cat: Tensor | None, *, dtype: torch.dtype = torch.float32,
@@ -352,9 +344,9 @@ class TabM(nn.Module):
         if x.ndim != 2:
             raise ValueError(f"inference_forward takes one batch for all members, got features {tuple(x.shape)}")
         batch = x.shape[0]
-        h = _linear_relu(x, plan.first_weight, plan.first_bias).view(batch * self.k, -1)  # [B * k, d]
+        h = _linear(x, plan.first_weight, plan.first_bias, relu=True).view(batch * self.k, -1)  # [B * k, d]
         for weight, bias in plan.blocks:
-            h = _linear_relu(h, weight, bias)
+            h = _linear(h, weight, bias, relu=True)
         if plan.head_block_diagonal is not None:
             out = _linear(h.view(batch, -1), plan.head_block_diagonal, plan.head_bias_flat)
             return out.view(batch, self.k, self.n_out).float()
@@ -366,9 +358,7 @@ class TabM(nn.Module):
         """The weights :meth:`inference_forward` multiplies by, folded and cast once (see there)."""
         first_weight, first_bias = self._first_layer()
         linears = [m for m in self.blocks if isinstance(m, nn.Linear)][1:]
-        # block-diagonal heads: k*d x k*n_out multiply-adds a row instead of d x n_out per member, but no reordering
-        # of [B, k, d]; worth it while k * n_out is small next to the d x d blocks
-        block = self.k * self.n_out <= 64
+        block = self.block_diagonal_heads
         return _InferencePlan(
             dtype=dtype,
             first_weight=first_weight.to(dtype).contiguous(), first_bias=first_bias.to(dtype),
@@ -390,12 +380,19 @@ class _InferencePlan:
     head_bias: Tensor  # [k, n_out]
 
 
-def _linear_relu(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """relu(x @ weight.T + bias); one oneDNN call with the bias and ReLU fused on CPUs that have it."""
-    return _linear(x, weight, bias, relu=True)
+def stack_first_layer(weight: Tensor, scaling: Tensor, *, out: Tensor | None = None) -> Tensor:
+    """The k members' first-layer weights [k * d, d_in] stacked as one: member i computes x @ (diag(scaling[i]) W^T),
+    so its rows are ``weight`` [d, d_in] with each column scaled by ``scaling[i]`` ([k, d_in]). ``out``: a buffer
+    to write into (of any dtype, as a [k * d, d_in] tensor)."""
+    k, (d, d_in) = scaling.shape[0], weight.shape
+    if out is None:
+        return (weight[None] * scaling[:, None, :]).reshape(k * d, d_in)
+    torch.mul(weight[None], scaling[:, None, :], out=out.view(k, d, d_in))
+    return out
 
 
 def _linear(x: Tensor, weight: Tensor, bias: Tensor, *, relu: bool = False) -> Tensor:
+    """x @ weight.T + bias (then ReLU): one oneDNN call with the bias and ReLU fused on CPUs that have it."""
     if x.device.type == "cpu" and _FUSED_LINEAR is not None:
         try:
             return _FUSED_LINEAR(x, weight, bias, "relu" if relu else "none", [], "")
