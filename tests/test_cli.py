@@ -487,3 +487,25 @@ def test_keep_freed_memory_sets_glibc_thresholds_unless_the_user_did(monkeypatch
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     if _sys.platform.startswith("linux") and "glibc" in " ".join(__import__("platform").libc_ver()):
         assert keep_freed_memory() is True
+
+
+def test_train_evaluate_and_predict_never_import_sklearn_or_scipy(tmp_path):
+    # together they cost ~1.2 s of every start (scipy.stats via scikit-learn, scipy.special); the split, the
+    # metrics and the inverse normal CDF are done without them
+    make_table(200, target="multiclass").to_csv(tmp_path / "t.csv", index=False)
+    code = """
+import sys
+from neuraltab.cli import main
+for argv in (["train", "t.csv", "--target", "churn", "--output", "m.ntab", "--epochs", "2", "--k", "2",
+              "--d-block", "16", "--threads", "1"],
+             ["evaluate", "m.ntab", "t.csv"], ["predict", "m.ntab", "t.csv", "--output", "p.csv"]):
+    sys.argv = ["neuraltab", *argv]
+    try:
+        main()
+    except SystemExit as exc:
+        assert not exc.code, (argv, exc.code)
+print("LOADED", sorted(m for m in ("sklearn", "scipy") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "LOADED []" in out.stdout and (tmp_path / "p.csv").exists()

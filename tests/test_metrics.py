@@ -1,4 +1,4 @@
-"""neuraltab.metrics against scikit-learn's metric functions called directly (the oracle)."""
+"""neuraltab.metrics (numpy) against scikit-learn's metric functions called directly (the oracle)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from neuraltab.metrics import PRIMARY, classification_metrics, compute, regression_metrics
+from neuraltab.metrics import PRIMARY, classification_metrics, compute, regression_metrics, roc_auc
 
 
 def _proba(rng: np.random.Generator, n: int, n_classes: int) -> np.ndarray:
@@ -147,3 +147,39 @@ def test_compute_dispatches_on_task():
     assert clf["accuracy"] == 1.0 and clf["roc_auc"] == 1.0
     for task, metric in PRIMARY.items():  # every task's headline metric is actually computed
         assert metric in (reg if task == "regression" else clf)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_roc_auc_with_heavy_ties_matches_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 300))
+    positive = rng.random(n) < rng.uniform(0.1, 0.9)
+    positive[:2] = [True, False]
+    score = rng.integers(0, int(rng.integers(2, 12)), n) / 10  # few distinct scores: many ties
+    assert roc_auc(positive, score) == pytest.approx(skm.roc_auc_score(positive, score), rel=1e-12)
+
+
+def test_metrics_of_predictions_in_classes_missing_from_y_true_match_sklearn():
+    y = np.array([0, 0, 1, 1, 1, 0])
+    proba = np.eye(4)[[0, 2, 1, 3, 1, 0]] * 0.7 + 0.075  # predicts classes 2 and 3, which never occur
+    ours = classification_metrics(y, proba)
+    _assert_matches(ours, _oracle(y, proba))
+    assert ours["roc_auc"] is None
+
+
+@pytest.mark.parametrize(("y", "pred"), [([2.0, 2.0, 2.0], [2.0, 2.0, 2.0]), ([2.0, 2.0, 2.0], [1.0, 2.0, 3.0])])
+def test_r2_of_a_constant_target_is_sklearns(y, pred):
+    y, pred = np.array(y), np.array(pred)
+    assert regression_metrics(y, pred)["r2"] == skm.r2_score(y, pred)
+
+
+def test_metrics_do_not_import_sklearn():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from neuraltab.metrics import compute; "
+            "compute('binary', np.array([0, 1]), np.array([[0.8, 0.2], [0.3, 0.7]])); "
+            "compute('regression', np.array([1.0, 2.0]), np.array([1.0, 2.5])); "
+            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -297,6 +297,40 @@ def test_stratified_split_keeps_class_ratios_like_sklearn():
         assert np.all(np.abs(np.bincount(y[ours], minlength=3) - expected) <= 1)
 
 
+@pytest.mark.parametrize("case", range(40))
+def test_split_draws_the_same_rows_as_sklearn_train_test_split(case):
+    # neuraltab makes scikit-learn's draws itself (importing scikit-learn costs ~0.8 s a start): the same seed
+    # must hold out the same rows, in the same order, stratified or not, with absent class codes and tied remainders
+    from sklearn.model_selection import train_test_split
+
+    from neuraltab.schema import _shuffle_split
+
+    rng = np.random.default_rng(case)
+    n = int(rng.integers(8, 400))
+    size = float(rng.choice([0.1, 0.2, 0.25, 0.3, 1 / 3, 0.5, rng.uniform(0.05, 0.6)]))
+    seed = int(rng.integers(0, 2**31))
+    idx = np.sort(rng.choice(10 * n, n, replace=False))  # positions that are not 0..n-1
+    strata = None
+    if case % 4:
+        n_codes = int(rng.integers(2, 7))
+        strata = rng.choice(n_codes + 2, n, p=rng.dirichlet(np.ones(n_codes + 2)))  # some codes absent
+        present = np.unique(strata)
+        n_held = int(np.ceil(size * n))
+        if np.bincount(strata).max() == n or np.bincount(strata)[present].min() < 2 \
+                or not len(present) <= n_held <= n - len(present):
+            strata = np.arange(n) % 3  # a case the split itself would not stratify: use a balanced one
+    ours = _shuffle_split(idx, size, seed=seed, strata=strata)
+    theirs = train_test_split(idx, test_size=size, random_state=seed, stratify=strata)
+    assert ours[0].tolist() == theirs[0].tolist() and ours[1].tolist() == theirs[1].tolist()
+
+
+def test_holding_out_every_row_is_an_error_that_names_the_option():
+    with pytest.raises(DataError) as info:
+        split(4, y=None, test_size=0.8, valid_size=0.2, seed=0, source="t.csv")
+    assert str(info.value) == ("t.csv: holding out 0.8 of 4 rows for the test split leaves none to train on: "
+                               "add rows or lower --test-size")
+
+
 def test_split_is_deterministic_per_seed():
     y = np.tile([0, 1], 50)
     a = split(100, y=y, test_size=0.3, valid_size=0.2, seed=1)

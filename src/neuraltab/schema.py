@@ -9,6 +9,7 @@ train/valid/test split; ``fingerprint`` records what a model was trained on. Rea
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -418,8 +419,6 @@ def split(
     >>> len(tr), len(va), len(te)
     (56, 14, 30)
     """
-    from sklearn.model_selection import train_test_split
-
     index = np.arange(n_rows)
     min_rows = 2 if test_size == 0 else 4
     if n_rows < min_rows:
@@ -431,6 +430,10 @@ def split(
         return index, index[:0], index[:0]
 
     def _cut(idx: np.ndarray, size: float, what: str) -> tuple[np.ndarray, np.ndarray]:
+        if math.ceil(size * len(idx)) >= len(idx):
+            option = "--test-size" if what == "test" else "--valid-size"
+            raise DataError(f"{source}: holding out {size:g} of {len(idx)} rows for the {what} split leaves none to "
+                            f"train on: add rows or lower {option}")
         strat = y[idx] if y is not None else None
         if strat is not None:
             counts = np.bincount(strat)
@@ -438,7 +441,7 @@ def split(
             if counts[counts > 0].min() < 2 or n_held < (counts > 0).sum() or len(idx) - n_held < (counts > 0).sum():
                 notify(f"{source}: some classes are too rare to stratify the {what} split; it is random instead")
                 strat = None
-        return train_test_split(idx, test_size=size, random_state=seed, stratify=strat)
+        return _shuffle_split(idx, size, seed=seed, strata=strat)
 
     if test_size > 0:
         rest, test = _cut(index, test_size, "test")
@@ -446,3 +449,48 @@ def split(
         rest, test = index, index[:0]
     train, valid = _cut(rest, valid_size, "validation")
     return np.sort(train), np.sort(valid), np.sort(test)
+
+
+def _shuffle_split(idx: np.ndarray, size: float, *, seed: int, strata: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``idx`` → (kept, held out), ``ceil(size * len(idx))`` held out, in shuffled order.
+
+    These are the draws of scikit-learn's ``train_test_split(idx, test_size=size, random_state=seed,
+    stratify=strata)`` (tests/test_schema.py checks that they are equal), made here because importing scikit-learn
+    costs ~0.8 s of every start. A seed therefore splits a table as it did when neuraltab called scikit-learn.
+    With ``strata`` (class codes), each class is held out in proportion: the counts are apportioned by largest
+    remainder (ties broken at random), then each class's rows are shuffled and cut.
+    """
+    rng = np.random.RandomState(seed)
+    n_held = math.ceil(size * len(idx))
+    n_kept = len(idx) - n_held
+    if strata is None:
+        order = rng.permutation(len(idx))
+        return idx[order[n_held:]], idx[order[:n_held]]
+    _, group, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    members = np.split(np.argsort(group, kind="stable"), np.cumsum(counts)[:-1])
+    kept_per = _apportion(counts, n_kept, rng)
+    held_per = _apportion(counts - kept_per, n_held, rng)
+    kept, held = [], []
+    for rows, count, n_k, n_h in zip(members, counts, kept_per, held_per):
+        rows = rows[rng.permutation(count)]
+        kept.append(rows[:n_k])
+        held.append(rows[n_k:n_k + n_h])
+    return idx[rng.permutation(np.concatenate(kept))], idx[rng.permutation(np.concatenate(held))]
+
+
+def _apportion(counts: np.ndarray, total: int, rng: np.random.RandomState) -> np.ndarray:
+    """``total`` draws shared out in proportion to ``counts``: floors first, then one more for the largest
+    remainders, ties broken at random."""
+    share = counts / counts.sum() * total
+    out = np.floor(share)
+    missing = int(total - out.sum())
+    if missing > 0:
+        remainder = share - out
+        for value in np.unique(remainder)[::-1]:
+            tied = np.flatnonzero(remainder == value)
+            take = min(len(tied), missing)
+            out[rng.choice(tied, size=take, replace=False)] += 1
+            missing -= take
+            if missing == 0:
+                break
+    return out.astype(int)
