@@ -9,7 +9,7 @@ import torch
 
 from neuraltab.checkpoint import Checkpoint
 from neuraltab.config import TrainConfig, resolve
-from neuraltab.model.tabm import TabM, _Dropout, dropout_mask
+from neuraltab.model.tabm import TabM, _Dropout, dropout_mask, dropout_scale, kept_levels
 from neuraltab.tabm_step import TabMStepper, _drop, make_tabm_stepper
 from neuraltab.training import _autograd_epoch, _make_optimizer, train
 
@@ -127,20 +127,28 @@ def test_bf16_gradients_are_as_close_to_float32_as_autocasts_are():
         assert 0 < step_error < 1.5 * autocast_error + 0.01, (name, step_error, autocast_error)
 
 
-def test_dropout_mask_keeps_1_minus_p_and_the_model_draws_the_same_masks():
+@pytest.mark.parametrize(("p", "kept"), [(0.1, 230), (0.25, 192), (0.5, 128), (0.999, 1), (0.001, 256)])
+def test_dropout_mask_drops_p_rounded_to_a_256th_and_the_model_draws_the_same_masks(p, kept):
+    assert kept_levels(p) == kept and dropout_scale(p) == 256 / kept
     torch.manual_seed(0)
-    mask = dropout_mask((1000, 301), 0.25)
-    assert mask.dtype == torch.int16 and set(mask.unique().tolist()) == {-1, 0}
-    assert abs(float((mask == 0).float().mean()) - 0.25) < 0.005
+    mask = dropout_mask((1000, 301), p)
+    assert mask.dtype == torch.int16 and set(mask.unique().tolist()) <= {-1, 0}
+    dropped_share = float((mask == 0).float().mean())
+    assert abs(dropped_share - (1 - kept / 256)) < 4 * (p * (1 - p) / mask.numel()) ** 0.5 + 1e-9
     h = torch.rand(64, 48) + 0.5  # positive, as after a ReLU
     torch.manual_seed(3)
-    dropped = _Dropout(0.3).train()(h)
+    dropped = _Dropout(p).train()(h)
     for dtype in (torch.float32, torch.bfloat16):
         torch.manual_seed(3)
         ours = h.to(dtype)
-        _drop(ours, 0.3)  # in place, without the 1 / (1 - p)
+        _drop(ours, p)  # in place, without the rescaling
         assert torch.equal(ours == 0, dropped == 0)
-        torch.testing.assert_close(ours.float()[ours != 0] / 0.7, dropped[dropped != 0], rtol=1e-2, atol=0)
+        torch.testing.assert_close(ours.float()[ours != 0] * dropout_scale(p), dropped[dropped != 0], rtol=1e-2,
+                                   atol=0)
+    # the kept elements average the input: the rescaling is by the share actually kept, not 1 / (1 - p)
+    torch.manual_seed(5)
+    ones = _Dropout(p).train()(torch.ones(400_000))
+    assert abs(float(ones.mean()) - 1) < 4 * (p / (1 - p) / 400_000) ** 0.5 + 1e-9
 
 
 def test_stop_request_ends_the_epoch_after_the_current_step():

@@ -39,7 +39,8 @@ class TrainConfig:
     n_blocks: int = 2  # backbone depth
     d_embedding: int = 16  # size of each numeric feature's piecewise-linear embedding; 0 = raw numbers
     n_bins: int = 48  # quantile bins per numeric feature for the embeddings (capped by the data)
-    dropout: float | None = None  # None = 0.1 for the default model, 0 for the plain MLP
+    dropout: float | None = None  # None = 0.1 for the default model, 0 for the plain MLP; the default model's CPU
+    # steps draw 8-bit uniforms, so there the rate is rounded to a multiple of 1/256 (0.1 -> 0.1016)
     # --- optimisation -------------------------------------------------------------------------------------------
     optimizer: str = "adamw"  # adamw | adam | sgd
     lr: float | None = None  # None = 2e-3 (default model) or 1e-3 (plain MLP, as Keras' Adam)

@@ -50,10 +50,16 @@ class FlatAdam:
                                    maximize=False, weight_decay=weight_decay * (1.0 if decoupled else grad_scale))
         self._kernel = kernel
 
-    def step(self) -> None:
-        """One update of ``flat["w"]`` from ``flat["grad"]`` (the kernel counts the step as torch.optim does)."""
+    def step(self, divide_by: Tensor | None = None) -> None:
+        """One update of ``flat["w"]`` from ``flat["grad"]`` (the kernel counts the step as torch.optim does).
+
+        ``divide_by``: a one-element tensor the kernel divides the gradients by first, in the same pass (gradient
+        clipping's factor; the gradient buffer is left divided)."""
         self.steps.add_(self._one)
-        self._kernel(*self._kernel_args, **self._kernel_kwargs)
+        if divide_by is None:
+            self._kernel(*self._kernel_args, **self._kernel_kwargs)
+        else:
+            self._kernel(*self._kernel_args, **self._kernel_kwargs, grad_scale=divide_by, found_inf=None)
 
     def state_dict(self) -> dict[str, Any]:
         """``torch.optim.Adam(fused=True)``'s state_dict for the same parameters (no state before the first step)."""

@@ -10,15 +10,17 @@ graph, in ~3.5 ms (``benchmarks/step.py``):
   matrix (embeddings or raw numbers, then one-hot columns) is built in a buffer reused from step to step, so memory
   stays that of the input tensors, not rows × input width;
 * a batch's numeric embeddings are one small batched GEMM per direction: per feature, ``[PLE(x), 1, x]`` (built from
-  the bins) times ``[W; bias0; weight0]``, and the transposed encoding times the embeddings' gradient;
+  the bins) times ``[W; bias0; weight0]``, and the transposed encoding times the embeddings' gradient (a table
+  lookup as in the model's forward, with an ``index_add_`` backward, was no faster here);
 * every weight is cast to the compute dtype once a step; each layer is one GEMM with its bias and ReLU fused
   (oneDNN), and the k members' heads are one block-diagonal GEMM whose outputs are class-major (``[B, classes,
   k]``: a softmax over a middle dimension is ~4× faster than over a last dimension of 2);
 * dropout masks are bit masks (:func:`dropout_mask`, the same draws as the model's own dropout) ANDed into the
-  activations, its ``1 / (1 - p)`` is folded into the next layer's weights, and the ReLU+dropout backward is one
-  ``threshold_backward`` on the dropped activations;
+  activations, their rescaling (:func:`dropout_scale`) is folded into the next layer's weights, and the
+  ReLU+dropout backward is one ``threshold_backward`` on the dropped activations;
 * weights, gradients and Adam's moments each live in one flat buffer (:class:`FlatAdam`): gradient clipping is
-  one norm and the optimizer is one call of PyTorch's fused Adam/AdamW kernel.
+  one norm, and the optimizer is one call of PyTorch's fused Adam/AdamW kernel, which also divides the gradients
+  by clipping's factor.
 
 With ``precision="bf16"`` the matrix products run in bfloat16 as under autocast (activations bfloat16, weights,
 gradients, embeddings and the loss float32); with ``"fp32"`` the step equals the autograd one up to rounding
@@ -34,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from .flat_adam import FlatAdam, covers
-from .model.tabm import TabM, _linear, dropout_mask, stack_first_layer
+from .model.tabm import TabM, _linear, dropout_mask, dropout_scale, stack_first_layer
 
 __all__ = ["TabMStepper", "make_tabm_stepper"]
 
@@ -61,7 +63,7 @@ class TabMStepper:
         self.batch_size, self.grad_clip, self.dtype = batch_size, grad_clip, dtype
         drops = [m.p for m in model.blocks if isinstance(m, nn.Dropout)]
         self.p = drops[0] if drops else 0.0
-        self.inv_keep = 1.0 / (1.0 - self.p)
+        self.inv_keep = dropout_scale(self.p) if self.p else 1.0
         self.k, self.d, self.n_out = model.k, model.blocks[0].out_features, model.n_out
         self.block_heads = model.block_diagonal_heads
         # weights, gradients and both moments each live in one flat buffer with the model's parameter shapes
@@ -71,13 +73,14 @@ class TabMStepper:
         self.flat = self.optimizer.flat
         self.w, self.g = self._views(self.flat["w"]), self._views(self.flat["grad"])
 
-        # the training rows as tensors [rows, ...]: numbers (and their bins), category codes (shifted into the one-hot
-        # columns' positions), labels; an epoch gathers them in shuffled order
+        # the training rows as tensors [rows, ...]: numbers (and their bins), category codes (shifted to their one-hot
+        # columns in the input matrix), labels; an epoch gathers them in shuffled order
         emb = model.num_embeddings
         self.n = len(y)
         self.embedded = emb is not None
         self.n_num = model.n_num
-        columns = {"numbers": x_num, "codes": x_cat + model.cat_offsets,
+        self.n_numeric_inputs = model.n_num * emb.weight0.shape[1] if emb is not None else model.n_num
+        columns = {"numbers": x_num, "codes": x_cat + model.cat_offsets + self.n_numeric_inputs,
                    "y": y.reshape(-1, 1).float() if task == "regression" else y.reshape(-1, 1)}
         if self.embedded:
             self.d_emb, self.n_bins = emb.weight0.shape[1], emb.weight.shape[1]
@@ -87,12 +90,11 @@ class TabMStepper:
             self.bin_range = torch.arange(self.n_bins)
             self.encodings: dict[int, Tensor] = {}  # per batch size: [n_num, B, T + 2], ones in column T
         self.columns = columns
-        self.n_numeric_inputs = self.n_num * self.d_emb if self.embedded else self.n_num
         d_in = self.n_numeric_inputs + sum(model.cat_cardinalities)
         self.inputs: dict[int, Tensor] = {}  # per batch size: [B, d_in], the batch's input matrix
         self.minus_ones: dict[int, Tensor] = {}
         # the weights in the compute dtype, rewritten every step (the members' first layers stacked, the later layers
-        # and heads with the previous dropout's 1 / (1 - p) folded in; off its diagonal blocks the head grid stays 0)
+        # and heads with the previous dropout's rescaling folded in; off its diagonal blocks the head grid stays 0)
         k, d = self.k, self.d
         self.names = [name for name, m in model.blocks.named_children() if isinstance(m, nn.Linear)]
         self.first_c = torch.empty(k * d, d_in, dtype=dtype)
@@ -136,8 +138,7 @@ class TabMStepper:
         for start in range(0, n, B):
             rows = slice(start, start + B)
             batch = {name: t[:, rows] if name in feature_major else t[rows] for name, t in rows_of.items()}
-            self._step(batch, out[rows])
-            adam()
+            adam(self._step(batch, out[rows]))
             seen = min(start + B, n)
             if should_stop():
                 break
@@ -150,8 +151,10 @@ class TabMStepper:
             loss = -torch.log_softmax(logits, 1).gather(1, y[:, :, None].expand(-1, 1, self.k)).sum() / self.k
         return float(loss) / seen, seen == n
 
-    def _step(self, batch: dict[str, Tensor], out: Tensor) -> None:
-        """Forward and backward of one batch: gradients into ``self.flat["grad"]`` (clipped), logits into ``out``."""
+    def _step(self, batch: dict[str, Tensor], out: Tensor) -> Tensor | None:
+        """Forward and backward of one batch: gradients into ``self.flat["grad"]``, logits into ``out``. Returns
+        what the gradients must be divided by to clip their norm (None without clipping): the optimizer's kernel
+        divides them in its own pass."""
         w, g, dt = self.w, self.g, self.dtype
         k, d, n_out, B = self.k, self.d, self.n_out, len(batch["y"])
         p, inv_keep = self.p, self.inv_keep
@@ -170,7 +173,7 @@ class TabMStepper:
             numeric.copy_(batch["numbers"])
         if self.model.cat_cardinalities:
             x[:, self.n_numeric_inputs:].zero_()
-            x.scatter_(1, batch["codes"] + self.n_numeric_inputs, 1.0)
+            x.scatter_(1, batch["codes"], 1.0)
         xc = x.to(dt)
         w1, scaling = w["blocks.0.weight"], w["scaling"]
         w_first = stack_first_layer(w1, scaling, out=self.first_c)  # the members' first layers as one
@@ -181,7 +184,7 @@ class TabMStepper:
             _drop(h, p)
         acts = [h.view(B * k, d)]
         for name, (weight, bias) in zip(self.names[1:], later):
-            torch.mul(w[f"blocks.{name}.weight"], inv_keep, out=weight)  # the previous dropout's 1 / (1 - p)
+            torch.mul(w[f"blocks.{name}.weight"], inv_keep, out=weight)  # the previous dropout's rescaling
             bias.copy_(w[f"blocks.{name}.bias"])
             h = _linear(acts[-1], weight, bias, relu=True)
             if p:
@@ -226,7 +229,7 @@ class TabMStepper:
             g[f"blocks.{names[i]}.bias"].copy_(d_pre.sum(0))  # accumulated in float32, rounded to dt (autocast too)
             d_act = torch.mm(d_pre, later[i - 1][0])
         d_pre = _threshold_backward(d_act, acts[0], 0).view(B, k * d)
-        d_first = torch.mm(d_pre.t(), xc).float().view(k, d, -1)  # [k, d, d_in]
+        d_first = torch.mm(d_pre.t(), xc).view(k, d, -1)  # [k, d, d_in], in dt: the products below are float32
         g["blocks.0.bias"].copy_(d_pre.view(B * k, d).sum(0))  # (sum(dtype=float32) would copy d_pre first)
         torch.sum(d_first * scaling[:, None, :], 0, out=g["blocks.0.weight"])
         torch.sum(d_first * w1[None], 1, out=g["scaling"])
@@ -238,10 +241,11 @@ class TabMStepper:
             g["num_embeddings.weight"].copy_(d_weights[:, :T])
             g["num_embeddings.bias0"].copy_(d_weights[:, T])
             g["num_embeddings.weight0"].copy_(d_weights[:, T + 1])
-        if self.grad_clip:
-            grads = self.flat["grad"]
-            norm = torch.linalg.vector_norm(grads)
-            grads.mul_(torch.clamp(self.grad_clip / (norm + 1e-6), max=1.0))
+        if not self.grad_clip:
+            return None
+        # clip_grad_norm_ multiplies by min(clip / (norm + 1e-6), 1): the same, as a divisor
+        norm = torch.linalg.vector_norm(self.flat["grad"])
+        return norm.add_(1e-6).div_(self.grad_clip).clamp_min_(1.0)
 
     def _minus_ones(self, batch: int) -> Tensor:
         """[B, 1, k] of -1: what the label's logit gradient gets added (per batch size, made once)."""
