@@ -168,3 +168,13 @@ def test_threads_for_gives_one_thread_to_tiny_steps_and_all_cores_to_big_ones():
     threads_for(with_dropout, batch_size=32, cores=2)
     assert torch.equal(state, torch.get_rng_state())  # counting FLOPs draws no dropout mask
     assert with_dropout.training  # and leaves the mode as it was
+
+
+@pytest.mark.parametrize("n_classes", [2, 7, 8, 9, 26])
+def test_mean_probabilities_equal_the_members_softmax_averaged(n_classes):
+    from neuraltab.training import _mean_probabilities
+
+    logits = torch.randn(300, 8, n_classes, generator=torch.Generator().manual_seed(n_classes)) * 4
+    ours = _mean_probabilities(logits)
+    torch.testing.assert_close(ours, logits.softmax(-1).mean(1), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(ours.sum(1), torch.ones(300))

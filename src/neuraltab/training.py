@@ -123,9 +123,21 @@ def predict_output(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *
         else:
             with autocast(x_num.device, precision):
                 out = model(x_num[rows], x_cat[rows]).float()  # [b, k, n_out]
-        outs.append(out.mean(1).squeeze(-1) if task == "regression" else out.softmax(-1).mean(1))
+        outs.append(out.mean(1).squeeze(-1) if task == "regression" else _mean_probabilities(out))
     model.train(was_training)
     return torch.cat(outs)
+
+
+def _mean_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """float32[B, k, C] logits → the members' mean probabilities [B, C].
+
+    PyTorch's CPU softmax over a short last dimension is slow: for 2 or 7 classes, a softmax over the classes laid
+    out class-major ([B, C, k], contiguous) took a third of the time (2,100 rows: 0.15 vs 0.45 ms); for 26 classes it
+    was 7x slower instead, hence the cut-off.
+    """
+    if logits.shape[-1] <= 8:
+        return logits.transpose(1, 2).contiguous().softmax(1).mean(2)
+    return logits.softmax(-1).mean(1)
 
 
 def threads_for(model: nn.Module, *, batch_size: int, cores: int) -> int:
