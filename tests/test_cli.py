@@ -443,6 +443,20 @@ def test_console_script_predict_to_stdout_is_pure_csv(trained, tmp_path):
     assert "'notes'" in proc.stderr  # the notice went to stderr, not into the CSV
 
 
+@pytest.mark.parametrize(("args", "status", "stream", "text"), [
+    (["--help"], 0, "stdout", "train"),
+    (["train", "missing.csv", "--target", "y"], 2, "stderr", "error: missing.csv: file not found"),
+    (["train", "--no-such-option"], 2, "stderr", "error: No such option"),
+])
+def test_python_m_exits_with_mains_status_and_delivers_its_output(tmp_path, args, status, stream, text):
+    # `python -m neuraltab.cli` and the console script end through cli.run, which skips the interpreter's teardown
+    # (os._exit): the status and every byte written before it must still arrive
+    proc = subprocess.run([sys.executable, "-m", "neuraltab.cli", *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == status
+    assert text in getattr(proc, stream) and "Traceback" not in proc.stderr
+
+
 # ======================================================================================================================
 # demo
 # ======================================================================================================================

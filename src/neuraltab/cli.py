@@ -440,5 +440,30 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def run() -> None:
+    """The ``neuraltab`` command: :func:`main`, then end the process without the interpreter's teardown.
+
+    With torch loaded, Python's teardown (freeing the objects of some 2,000 modules) took ~0.5 s of every command on
+    a 2-core machine, a quarter of a short ``predict``. When main returns, every output has been written atomically
+    and closed; this flushes stdout and stderr and exits with main's status. An unexpected exception still ends the
+    process the usual way, with its traceback. Library callers of :func:`main` are unaffected.
+    """
+    try:
+        main()
+        code: Any = 0
+    except SystemExit as exc:
+        code = exc.code
+    if not isinstance(code, int):
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`) or a closed stream: nothing more to deliver
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    run()
