@@ -20,7 +20,8 @@ def _stat(ticks: dict[str, tuple[int, int]]) -> str:
 def _sample(tmp_path, before, after, cpus):
     path = tmp_path / "stat"
     path.write_text(_stat(before))
-    return busy_cores_elsewhere(0.0, stat_path=str(path), cpus=cpus, sleep=lambda _: path.write_text(_stat(after)))
+    return busy_cores_elsewhere(0.0, stat_path=str(path), cpus=cpus, sleep=lambda _: path.write_text(_stat(after)),
+                                own_cpu_seconds=lambda: 0.0)
 
 
 def test_busy_cores_count_only_the_cpus_this_process_may_use(tmp_path):
@@ -31,6 +32,21 @@ def test_busy_cores_count_only_the_cpus_this_process_may_use(tmp_path):
     assert _sample(tmp_path, before, after, {0, 1, 2}) == pytest.approx(2.0)
     half = {"cpu0": (105, 105), "cpu1": (100, 110), "cpu2": (100, 100)}
     assert _sample(tmp_path, before, half, {0, 1}) == pytest.approx(0.5)
+
+
+def test_this_processs_own_cpu_time_meanwhile_is_not_counted_as_others(tmp_path):
+    path = tmp_path / "stat"
+    before = {"cpu0": (100, 100), "cpu1": (100, 100)}
+    path.write_text(_stat(before))
+    clock = iter([5.0, 5.3])  # this process used 0.3 s of CPU (30 ticks) while it imported
+    after = {"cpu0": (130, 100), "cpu1": (120, 110)}  # 50 busy ticks of 60: 30 ours, 20 another process's
+
+    def work():
+        path.write_text(_stat(after))
+
+    busy = busy_cores_elsewhere(0.0, stat_path=str(path), cpus={0, 1}, meanwhile=work,
+                                own_cpu_seconds=lambda: next(clock), sleep=lambda _: None)
+    assert busy == pytest.approx(20 / 60 * 2)
 
 
 def test_busy_cores_is_none_where_proc_stat_cannot_be_read(tmp_path):
@@ -51,8 +67,10 @@ def test_busy_cores_is_none_where_proc_stat_cannot_be_read(tmp_path):
 def test_passive_waiting_only_when_others_keep_the_cpu_busy(busy, environ, modules, expected):
     env = dict(environ)
     sampled = []
-    result = choose_wait_policy(environ=env, modules=modules, sample=lambda: sampled.append(1) or busy)
-    assert result == expected
+    imported = []
+    result = choose_wait_policy(environ=env, modules=modules, meanwhile=lambda: imported.append(1),
+                                sample=lambda meanwhile: sampled.append(1) or meanwhile() or busy)
+    assert result == expected and imported == [1]  # the work to overlap with the sample runs once, sampled or not
     assert env.get("OMP_WAIT_POLICY") == (expected or environ.get("OMP_WAIT_POLICY"))
     assert env.keys() - environ.keys() <= {"OMP_WAIT_POLICY"}
     if environ or modules:

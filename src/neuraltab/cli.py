@@ -20,9 +20,18 @@ from rich.table import Table
 
 from .contention import choose_wait_policy
 
+
+def _import_table_libraries() -> None:
+    """What the 0.1 s CPU sample overlaps with: pandas and pyarrow's CSV reader, which api imports anyway and which do
+    not start OpenMP."""
+    import pandas  # noqa: F401
+    import pyarrow.csv  # noqa: F401
+
+
 # Before torch loads (api imports it), for the commands that compute: OpenMP's threads wait passively when other
 # processes keep the CPU busy (contention.py). Not for `info` or `--help`, which would only pay the 0.1 s sample.
-WAIT_POLICY = choose_wait_policy() if sys.argv[1:2] in (["train"], ["evaluate"], ["predict"], ["demo"]) else None
+WAIT_POLICY = choose_wait_policy(meanwhile=_import_table_libraries) \
+    if sys.argv[1:2] in (["train"], ["evaluate"], ["predict"], ["demo"]) else None
 
 from . import api  # noqa: E402
 from .artifacts import atomic_write_bytes, check_writable  # noqa: E402

@@ -12,7 +12,8 @@ spinning (OpenMP's default)                 2.9-3.1 ms    11.5-17.0 ms
 ==========================================  ============  ===================
 
 So the CLI samples, for 0.1 s, how much of the cores it may run on other processes keep busy, and asks for passive
-waiting when that is half a core or more. The policy decides only how threads wait, never what they compute, so
+waiting when that is half a core or more. It imports pandas meanwhile (pandas does not start OpenMP) and takes its
+own CPU time off the busy time, so the sample costs no wall time of its own. The policy decides only how threads wait, never what they compute, so
 results are the same either way. It is left alone when the user set any OpenMP waiting variable, and it has no
 effect once torch is loaded (the OpenMP runtime reads it when it starts).
 """
@@ -45,14 +46,30 @@ def _read_stat(path: str) -> dict[str, tuple[int, int]]:
 
 
 def busy_cores_elsewhere(interval: float = 0.1, *, stat_path: str = "/proc/stat",
-                         cpus: set[int] | None = None, sleep: Callable[[float], None] = time.sleep) -> float | None:
-    """How many of the CPUs this process may run on other processes keep busy, averaged over ``interval`` seconds
-    (this process sleeps meanwhile, so the busy time is theirs). None where /proc/stat cannot be read."""
+                         cpus: set[int] | None = None, sleep: Callable[[float], None] = time.sleep,
+                         meanwhile: Callable[[], object] | None = None,
+                         own_cpu_seconds: Callable[[], float] = time.process_time) -> float | None:
+    """How many of the CPUs this process may run on other processes keep busy, averaged over at least ``interval``
+    seconds. None where /proc/stat cannot be read.
+
+    ``meanwhile``: work for this process to do during the interval instead of only sleeping (the CLI imports pandas,
+    which it needs anyway). The CPU time this process spends meanwhile (``own_cpu_seconds``, all its threads) is
+    taken off the busy time, so what remains is other processes'.
+    """
     if cpus is None:
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
     try:
         before = _read_stat(stat_path)
-        sleep(interval)
+    except (OSError, ValueError, IndexError):
+        return None
+    started, own_before = time.monotonic(), own_cpu_seconds()
+    if meanwhile is not None:
+        meanwhile()
+    remaining = interval - (time.monotonic() - started)
+    if remaining > 0 or meanwhile is None:
+        sleep(max(remaining, 0.0))
+    own = own_cpu_seconds() - own_before
+    try:
         after = _read_stat(stat_path)
     except (OSError, ValueError, IndexError):
         return None
@@ -64,16 +81,24 @@ def busy_cores_elsewhere(interval: float = 0.1, *, stat_path: str = "/proc/stat"
             total += after[name][1] - before[name][1]
     if total <= 0:
         return None
-    return busy / total * len(names)
+    busy_elsewhere = max(busy - own * _TICKS_PER_SECOND, 0.0)
+    return busy_elsewhere / total * len(names)
+
+
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/stat's unit
 
 
 def choose_wait_policy(*, environ: MutableMapping[str, str] = os.environ, modules: Mapping[str, object] = sys.modules,
-                       sample: Callable[[], float | None] = busy_cores_elsewhere) -> str | None:
+                       sample: Callable[..., float | None] = busy_cores_elsewhere,
+                       meanwhile: Callable[[], object] | None = None) -> str | None:
     """Set ``OMP_WAIT_POLICY=PASSIVE`` in ``environ`` when other processes keep half a core or more busy; return
-    the value set, or None when nothing was changed (idle machine, the user's own setting, torch already loaded)."""
+    the value set, or None when nothing was changed (idle machine, the user's own setting, torch already loaded).
+    ``meanwhile`` runs either way: during the sample (``sample(meanwhile=...)``) when there is one."""
     if any(name in environ for name in WAIT_VARIABLES) or "torch" in modules:
+        if meanwhile is not None:
+            meanwhile()
         return None
-    busy = sample()
+    busy = sample(meanwhile=meanwhile)
     if busy is None or busy < BUSY_THRESHOLD:
         return None
     environ["OMP_WAIT_POLICY"] = "PASSIVE"
