@@ -10,6 +10,8 @@ Sections (each prints a markdown table; --json writes every number):
 2. classic:  the 2017 recipe on hr.csv (one-hot, 70/30 split, Dense 64-64, batch 32, Adam, no early stopping):
              neuraltab (1000 epochs, CLI) vs a Keras 3 port and a plain PyTorch DataLoader loop. The baselines run
              --baseline-epochs epochs and are extrapolated to 1000 (their per-epoch time is flat after the first).
+             With a Keras python, --paired-rounds rounds (default 5) then run neuraltab and Keras back to back,
+             order alternating, for a ratio the machine's drift over minutes cannot skew: the median round's.
 3. default:  `neuraltab train hr.csv --target left`: wall time, training throughput, FLOPs → lower bound.
 4. predict:  a 1,000,000-row CSV (hr.csv resampled) → predictions CSV with the CLI, the time split into
              read / transform / forward / write, vs LightGBM's default model on the same file; peak RSS of each.
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -211,6 +214,48 @@ def classic(args: argparse.Namespace, tmp: Path, results: dict[str, Any]) -> Non
         print(f"\nBaselines ran {args.baseline_epochs} epochs; their {args.classic_epochs}-epoch time is the first epoch "
               f"plus the median epoch × {args.classic_epochs - 1}, and their accuracy is after {args.baseline_epochs} "
               "epochs.")
+    if args.keras_python and args.paired_rounds:
+        results["classic"]["paired"] = paired_classic(args, tmp)
+
+
+def paired_classic(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """neuraltab's and Keras' s/epoch measured back to back, a few times, in alternating order.
+
+    The runs above are minutes apart, and this shared machine's speed drifts by up to 1.5x over minutes, so their
+    ratio mixes the two systems with the machine's mood. Here each round runs both within seconds of each other
+    (neuraltab ``--paired-epochs`` epochs, Keras a tenth as many: its epochs take ~20x longer), and the verdict is the
+    median of the rounds' ratios.
+    """
+    rounds = []
+    keras_epochs = max(args.paired_epochs // 10, 4)
+    for r in range(args.paired_rounds):
+        times: dict[str, float] = {}
+        for name in (("neuraltab", "keras") if r % 2 == 0 else ("keras", "neuraltab")):
+            if name == "neuraltab":
+                res, _, _ = measured([*neuraltab_cmd(), "train", str(args.data), "--target", args.target, *CLASSIC,
+                                      "--epochs", str(args.paired_epochs), "--json", "-q", "--force",
+                                      "-o", str(tmp / "paired.ntab")])
+                if res.returncode:
+                    raise SystemExit(f"neuraltab classic failed:\n{res.stderr}")
+                times[name] = json.loads(res.stdout)["train_seconds"] / args.paired_epochs
+            else:
+                res, _, _ = measured([args.keras_python, str(HERE / "baselines" / "keras_classic.py"), str(args.data),
+                                      args.target, str(keras_epochs)])
+                if res.returncode:
+                    print(f"keras baseline failed (no paired rounds):\n{res.stderr[-2000:]}", file=sys.stderr)
+                    return {}
+                times[name] = last_json(res.stdout)["s_per_epoch"]
+        rounds.append({"round": r + 1, "neuraltab_s_per_epoch": times["neuraltab"],
+                       "keras_s_per_epoch": times["keras"], "ratio": times["keras"] / times["neuraltab"]})
+    median = statistics.median(r["ratio"] for r in rounds)
+    table(f"Classic recipe, paired rounds: neuraltab {args.paired_epochs} epochs (mean s/epoch) and Keras "
+          f"{keras_epochs} epochs (median s/epoch after the first) back to back, order alternating",
+          ["round", "neuraltab s/epoch", "Keras s/epoch", "Keras ÷ neuraltab"],
+          [[r["round"], r["neuraltab_s_per_epoch"], r["keras_s_per_epoch"], r["ratio"]] for r in rounds])
+    print(f"\nmedian ratio over {len(rounds)} rounds: {median:.1f}x "
+          f"(min {min(r['ratio'] for r in rounds):.1f}, max {max(r['ratio'] for r in rounds):.1f})")
+    return {"rounds": rounds, "median_ratio": median, "neuraltab_epochs": args.paired_epochs,
+            "keras_epochs": keras_epochs}
 
 
 # --- 3. default model ----------------------------------------------------------------------------------------------
@@ -341,6 +386,9 @@ def main() -> None:
                         help="a python with keras 3 + tensorflow for the Keras baseline [default: skip it]")
     parser.add_argument("--classic-epochs", type=int, default=1000)
     parser.add_argument("--baseline-epochs", type=int, default=50)
+    parser.add_argument("--paired-rounds", type=int, default=5,
+                        help="rounds of neuraltab and Keras back to back for the classic ratio (0 = none)")
+    parser.add_argument("--paired-epochs", type=int, default=100, help="neuraltab's epochs per paired round")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the prediction benchmark's CSV")
     parser.add_argument("--json", type=Path, default=None, help="write every number here")
     args = parser.parse_args()

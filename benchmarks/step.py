@@ -50,8 +50,11 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data} not found: pass --data")
+    from neuraltab.cli import keep_freed_memory
     from neuraltab.tabm_step import make_tabm_stepper
     from neuraltab.training import _autograd_epoch, _make_optimizer, native_bf16
+
+    keep_freed_memory()  # as the CLI does: freed blocks stay in the heap instead of faulting in again every step
 
     options = {k: int(v) if v.isdigit() else v for k, v in (o.split("=", 1) for o in args.option)}
     seen = capture(args.data, args.target, options)
