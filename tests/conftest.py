@@ -86,3 +86,19 @@ def write_file(tmp_path, name: str, content: str | bytes, encoding: str = "utf-8
     path = tmp_path / name
     path.write_bytes(content if isinstance(content, bytes) else content.encode(encoding))
     return path
+
+
+def assert_matches_torch_optim(ref, ref_opt, fast, fast_state: dict, *, steps: int, param_rtol: float,
+                               exp_avg_atol: float) -> None:
+    """A hand-derived step's model and optimizer state (``fast``, ``fast_state`` in torch.optim's format) against
+    the autograd path's (``ref``, ``ref_opt``) after ``steps`` steps: hyperparameters equal, weights and both Adam
+    moments close, step counts exact."""
+    import torch
+
+    assert fast_state["param_groups"] == ref_opt.state_dict()["param_groups"]
+    for i, ((name, p_ref), p_fast) in enumerate(zip(ref.named_parameters(), fast.parameters())):
+        torch.testing.assert_close(p_fast, p_ref, rtol=param_rtol, atol=1e-5, msg=name)
+        s_ref, s_fast = ref_opt.state[p_ref], fast_state["state"][i]
+        assert float(s_fast["step"]) == float(s_ref["step"]) == steps
+        torch.testing.assert_close(s_fast["exp_avg"], s_ref["exp_avg"], rtol=1e-4, atol=exp_avg_atol, msg=name)
+        torch.testing.assert_close(s_fast["exp_avg_sq"], s_ref["exp_avg_sq"], rtol=1e-4, atol=1e-9, msg=name)

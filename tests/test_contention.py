@@ -20,7 +20,7 @@ def _stat(ticks: dict[str, tuple[int, int]]) -> str:
 def _sample(tmp_path, before, after, cpus):
     path = tmp_path / "stat"
     path.write_text(_stat(before))
-    return busy_cores_elsewhere(0.0, stat_path=str(path), cpus=cpus, sleep=lambda _: path.write_text(_stat(after)),
+    return busy_cores_elsewhere(0.0, stat_path=str(path), cpus=cpus, meanwhile=lambda: path.write_text(_stat(after)),
                                 own_cpu_seconds=lambda: 0.0)
 
 
@@ -44,13 +44,18 @@ def test_this_processs_own_cpu_time_meanwhile_is_not_counted_as_others(tmp_path)
     def work():
         path.write_text(_stat(after))
 
+    slept = []
     busy = busy_cores_elsewhere(0.0, stat_path=str(path), cpus={0, 1}, meanwhile=work,
-                                own_cpu_seconds=lambda: next(clock), sleep=lambda _: None)
+                                own_cpu_seconds=lambda: next(clock), sleep=slept.append)
     assert busy == pytest.approx(20 / 60 * 2)
+    assert slept == []  # the work took longer than the interval: no extra wait
 
 
 def test_busy_cores_is_none_where_proc_stat_cannot_be_read(tmp_path):
-    assert busy_cores_elsewhere(0.0, stat_path=str(tmp_path / "missing"), cpus={0}) is None
+    ran, slept = [], []
+    assert busy_cores_elsewhere(0.1, stat_path=str(tmp_path / "missing"), cpus={0}, meanwhile=lambda: ran.append(1),
+                                sleep=slept.append) is None
+    assert ran == [1] and slept == []  # the work to overlap still runs; nothing to wait for
     still = {"cpu0": (100, 100)}
     assert _sample(tmp_path, still, still, {0}) is None  # no ticks passed
 

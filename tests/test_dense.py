@@ -11,6 +11,8 @@ from neuraltab.dense import DenseStepper, make_dense_stepper
 from neuraltab.model.mlp import MLP
 from neuraltab.training import _autograd_epoch, _make_optimizer, train
 
+from conftest import assert_matches_torch_optim
+
 
 def _data(n, task, n_num=5, cards=(3, 4), seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -60,14 +62,8 @@ def test_dense_epochs_match_autograd_epochs(task, activation, optimizer, weight_
         loss_fast, done_fast = stepper.run_epoch(perm, lambda: False)
         assert done_ref and done_fast
         assert loss_fast == pytest.approx(loss_ref, rel=1e-4, abs=1e-6)
-    fast_state = stepper.optimizer.state_dict()
-    assert fast_state["param_groups"] == ref_opt.state_dict()["param_groups"]
-    for i, ((name, p_ref), p_fast) in enumerate(zip(ref.named_parameters(), fast.parameters())):
-        torch.testing.assert_close(p_fast, p_ref, rtol=1e-4, atol=1e-5, msg=name)
-        s_ref, s_fast = ref_opt.state[p_ref], fast_state["state"][i]
-        assert float(s_fast["step"]) == float(s_ref["step"]) == 4 * 8
-        torch.testing.assert_close(s_fast["exp_avg"], s_ref["exp_avg"], rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(s_fast["exp_avg_sq"], s_ref["exp_avg_sq"], rtol=1e-4, atol=1e-9)
+    assert_matches_torch_optim(ref, ref_opt, fast, stepper.optimizer.state_dict(), steps=4 * 8, param_rtol=1e-4,
+                               exp_avg_atol=1e-6)
 
 
 def test_dense_stepper_continues_from_existing_optimizer_state():

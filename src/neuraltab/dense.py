@@ -38,8 +38,8 @@ _threshold_backward = torch.ops.aten.threshold_backward.default
 # activation module → backward op taking (grad, activation output): derivatives expressible from the output alone
 _BACKWARD = {
     nn.ReLU: lambda g, y: _threshold_backward(g, y, 0),
-    nn.Tanh: torch.ops.aten.tanh_backward,
-    nn.Sigmoid: torch.ops.aten.sigmoid_backward,
+    nn.Tanh: torch.ops.aten.tanh_backward.default,
+    nn.Sigmoid: torch.ops.aten.sigmoid_backward.default,
 }
 _INPLACE = {nn.ReLU: torch.Tensor.relu_, nn.Tanh: torch.Tensor.tanh_, nn.Sigmoid: torch.Tensor.sigmoid_}
 
@@ -76,7 +76,7 @@ class _Buffers:
 
 class DenseStepper:
     """Runs whole epochs of the plain MLP's training by hand; the model gets the weights after every epoch (``sync``),
-    the optimizer its state when asked (``sync_optimizer``)."""
+    and ``self.optimizer`` (a :class:`FlatAdam`) holds the moments."""
 
     def __init__(self, model: MLP, *, task: str, lr: float, weight_decay: float, decoupled: bool, batch_size: int,
                  x: torch.Tensor, y: torch.Tensor) -> None:
@@ -106,7 +106,7 @@ class DenseStepper:
         self._read_weights()
         self.w_in_t = [w[:-1].t() for w in self.w]  # [out, in] views for the backward pass
         self.widths = [lin.out_features for lin in self.linears[:-1]]
-        self.buffers = {batch_size: _Buffers(batch_size, self.widths)}
+        self.plans: dict[int, tuple[list[tuple], list[tuple]]] = {}  # per batch size: see _plan
         # an epoch gathers the rows in shuffled order into these, so the batches' views of them are made once: making
         # them anew every epoch (~1,300 views for hr.csv) was ~3.5% of a classic-recipe epoch
         self.x_epoch, self.y_epoch = torch.empty_like(self.x), torch.empty_like(self.y)
@@ -168,14 +168,17 @@ class DenseStepper:
         return float(loss) / seen, seen == n
 
     def _plan(self, rows: int) -> tuple[list[tuple], list[tuple]]:
-        """The per-layer arguments of a batch of ``rows``: forward (activation, weight, output view, next input) and
-        backward from the top (input transposed, weight gradient, weight [out, in], activation backward, input)."""
-        bufs = self.buffers.get(rows) or self.buffers.setdefault(rows, _Buffers(rows, self.widths))
-        last = len(self.w) - 1
-        forward = list(zip(self.forward_act, self.w, bufs.act, bufs.aug))
-        backward = [(bufs.aug_t[layer - 1], self.grads[layer], self.w_in_t[layer], self.backward_act[layer - 1],
-                     bufs.act[layer - 1]) for layer in range(last, 0, -1)]
-        return forward, backward
+        """The per-layer arguments of a batch of ``rows`` (made once per batch size, with its activation buffers):
+        forward (activation, weight, output view, next input) and backward from the top (input transposed, weight
+        gradient, weight [out, in], activation backward, input)."""
+        plan = self.plans.get(rows)
+        if plan is None:
+            bufs, last = _Buffers(rows, self.widths), len(self.w) - 1
+            forward = list(zip(self.forward_act, self.w, bufs.act, bufs.aug))
+            backward = [(bufs.aug_t[layer - 1], self.grads[layer], self.w_in_t[layer], self.backward_act[layer - 1],
+                         bufs.act[layer - 1]) for layer in range(last, 0, -1)]
+            plan = self.plans[rows] = (forward, backward)
+        return plan
 
     @torch.no_grad()
     def sync(self) -> None:

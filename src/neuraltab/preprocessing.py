@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import Notify, SchemaError, no_notice
-from .quantile import _quantile_normal_rows, quantile_normal_transform
+from .quantile import quantile_normal_rows, quantile_normal_transform
 from .reading import NULL_MARKERS
 from .schema import Schema, label_key, parse_datetimes
 
@@ -229,7 +229,7 @@ class Preprocessor:
         np.copyto(x, self.median[:, None], where=missing)
         limit = _INPUT_LIMITS.get(self.scaling, _INPUT_LIMITS["none"])
         if self.scaling == "quantile":  # finite (no value is missing now) and within about ±5.2 by itself
-            x = _quantile_normal_rows(x, self.stats["quantiles"], out=x)
+            x = quantile_normal_rows(x, self.stats["quantiles"], out=x)
         else:
             if self.scaling == "standard":
                 with np.errstate(over="ignore", invalid="ignore"):  # x / std - mean / std: no inf from 1e308 - -1e308

@@ -2,17 +2,19 @@
 
 Fitting is a percentile call in :class:`~neuraltab.preprocessing.Preprocessor`; this module applies the stored
 quantiles to new values quickly (a bucketed search per value instead of two interpolations, in cache-sized chunks
-over torch's threads when torch is loaded) and bit for bit as the straightforward two-``np.interp`` version.
+over torch's number of threads) and bit for bit as the straightforward two-``np.interp`` version. The inverse normal
+CDF is torch's (Cephes' algorithm, as SciPy's, equal to a few ulps): torch is loaded wherever data is transformed,
+while importing scipy.special would add ~0.4 s to every start.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-__all__ = ["quantile_normal_transform"]
+__all__ = ["quantile_normal_transform", "quantile_normal_rows"]
 
 _BOUNDS = 1e-7  # as scikit-learn's QuantileTransformer: keeps the normal output finite (about ±5.2)
 
@@ -34,15 +36,14 @@ def quantile_normal_transform(x: np.ndarray, quantiles: np.ndarray) -> np.ndarra
             out[:, j] = _normal_scores(_uniform_reference(x[:, j], quantiles[:, j]))
         return out
     rows = np.array(x.T, order="C")  # a copy, overwritten
-    return _quantile_normal_rows(rows, quantiles, out=rows).T
+    return quantile_normal_rows(rows, quantiles, out=rows).T
 
 
-def _quantile_normal_rows(rows: np.ndarray, quantiles: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+def quantile_normal_rows(rows: np.ndarray, quantiles: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`quantile_normal_transform` of ``rows``, float64[d, n] (a column per row), as float64[d, n] (``out``,
     which may be ``rows``, else new): in chunks
-    that stay in the CPU cache, shared out over torch's number of threads where torch is in use (numpy releases the
-    GIL); each chunk is computed alone, so the result does not depend on the threads."""
-    torch = sys.modules.get("torch")  # not imported for this alone: it takes seconds
+    that stay in the CPU cache, shared out over torch's number of threads (numpy and torch release the GIL); each
+    chunk is computed alone, so the result does not depend on the threads."""
     d, n = rows.shape
     if out is None:
         out = np.empty((d, n), dtype=np.float64)
@@ -56,7 +57,7 @@ def _quantile_normal_rows(rows: np.ndarray, quantiles: np.ndarray, *, out: np.nd
                                          _normal_scores(_uniform_reference(part, quantiles[:, j])))
 
     tasks = [(j, start) for j in range(d) for start in range(0, n, _CHUNK)]
-    n_threads = min(torch.get_num_threads() if torch is not None else 1, len(tasks)) if d * n >= 4 * _CHUNK else 1
+    n_threads = min(torch.get_num_threads(), len(tasks)) if d * n >= 4 * _CHUNK else 1
     if n_threads <= 1:
         for task in tasks:
             work(*task)
@@ -71,19 +72,17 @@ def _quantile_normal_rows(rows: np.ndarray, quantiles: np.ndarray, *, out: np.nd
 _CHUNK = 1 << 14  # values per piece of work: the temporaries of a chunk fit in the CPU's cache
 
 
-def _normal_scores(u: np.ndarray) -> np.ndarray:
-    clip = _BOUNDS - np.spacing(1)
-    bounds = np.array([clip, 1 - clip])
-    lo, hi = _ndtri(bounds)
-    return np.clip(_ndtri(np.clip(u, clip, 1 - clip)), lo, hi)
-
-
 def _ndtri(u: np.ndarray) -> np.ndarray:
-    """The standard normal's inverse CDF, float64. torch's (Cephes' algorithm, as SciPy's, equal to a few ulps):
-    torch is loaded wherever data is transformed, while importing scipy.special would add ~0.4 s to every start."""
-    import torch
-
+    """The standard normal's inverse CDF, float64."""
     return torch.special.ndtri(torch.from_numpy(np.ascontiguousarray(u, dtype=np.float64))).numpy()
+
+
+_CLIP = _BOUNDS - np.spacing(1)
+_SCORE_LOW, _SCORE_HIGH = _ndtri(np.array([_CLIP, 1 - _CLIP]))
+
+
+def _normal_scores(u: np.ndarray) -> np.ndarray:
+    return np.clip(_ndtri(np.clip(u, _CLIP, 1 - _CLIP)), _SCORE_LOW, _SCORE_HIGH)
 
 
 def _uniform_reference(col: np.ndarray, q: np.ndarray) -> np.ndarray:

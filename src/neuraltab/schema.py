@@ -430,14 +430,14 @@ def split(
         return index, index[:0], index[:0]
 
     def _cut(idx: np.ndarray, size: float, what: str) -> tuple[np.ndarray, np.ndarray]:
-        if math.ceil(size * len(idx)) >= len(idx):
+        n_held = math.ceil(size * len(idx))  # as _shuffle_split (and scikit-learn) count it
+        if n_held >= len(idx):
             option = "--test-size" if what == "test" else "--valid-size"
             raise DataError(f"{source}: holding out {size:g} of {len(idx)} rows for the {what} split leaves none to "
                             f"train on: add rows or lower {option}")
         strat = y[idx] if y is not None else None
         if strat is not None:
             counts = np.bincount(strat)
-            n_held = int(np.ceil(size * len(idx)))
             if counts[counts > 0].min() < 2 or n_held < (counts > 0).sum() or len(idx) - n_held < (counts > 0).sum():
                 notify(f"{source}: some classes are too rare to stratify the {what} split; it is random instead")
                 strat = None

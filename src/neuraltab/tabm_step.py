@@ -40,7 +40,7 @@ from .model.tabm import TabM, _linear, dropout_mask, dropout_scale, stack_first_
 
 __all__ = ["TabMStepper", "make_tabm_stepper"]
 
-_threshold_backward = torch.ops.aten.threshold_backward
+_threshold_backward = torch.ops.aten.threshold_backward.default
 
 
 def make_tabm_stepper(model: nn.Module, *, task: str, cfg, x_num: Tensor, x_cat: Tensor,
