@@ -48,8 +48,11 @@ class FlatAdam:
         kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
         # the kernel with its arguments bound once: one step is ``steps.add_(one)`` then ``update()`` (the classic
         # recipe's loop calls them directly: ~330 steps an epoch of ~50 µs, where Python's overhead is a visible share)
+        # ``step_slot[0]`` is the step-count tensor the kernel reads: ``self.steps``, except while a caller that knows
+        # its steps' counts in advance puts one of them there (dense.py: one operation a step fewer)
+        self.step_slot = [self.steps]
         self.update = functools.partial(
-            kernel, [flat["w"]], [flat["grad"]], [flat["m"]], [flat["v"]], [], [self.steps], amsgrad=False, lr=lr,
+            kernel, [flat["w"]], [flat["grad"]], [flat["m"]], [flat["v"]], [], self.step_slot, amsgrad=False, lr=lr,
             beta1=BETAS[0], beta2=BETAS[1], eps=EPS * grad_scale, maximize=False,
             weight_decay=weight_decay * (1.0 if decoupled else grad_scale))
 
