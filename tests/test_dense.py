@@ -80,6 +80,23 @@ def test_dense_stepper_continues_from_existing_optimizer_state():
         torch.testing.assert_close(p_fast, p_ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("steps", [3, 7])  # 7: every full batch of 50 rows in batches of 7, not the short last one
+def test_a_stopped_epoch_reports_the_loss_of_the_rows_seen_as_autograd_does(task, steps):
+    [(ref, ref_opt), (fast, _)], data, cfg = _pair(task)
+    stepper = make_dense_stepper(fast, task=task, cfg=cfg, x_num=data[0], x_cat=data[1], y=data[2])
+    perm = torch.randperm(50, generator=torch.Generator().manual_seed(5))
+    results = []
+    for run in (lambda stop: _autograd_epoch(ref, ref_opt, data, perm, batch_size=7, task=task, grad_clip=0,
+                                             should_stop=stop),
+                lambda stop: stepper.run_epoch(perm, stop)):
+        calls = []
+        results.append(run(lambda: calls.append(1) or len(calls) == steps))
+    (loss_ref, done_ref), (loss_fast, done_fast) = results
+    assert not done_ref and not done_fast
+    assert loss_fast == pytest.approx(loss_ref, rel=1e-5)
+
+
 def test_stop_request_ends_the_epoch_after_the_current_step_and_reports_the_rows_seen():
     [_, (fast, fast_opt)], data, cfg = _pair("binary")
     stepper = make_dense_stepper(fast, task="binary", cfg=cfg, x_num=data[0], x_cat=data[1], y=data[2])

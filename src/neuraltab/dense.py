@@ -127,7 +127,6 @@ class DenseStepper:
             self.y = y.reshape(-1, 1).float()
         else:
             self.y = nn.functional.one_hot(y, n_out).float()
-        self.labels = y
         # hidden layers: [in + 1, out]; the output layer: [out, in + 1] (the last column is the bias)
         shapes = [(lin.in_features + 1, lin.out_features) for lin in self.linears[:-1]]
         shapes.append((n_out, self.linears[-1].in_features + 1))
@@ -148,7 +147,6 @@ class DenseStepper:
         # them anew every epoch, ~1,300 views for hr.csv, was ~3.5% of a classic-recipe epoch). Targets and outputs
         # are kept batch by batch, class-major: batch b is a contiguous [n_out, rows] block of a flat buffer
         self.x_epoch, self.y_rows = torch.empty_like(self.x), torch.empty_like(self.y)
-        self.out_rows = torch.empty(n, n_out)
         self.y_flat, self.out_flat = torch.empty(n * n_out), torch.empty(n * n_out)
         full, rest = divmod(n, batch_size)
         cut = full * batch_size
@@ -156,13 +154,14 @@ class DenseStepper:
         starts = [b * batch_size * n_out for b in range(len(sizes))]
         y_blocks = [self.y_flat[s:s + r * n_out].view(n_out, r) for s, r in zip(starts, sizes)]
         out_blocks = [self.out_flat[s:s + r * n_out].view(n_out, r) for s, r in zip(starts, sizes)]
-        # (class-major blocks, row-major rows) pairs the epoch converts between with one copy each
+        # the blocks as [batches, n_out, rows] views (full batches, then the short one): (targets, outputs, the
+        # gathered targets' rows seen the same way, index of the first batch); an epoch copies the targets in with one
+        # copy each and computes the loss on the outputs where they are
         self.block_views = [(self.y_flat[:cut * n_out].view(full, n_out, batch_size),
                              self.out_flat[:cut * n_out].view(full, n_out, batch_size),
-                             self.y_rows[:cut].view(full, batch_size, n_out).transpose(1, 2),
-                             self.out_rows[:cut].view(full, batch_size, n_out).transpose(1, 2))]
+                             self.y_rows[:cut].view(full, batch_size, n_out).transpose(1, 2), 0)]
         if rest:
-            self.block_views.append((y_blocks[-1], out_blocks[-1], self.y_rows[cut:].t(), self.out_rows[cut:].t()))
+            self.block_views.append((y_blocks[-1][None], out_blocks[-1][None], self.y_rows[cut:].t()[None], full))
         self.batches = list(zip(self.x_epoch.split(batch_size), self.x_epoch.t().split(batch_size, 1),
                                 y_blocks, out_blocks))
         # the step count the fused kernel reads: one tensor per step of the epoch, filled once an epoch, so a step does
@@ -236,14 +235,21 @@ class DenseStepper:
                 optimizer.steps.copy_(counts[s])
         self.sync()
         seen = min((s + 1) * B, n)
-        for _, out_block, _, out_rows in self.block_views:
-            out_rows.copy_(out_block)
-        out, y = self.out_rows[:seen], self.y_rows[:seen]
-        if classify:
-            loss = nn.functional.cross_entropy(out, self.labels[perm[:seen]], reduction="sum")
-        else:
-            loss = ((out - y) ** 2).sum()
-        return float(loss) / seen, seen == n
+        return self._loss(s + 1) / seen, seen == n
+
+    def _loss(self, batches: int) -> float:
+        """The summed loss of the first ``batches`` batches' outputs, from the class-major blocks (cross-entropy as
+        the one-hot targets' share of each column's log-softmax: ~6x less time than ``cross_entropy`` on the rows)."""
+        loss = 0.0
+        for y_block, out_block, _, first in self.block_views:
+            if batches <= first:
+                break
+            y, out = y_block[:batches - first], out_block[:batches - first]
+            if self.task == "regression":
+                loss += float(torch.sub(out, y).square_().sum())
+            else:
+                loss -= float(torch.log_softmax(out, 1).mul_(y).sum())
+        return loss
 
     def _plan(self, rows: int) -> _Plan:
         """The step's arguments and buffers for a batch of ``rows`` rows (made once per batch size)."""
