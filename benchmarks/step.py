@@ -6,6 +6,7 @@ fastest epoch) and the ratio of the medians, for bf16 (where the CPU has it nati
 
     python benchmarks/step.py                                   # hr.csv, 12 epochs each
     python benchmarks/step.py --data PATH --target COL --epochs 20 --option k=16 d_block=256
+    python benchmarks/step.py --classic --epochs 30             # the 2017 recipe's MLP: the dense step (float32)
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "hr.csv"
+CLASSIC = {"model": "mlp", "layers": (64, 64), "activation": "relu", "optimizer": "adam", "batch_size": 32,
+           "early_stopping": False, "scaling": "none"}
 
 
 def capture(data: Path, target: str, options: dict) -> dict:
@@ -47,23 +50,30 @@ def main() -> None:
     parser.add_argument("--target", default="left")
     parser.add_argument("--epochs", type=int, default=12, help="epochs per path (the first two are not counted)")
     parser.add_argument("--option", nargs="*", default=[], metavar="KEY=VALUE", help="fit options, e.g. k=16")
+    parser.add_argument("--classic", action="store_true",
+                        help="the classic recipe (64-64 ReLU MLP, Adam, batch 32, raw inputs): the dense step")
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data} not found: pass --data")
     from neuraltab.cli import keep_freed_memory
+    from neuraltab.dense import make_dense_stepper
     from neuraltab.tabm_step import make_tabm_stepper
     from neuraltab.training import _autograd_epoch, _make_optimizer, native_bf16
 
     keep_freed_memory()  # as the CLI does: freed blocks stay in the heap instead of faulting in again every step
 
     options = {k: int(v) if v.isdigit() else v for k, v in (o.split("=", 1) for o in args.option)}
+    if args.classic:
+        options = {**CLASSIC, **options}
     seen = capture(args.data, args.target, options)
     torch.set_num_threads(seen["threads"])
     torch.set_flush_denormal(True)
     x_num, x_cat, y = seen["train"]
     cfg, task = seen["cfg"], seen["task"]
-    precisions = ["bf16", "fp32"] if native_bf16(torch.device("cpu")) else ["fp32"]
-    print(f"{args.data.name}: {len(y):,} training rows, batch {cfg.batch_size}, k={cfg.k}, d_block={cfg.d_block}, "
+    dense = cfg.model == "mlp"
+    precisions = ["bf16", "fp32"] if native_bf16(torch.device("cpu")) and not dense else ["fp32"]
+    shape = f"layers {cfg.layers}" if dense else f"k={cfg.k}, d_block={cfg.d_block}"
+    print(f"{args.data.name}: {len(y):,} training rows, batch {cfg.batch_size}, {shape}, "
           f"{seen['threads']} thread(s), {args.epochs} epochs each (first two not counted)")
     print("| precision | autograd ms/step (median, fastest) | hand-derived ms/step (median, fastest) | ratio of medians |")
     print("|---|--:|--:|--:|")
@@ -71,10 +81,11 @@ def main() -> None:
         run_cfg = cfg.replace(precision=precision)
         ref = copy.deepcopy(seen["model"])
         optimizer = _make_optimizer(ref, run_cfg, torch.device("cpu"))
-        stepper = make_tabm_stepper(copy.deepcopy(seen["model"]), task=task, cfg=run_cfg, x_num=x_num, x_cat=x_cat, y=y)
+        make = make_dense_stepper if dense else make_tabm_stepper
+        stepper = make(copy.deepcopy(seen["model"]), task=task, cfg=run_cfg, x_num=x_num, x_cat=x_cat, y=y)
         if stepper is None:
-            raise SystemExit("this model and these options train through autograd only (the default model on a CPU "
-                             "with Adam/AdamW is what the hand-derived step covers)")
+            raise SystemExit("this model and these options train through autograd only (the hand-derived steps cover "
+                             "the default model, and the MLP without dropout or clipping, on a CPU with Adam/AdamW)")
         steps = -(-len(y) // min(run_cfg.batch_size, len(y)))
         times: dict[str, list[float]] = {"autograd": [], "step": []}
         shuffle = torch.Generator().manual_seed(0)
@@ -89,7 +100,7 @@ def main() -> None:
                                     grad_clip=run_cfg.grad_clip, should_stop=lambda: False, precision=precision)
                 times[name].append((time.perf_counter() - started) / steps * 1e3)
         a, s = times["autograd"][2:], times["step"][2:]
-        print(f"| {precision} | {statistics.median(a):.2f}, {min(a):.2f} | {statistics.median(s):.2f}, {min(s):.2f} | "
+        print(f"| {precision} | {statistics.median(a):.3f}, {min(a):.3f} | {statistics.median(s):.3f}, {min(s):.3f} | "
               f"{statistics.median(a) / statistics.median(s):.2f} |")
     sys.stdout.flush()
 
