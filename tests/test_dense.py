@@ -80,6 +80,32 @@ def test_dense_stepper_continues_from_existing_optimizer_state():
         torch.testing.assert_close(p_fast, p_ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("n,batch_size,classes", [(5, 32, 2), (40, 64, 26), (40, 7, 26)])
+def test_one_batch_tables_and_many_classes_match_autograd(n, batch_size, classes):
+    """A batch larger than the table (one short batch, no full ones) and 26 classes in the class-major blocks."""
+    g = torch.Generator().manual_seed(0)
+    x_num, x_cat = torch.randn(n, 5, generator=g), torch.zeros(n, 0, dtype=torch.long)
+    y = torch.randint(0, classes, (n,), generator=g)
+    cfg = resolve(TrainConfig(model="mlp", layers=(16, 8), batch_size=batch_size, lr=3e-2), n_train=n,
+                  device_type="cpu")
+    pairs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        model = MLP(n_num=5, cat_cardinalities=[], n_out=classes, layers=(16, 8))
+        pairs.append((model, _make_optimizer(model, cfg, torch.device("cpu"))))
+    (ref, ref_opt), (fast, _) = pairs
+    stepper = make_dense_stepper(fast, task="multiclass", cfg=cfg, x_num=x_num, x_cat=x_cat, y=y)
+    assert isinstance(stepper, DenseStepper)
+    for _ in range(3):
+        perm = torch.randperm(n, generator=g)
+        loss_ref, _ = _autograd_epoch(ref, ref_opt, (x_num, x_cat, y), perm, batch_size=min(batch_size, n),
+                                      task="multiclass", grad_clip=0, should_stop=lambda: False)
+        loss_fast, done = stepper.run_epoch(perm, lambda: False)
+        assert done and loss_fast == pytest.approx(loss_ref, rel=1e-5)
+    for p_ref, p_fast in zip(ref.parameters(), fast.parameters()):
+        torch.testing.assert_close(p_fast, p_ref, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 @pytest.mark.parametrize("steps", [3, 7])  # 7: every full batch of 50 rows in batches of 7, not the short last one
 def test_a_stopped_epoch_reports_the_loss_of_the_rows_seen_as_autograd_does(task, steps):
