@@ -22,6 +22,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "hr.csv"
+# the 2017 recipe as fit options: speed.py's CLASSIC command-line flags, spelled as keyword arguments
 CLASSIC = {"model": "mlp", "layers": (64, 64), "activation": "relu", "optimizer": "adam", "batch_size": 32,
            "early_stopping": False, "scaling": "none"}
 

@@ -14,7 +14,8 @@ from neuraltab.training import _autograd_epoch, _make_optimizer, train
 from conftest import assert_matches_torch_optim
 
 
-def _data(n, task, n_num=5, cards=(3, 4), seed=0):
+def _data(n, task, n_num=5, cards=(3, 4), seed=0, classes=None):
+    """``classes``: that many classes, every one present, in random order (else a score's 2 or 4 buckets)."""
     g = torch.Generator().manual_seed(seed)
     x_num = torch.randn(n, n_num, generator=g)
     x_cat = torch.stack([torch.randint(0, c, (n,), generator=g) for c in cards], 1) if cards else torch.zeros(n, 0, dtype=torch.long)
@@ -23,15 +24,17 @@ def _data(n, task, n_num=5, cards=(3, 4), seed=0):
         y = score + 0.1 * torch.randn(n, generator=g)
     elif task == "binary":
         y = (score > 0).long()
+    elif classes is not None:
+        y = (torch.arange(n) % classes)[torch.randperm(n, generator=g)]
     else:
         y = torch.bucketize(score, torch.tensor([-1.0, 0.0, 1.0]))
     return x_num, x_cat, y
 
 
 def _pair(task, *, layers=(16, 8), activation="relu", optimizer="adam", weight_decay=0.0, batch_size=7, n=50,
-          cards=(3, 4)):
+          cards=(3, 4), classes=None):
     """Two identical (model, optimizer) pairs plus data and config."""
-    x_num, x_cat, y = _data(n, task, cards=cards)
+    x_num, x_cat, y = _data(n, task, cards=cards, classes=classes)
     n_out = 1 if task == "regression" else int(y.max()) + 1
     cfg = resolve(TrainConfig(model="mlp", layers=layers, activation=activation, optimizer=optimizer,
                               weight_decay=weight_decay, batch_size=batch_size, lr=3e-2), n_train=n, device_type="cpu")
@@ -83,23 +86,16 @@ def test_dense_stepper_continues_from_existing_optimizer_state():
 @pytest.mark.parametrize("n,batch_size,classes", [(5, 32, 2), (40, 64, 26), (40, 7, 26)])
 def test_one_batch_tables_and_many_classes_match_autograd(n, batch_size, classes):
     """A batch larger than the table (one short batch, no full ones) and 26 classes in the class-major blocks."""
-    g = torch.Generator().manual_seed(0)
-    x_num, x_cat = torch.randn(n, 5, generator=g), torch.zeros(n, 0, dtype=torch.long)
-    y = torch.randint(0, classes, (n,), generator=g)
-    cfg = resolve(TrainConfig(model="mlp", layers=(16, 8), batch_size=batch_size, lr=3e-2), n_train=n,
-                  device_type="cpu")
-    pairs = []
-    for _ in range(2):
-        torch.manual_seed(1)
-        model = MLP(n_num=5, cat_cardinalities=[], n_out=classes, layers=(16, 8))
-        pairs.append((model, _make_optimizer(model, cfg, torch.device("cpu"))))
-    (ref, ref_opt), (fast, _) = pairs
-    stepper = make_dense_stepper(fast, task="multiclass", cfg=cfg, x_num=x_num, x_cat=x_cat, y=y)
+    [(ref, ref_opt), (fast, _)], data, cfg = _pair("multiclass", batch_size=batch_size, n=n, cards=(),
+                                                   classes=classes)
+    assert int(data[2].max()) + 1 == classes
+    stepper = make_dense_stepper(fast, task="multiclass", cfg=cfg, x_num=data[0], x_cat=data[1], y=data[2])
     assert isinstance(stepper, DenseStepper)
+    g = torch.Generator().manual_seed(0)
     for _ in range(3):
         perm = torch.randperm(n, generator=g)
-        loss_ref, _ = _autograd_epoch(ref, ref_opt, (x_num, x_cat, y), perm, batch_size=min(batch_size, n),
-                                      task="multiclass", grad_clip=0, should_stop=lambda: False)
+        loss_ref, _ = _autograd_epoch(ref, ref_opt, data, perm, batch_size=min(batch_size, n), task="multiclass",
+                                      grad_clip=0, should_stop=lambda: False)
         loss_fast, done = stepper.run_epoch(perm, lambda: False)
         assert done and loss_fast == pytest.approx(loss_ref, rel=1e-5)
     for p_ref, p_fast in zip(ref.parameters(), fast.parameters()):

@@ -13,8 +13,8 @@ spinning (OpenMP's default)                 2.9-3.1 ms    11.5-17.0 ms
 
 So the CLI samples, for 0.1 s, how much of the cores it may run on other processes keep busy, and asks for passive
 waiting when that is half a core or more. It imports pandas meanwhile (pandas does not start OpenMP; the import takes
-~0.25 s, longer than the sample) and takes its own CPU time off the busy time. The policy decides only how threads wait, never what they compute, so
-results are the same either way. It is left alone when the user set any OpenMP waiting variable, and it has no
+~0.25 s, longer than the sample) and takes its own CPU time off the busy time. The policy decides only how threads
+wait, never what they compute, so results are the same either way. It is left alone when the user set any OpenMP waiting variable, and it has no
 effect once torch is loaded (the OpenMP runtime reads it when it starts).
 """
 

@@ -109,7 +109,7 @@ class DenseStepper:
 
     Layouts (each chosen by timing MKL on 32-row batches): hidden layers keep their weight as ``[in + 1, out]``; the
     output layer keeps nn.Linear's ``[out, in + 1]`` and computes the batch's outputs class-major, ``[out, rows]``.
-    For a 2-class output that made the output layer's three products ~2.6× faster (7.4 → 2.9 µs a step), and a
+    For a 2-class output that made the output layer's three products ~1.9× faster (7.9 → 4.2 µs a step), and a
     softmax over the first dimension of [2, 32] takes 1.1 µs where one over the last of [32, 2] takes 2.5."""
 
     def __init__(self, model: MLP, *, task: str, lr: float, weight_decay: float, decoupled: bool, batch_size: int,

@@ -43,10 +43,10 @@ class FlatAdam:
         self.param_views = param_views
         self.lr, self.weight_decay, self.decoupled, self.scale = lr, weight_decay, decoupled, grad_scale
         self.steps = torch.zeros((), dtype=torch.float32)
-        self.one = torch.ones((), dtype=torch.float32)
+        self._one = torch.ones((), dtype=torch.float32)
         flat = self.flat
         kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
-        # the kernel with its arguments bound once: one step is ``steps.add_(one)`` then ``update()`` (:meth:`step`).
+        # the kernel with its arguments bound once: :meth:`step` is ``steps.add_(1)`` then ``update()``.
         # ``step_slot[0]`` is the step-count tensor the kernel reads: ``self.steps``, except while a caller that knows
         # its steps' counts in advance puts one of them there. The classic recipe's loop (dense.py: ~330 steps an
         # epoch of ~37 µs, where every operation and Python call shows) does that and calls ``update`` directly
@@ -61,7 +61,7 @@ class FlatAdam:
 
         ``divide_by``: a one-element tensor the kernel divides the gradients by first, in the same pass (gradient
         clipping's factor; the gradient buffer is left divided)."""
-        self.steps.add_(self.one)
+        self.steps.add_(self._one)
         if divide_by is None:
             self.update()
         else:

@@ -3,7 +3,7 @@
 An autograd step of the default model on hr.csv (k=8 members of a 128-wide backbone, batch 256) took ~6 ms on
 2 cores, of which the matrix products were ~1.4 ms: the rest was 219 dispatched operations with an autograd graph
 around them, and ``torch.optim``'s bookkeeping. This module computes the same gradients with 124 operations and no
-graph, in ~3 ms (``benchmarks/step.py``; ~1.5 ms of it the GEMMs, ~0.45 ms the two dropout masks):
+graph, in ~2.7 ms (``benchmarks/step.py``; ~1.5 ms of it the GEMMs, ~0.35 ms the two dropout masks):
 
 * the training rows' bins (:meth:`PiecewiseLinearEmbeddings.locate`) are computed once; an epoch gathers the rows'
   bins, numbers, category codes and labels in shuffled order and each batch is a slice of that copy. A batch's input
