@@ -132,7 +132,7 @@ def matmul_gflops(m: int, k: int, n: int, *, dtype: str = "float32", threads: in
 def hardware(n_features: int, results: dict[str, Any]) -> None:
     import torch
 
-    from neuraltab.reading import available_cores
+    from neuraltab.system import available_cores
 
     cores = available_cores()
     shapes = {
@@ -303,7 +303,7 @@ def _device() -> str:
 def forward_flops_per_row(model: Any) -> float:
     """FLOPs of one row through a loaded model's network, forward pass (its linear layers' shapes; tests/test_training
     checks this count against torch's FLOP counter)."""
-    from neuraltab.training import matmul_flops_per_row
+    from neuraltab.device import matmul_flops_per_row
 
     return float(matmul_flops_per_row(model.network))
 
@@ -365,8 +365,8 @@ def predict(args: argparse.Namespace, tmp: Path, model: Path, results: dict[str,
 def predict_stages(model: Any, big: Path, out: Path) -> tuple[dict[str, float], dict[str, float], str]:
     """Stage timings of Model.predict_file (what the CLI runs): the process's first call, a second (warm) call, and
     the precision the forward pass ran in."""
-    from neuraltab.cli import keep_freed_memory
-    from neuraltab.training import native_bf16
+    from neuraltab.cli.runtime import keep_freed_memory
+    from neuraltab.device import native_bf16
 
     keep_freed_memory()  # as the CLI does for its process
     cold: dict[str, float] = {}

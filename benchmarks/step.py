@@ -29,7 +29,7 @@ CLASSIC = {"model": "mlp", "layers": (64, 64), "activation": "relu", "optimizer"
 
 def capture(data: Path, target: str, options: dict) -> dict:
     """The network, tensors and resolved config that `neuraltab.fit` hands to `training.train` (which is skipped)."""
-    from neuraltab import api, training
+    from neuraltab import api, train as training
 
     seen: dict = {}
 
@@ -56,10 +56,11 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data} not found: pass --data")
-    from neuraltab.cli import keep_freed_memory
-    from neuraltab.dense import make_dense_stepper
-    from neuraltab.tabm_step import make_tabm_stepper
-    from neuraltab.training import _autograd_epoch, _make_optimizer, native_bf16
+    from neuraltab.cli.runtime import keep_freed_memory
+    from neuraltab.train.fast.mlp_step import make_dense_stepper
+    from neuraltab.train.fast.tabm_step import make_tabm_stepper
+    from neuraltab.device import native_bf16
+    from neuraltab.train.autograd import autograd_epoch as _autograd_epoch, make_optimizer as _make_optimizer
 
     keep_freed_memory()  # as the CLI does: freed blocks stay in the heap instead of faulting in again every step
 

@@ -10,7 +10,7 @@ import torch
 import neuraltab
 from neuraltab.artifacts import bundle_bytes, read_bundle_bytes
 from neuraltab.errors import ConfigError, SchemaError
-from neuraltab.reading import read_table
+from neuraltab.data.read import read_table
 
 from conftest import FAST, make_table
 
@@ -197,7 +197,7 @@ def _with_dates_and_stray_words(n: int = 300) -> pd.DataFrame:
 def test_fit_does_not_type_check_its_own_rows_again(monkeypatch, tmp_path):
     """The kinds were decided on the whole table, so fit does not run the predict-time type check on its own
     train/validation/test rows (it used to: twice the work, a second notice, and a chance to refuse a small split)."""
-    from neuraltab import preprocessing
+    from neuraltab.data import preprocess as preprocessing
 
     checked = []
     real_check = preprocessing._check_parsed
@@ -288,7 +288,7 @@ def test_the_validation_loss_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    script = ("import torch; from neuraltab.training import _score; g = torch.Generator().manual_seed(0); "
+    script = ("import torch; from neuraltab.train.loop import _score; g = torch.Generator().manual_seed(0); "
               "p = torch.rand(2100, 2, generator=g); p /= p.sum(1, keepdim=True); "
               "print(repr(_score('binary', p, torch.randint(0, 2, (2100,), generator=g))))")
     runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

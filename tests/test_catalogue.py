@@ -19,10 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 import neuraltab
-from neuraltab import reading as nt_reading
+from neuraltab.data import read as nt_reading
 from neuraltab.cli import app
 from neuraltab.errors import DataError, SchemaError, UserError
-from neuraltab.reading import read_table
+from neuraltab.data.read import read_table
 
 # conftest's FAST settings (k=2, d_block=32, n_blocks=1, epochs=8, threads=1)
 FAST = {"k": 2, "d_block": 32, "n_blocks": 1, "epochs": 8, "n_bins": 8, "d_embedding": 4, "threads": 1}
@@ -754,8 +754,8 @@ def test_a_target_given_as_a_number_for_numbered_columns_says_how_to_name_it():
 
 
 def test_a_date_column_that_never_varies_in_the_training_rows_still_gives_an_input():
-    from neuraltab.preprocessing import Preprocessor
-    from neuraltab.schema import Column, Schema
+    from neuraltab.data.preprocess import Preprocessor
+    from neuraltab.data.schema import Column, Schema
 
     schema = Schema(target="y", task="binary", features=(Column("d", "datetime"),), classes=("a", "b"))
     train = pd.DataFrame({"d": ["2020-01-01"] * 5 + [None], "y": list("ababab")})

@@ -480,7 +480,7 @@ def test_csv_bytes_formatted_in_parts_equal_one_pyarrow_write(rows):
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from neuraltab.writing import csv_bytes
+    from neuraltab.data.write import csv_bytes
 
     rng = np.random.default_rng(0)
     table = pa.table({"id": np.arange(rows), "prediction": np.array(["a,b", "plain"], dtype=object)[np.arange(rows) % 2],
@@ -493,7 +493,7 @@ def test_csv_bytes_formatted_in_parts_equal_one_pyarrow_write(rows):
 def test_keep_freed_memory_sets_glibc_thresholds_unless_the_user_did(monkeypatch):
     import sys as _sys
 
-    from neuraltab.cli import keep_freed_memory
+    from neuraltab.cli.runtime import keep_freed_memory
 
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1000000")
     assert keep_freed_memory() is False  # the user's own setting wins

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from neuraltab.contention import busy_cores_elsewhere, choose_wait_policy
+from neuraltab.cli.runtime import busy_cores_elsewhere, choose_wait_policy
 
 
 def _stat(ticks: dict[str, tuple[int, int]]) -> str:

@@ -8,8 +8,8 @@ import torch
 
 import neuraltab
 from conftest import FAST, make_table
-from neuraltab.model.tabm import TabM, compute_bins
-from neuraltab.training import native_bf16
+from neuraltab.networks.tabm import TabM, compute_bins
+from neuraltab.device import native_bf16
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuraltab.checkpoint import Checkpoint
+from neuraltab.train.checkpoint import Checkpoint
 from neuraltab.config import TrainConfig, resolve
-from neuraltab.dense import DenseStepper, make_dense_stepper
-from neuraltab.model.mlp import MLP
-from neuraltab.training import _autograd_epoch, _make_optimizer, train
+from neuraltab.train.fast.mlp_step import DenseStepper, make_dense_stepper
+from neuraltab.networks.mlp import MLP
+from neuraltab.train import train
+from neuraltab.train.autograd import autograd_epoch as _autograd_epoch, make_optimizer as _make_optimizer
 
 from conftest import assert_matches_torch_optim
 

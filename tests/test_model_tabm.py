@@ -1,4 +1,4 @@
-"""Tests for neuraltab.model.tabm: quantile bins, piecewise-linear embeddings and the TabM-mini ensemble."""
+"""Tests for neuraltab.networks.tabm: quantile bins, piecewise-linear embeddings and the TabM-mini ensemble."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import neuraltab.model.tabm as tabm_module
-from neuraltab.model.tabm import PiecewiseLinearEmbeddings, TabM, compute_bins, piecewise_linear_encoding
+import neuraltab.networks.tabm as tabm_module
+from neuraltab.networks.tabm import PiecewiseLinearEmbeddings, TabM, compute_bins, piecewise_linear_encoding
 
 
 def _inputs(b: int, n_num: int, cards: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Contract tests for neuraltab.preprocessing, with scikit-learn as the oracle for the arithmetic."""
+"""Contract tests for neuraltab.data.preprocess, with scikit-learn as the oracle for the arithmetic."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from scipy.special import ndtri
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
 from neuraltab.errors import SchemaError
-from neuraltab.preprocessing import Preprocessor, _category_codes, _category_keys, quantile_normal_transform
-from neuraltab.schema import Column, Schema
+from neuraltab.data.preprocess import Preprocessor, _category_codes, _category_keys, quantile_normal_transform
+from neuraltab.data.schema import Column, Schema
 
 
 class Notices(list):
@@ -456,7 +456,7 @@ def _torch_ndtri(u):
 
 
 def test_inverse_normal_cdf_matches_scipy_to_a_few_ulps():
-    from neuraltab.quantile import _ndtri
+    from neuraltab.data.quantile import _ndtri
 
     rng = np.random.default_rng(0)
     u = np.concatenate([rng.random(100_000), np.linspace(1e-7, 1 - 1e-7, 10_001), [1e-7 - np.spacing(1), 0.5]])
@@ -542,7 +542,7 @@ def test_transform_matches_its_first_version_bit_for_bit(scaling):
 
 @pytest.mark.parametrize("spacing", [4.0, 2.0, 1.0, 0.6, 0.2])  # dense quantiles, this many grid buckets apart
 def test_quantile_transform_with_a_dense_block_of_quantiles_matches_its_first_version(spacing):
-    from neuraltab.quantile import _InterpolationPlan
+    from neuraltab.data.quantile import _InterpolationPlan
 
     n_buckets = 32 * 1000
     dense = np.arange(430) * spacing * 100 / n_buckets
@@ -555,7 +555,7 @@ def test_quantile_transform_with_a_dense_block_of_quantiles_matches_its_first_ve
 
 
 def test_numeric_inputs_of_every_number_dtype_are_read_as_before():
-    from neuraltab.preprocessing import _to_float
+    from neuraltab.data.preprocess import _to_float
 
     df = pd.DataFrame({
         "i": np.array([1, -2, 2**62, 0]), "u": np.array([0, 2**64 - 1, 7, 2**53 + 1], dtype=np.uint64),

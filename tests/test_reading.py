@@ -1,4 +1,4 @@
-"""Contract tests for neuraltab.reading: delimiters, quoting, encodings, structure errors, null markers, formats."""
+"""Contract tests for neuraltab.data.read: delimiters, quoting, encodings, structure errors, null markers, formats."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from neuraltab.errors import DataError
-from neuraltab.reading import NULL_MARKERS, read_table, read_table_and_format
+from neuraltab.data.read import NULL_MARKERS, read_table, read_table_and_format
 from conftest import Notices, write_file as _write
-from neuraltab.schema import drop_missing_target, infer_schema
+from neuraltab.data.schema import drop_missing_target, infer_schema
 
 
 

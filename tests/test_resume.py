@@ -13,7 +13,7 @@ import pytest
 
 import neuraltab
 from neuraltab.errors import ArtifactError
-from neuraltab.training import Callback
+from neuraltab.train import Callback
 
 from conftest import FAST, FillingFile, make_table
 

@@ -1,4 +1,4 @@
-"""Contract tests for neuraltab.schema: the task, the feature kinds, dropping rows without a target, the split."""
+"""Contract tests for neuraltab.data.schema and .split: the task, the feature kinds, dropping rows without a target, the split."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 
 from neuraltab.errors import DataError, SchemaError
-from neuraltab.reading import read_table
+from neuraltab.data.read import read_table
 from conftest import Notices, write_file as _write
-from neuraltab.schema import drop_missing_target, infer_schema, split
+from neuraltab.data.schema import drop_missing_target, infer_schema
+from neuraltab.data.split import split
 
 
 
@@ -265,7 +266,7 @@ def test_cells_holding_dicts_or_lists_are_a_schema_error_naming_the_column():
 
 
 def test_schema_round_trips_through_a_dict():
-    from neuraltab.schema import Schema
+    from neuraltab.data.schema import Schema
 
     schema = infer_schema(_base(const=1, city=["Paris", "Lyon"] * (N // 2)), "y")
     assert Schema.from_dict(schema.to_dict()) == schema
@@ -303,7 +304,7 @@ def test_split_draws_the_same_rows_as_sklearn_train_test_split(case):
     # must hold out the same rows, in the same order, stratified or not, with absent class codes and tied remainders
     from sklearn.model_selection import train_test_split
 
-    from neuraltab.schema import _shuffle_split
+    from neuraltab.data.split import _shuffle_split
 
     rng = np.random.default_rng(case)
     n = int(rng.integers(8, 400))

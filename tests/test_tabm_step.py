@@ -7,11 +7,12 @@ import copy
 import pytest
 import torch
 
-from neuraltab.checkpoint import Checkpoint
+from neuraltab.train.checkpoint import Checkpoint
 from neuraltab.config import TrainConfig, resolve
-from neuraltab.model.tabm import TabM, _Dropout, dropout_mask, dropout_scale, kept_levels
-from neuraltab.tabm_step import TabMStepper, _drop, make_tabm_stepper
-from neuraltab.training import _autograd_epoch, _make_optimizer, train
+from neuraltab.networks.tabm import TabM, _Dropout, dropout_mask, dropout_scale, kept_levels
+from neuraltab.train.fast.tabm_step import TabMStepper, _drop, make_tabm_stepper
+from neuraltab.train import train
+from neuraltab.train.autograd import autograd_epoch as _autograd_epoch, make_optimizer as _make_optimizer
 
 from conftest import assert_matches_torch_optim
 
@@ -191,7 +192,7 @@ def _resume_run(tmp_path, *, first_path_autograd: bool):
     torch.manual_seed(11)
     first_cfg = cfg.replace(epochs=3, optimizer="adamw")
     if first_path_autograd:  # the same run on the autograd path (as on a GPU), checkpointed, then resumed here
-        import neuraltab.training as training
+        import neuraltab.train.loop as training
 
         original = training.make_tabm_stepper
         training.make_tabm_stepper = lambda *a, **k: None

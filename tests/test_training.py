@@ -8,8 +8,11 @@ import torch
 from torch import nn
 
 from neuraltab.config import TrainConfig, resolve
-from neuraltab.preprocessing import Batch
-from neuraltab.training import Callback, ensemble_loss, predict_output, to_tensors, train
+from neuraltab.data.preprocess import Batch
+from neuraltab.device import to_tensors
+from neuraltab.networks import predict_output
+from neuraltab.train import Callback, train
+from neuraltab.train.autograd import ensemble_loss
 
 
 def test_classification_loss_is_the_mean_of_the_members_losses_not_the_loss_of_their_mean():
@@ -108,7 +111,7 @@ def _diverging_run(early_stopping):
     x_num, x_cat, y = _toy()
     cfg = resolve(TrainConfig(model="mlp", layers=(8,), epochs=10, patience=10, early_stopping=early_stopping,
                               scaling="standard"), n_train=len(y), device_type="cpu")
-    from neuraltab.model.mlp import MLP
+    from neuraltab.networks.mlp import MLP
 
     torch.manual_seed(0)
     model = MLP(n_num=x_num.shape[1], cat_cardinalities=[], n_out=2, layers=(8,))
@@ -137,9 +140,9 @@ def test_a_diverging_run_keeps_the_best_epoch_before_it_with_a_notice():
 def test_matmul_flops_per_row_equals_torchs_flop_counter(kind):
     from torch.utils.flop_counter import FlopCounterMode
 
-    from neuraltab.model.mlp import MLP
-    from neuraltab.model.tabm import TabM
-    from neuraltab.training import matmul_flops_per_row
+    from neuraltab.networks.mlp import MLP
+    from neuraltab.networks.tabm import TabM
+    from neuraltab.device import matmul_flops_per_row
 
     x_num, x_cat = torch.randn(50, 5), torch.randint(0, 3, (50, 2))
     if kind == "mlp":
@@ -153,9 +156,9 @@ def test_matmul_flops_per_row_equals_torchs_flop_counter(kind):
 
 
 def test_threads_for_gives_one_thread_to_tiny_steps_and_all_cores_to_big_ones():
-    from neuraltab.model.mlp import MLP
-    from neuraltab.model.tabm import TabM
-    from neuraltab.training import threads_for
+    from neuraltab.networks.mlp import MLP
+    from neuraltab.networks.tabm import TabM
+    from neuraltab.device import threads_for
 
     classic = MLP(n_num=20, cat_cardinalities=[], n_out=2, layers=(64, 64))  # ~1.1 MFLOP a step at batch 32
     assert threads_for(classic, batch_size=32, cores=2) == 1
@@ -172,7 +175,7 @@ def test_threads_for_gives_one_thread_to_tiny_steps_and_all_cores_to_big_ones():
 
 @pytest.mark.parametrize("n_classes", [2, 7, 8, 9, 26])
 def test_mean_probabilities_equal_the_members_softmax_averaged(n_classes):
-    from neuraltab.training import _mean_probabilities
+    from neuraltab.networks.predict import _mean_probabilities
 
     logits = torch.randn(300, 8, n_classes, generator=torch.Generator().manual_seed(n_classes)) * 4
     ours = _mean_probabilities(logits)

@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 # Names load on first use (PEP 562): importing the package does not import torch, so the CLI can choose how
 # OpenMP's threads wait before torch starts them (see contention.py), and `neuraltab --help` starts quickly.
 _LAZY = {
-    "fit": "api", "load": "api", "Model": "api", "TrainConfig": "config", "Callback": "training",
+    "fit": "api", "load": "api", "Model": "api", "TrainConfig": "config", "Callback": "train",
     "NeuralTabClassifier": "estimators", "NeuralTabRegressor": "estimators",
     "UserError": "errors", "DataError": "errors", "SchemaError": "errors", "ConfigError": "errors",
     "ArtifactError": "errors",

@@ -17,18 +17,19 @@ import torch
 
 from . import __version__
 from .artifacts import FORMAT_VERSION, bundle_bytes, load_bundle, read_bundle_bytes, save_bundle
-from .checkpoint import Checkpoint
 from .config import TrainConfig, resolve
+from .data.preprocess import Batch, Preprocessor
+from .data.read import read_table, read_table_and_format, source_name
+from .data.schema import Schema, drop_missing_target, infer_schema
+from .data.split import fingerprint, split
+from .data.write import write_table
+from .device import native_bf16, resolve_device, threads_for, to_tensors
 from .errors import ArtifactError, SchemaError, no_notice
 from .metrics import compute
-from .model import build, spec_for
-from .model.tabm import compute_bins
-from .preprocessing import Batch, Preprocessor
-from .reading import available_cores, read_table, read_table_and_format, source_name
-from .schema import Schema, drop_missing_target, fingerprint, infer_schema, split
-from .writing import write_table
-from .training import (Callback, History, native_bf16, predict_output, resolve_device, threads_for, to_tensors,
-                       train)
+from .networks import build, network_for, predict_output
+from .system import available_cores
+from .train import Callback, History, train
+from .train.checkpoint import Checkpoint
 
 __all__ = ["Model", "fit", "load", "load_bytes"]
 
@@ -313,15 +314,9 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
                    for name, b in batches.items()}
 
         torch.manual_seed(cfg.seed)
-        bins = None
-        if cfg.model == "default" and cfg.d_embedding > 0 and pre.n_num > 0:
-            bins = compute_bins(torch.from_numpy(batches["train"].x_num), n_bins=cfg.n_bins)
-        n_out = 1 if schema.task == "regression" else schema.n_classes
-        spec = spec_for(cfg, n_num=pre.n_num, cat_cardinalities=pre.cat_cardinalities, n_out=n_out,
-                        n_bins_per_feature=[len(b) - 1 for b in bins] if bins is not None else None)
-        network = build(spec)
-        if bins is not None:
-            network.set_bins(bins)
+        spec, network = network_for(cfg, x_num_train=torch.from_numpy(batches["train"].x_num),
+                                    cat_cardinalities=pre.cat_cardinalities,
+                                    n_out=1 if schema.task == "regression" else schema.n_classes)
         network.to(device)
         if cfg.threads is None and device.type == "cpu":
             torch.set_num_threads(threads_for(network, batch_size=cfg.batch_size, cores=available_cores()))

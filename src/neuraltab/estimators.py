@@ -31,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import api
 from .config import TrainConfig
 from .errors import ArtifactError, ConfigError, closest_names
-from .schema import label_key
+from .data.schema import label_key
 
 __all__ = ["NeuralTabClassifier", "NeuralTabRegressor"]
 

@@ -7,10 +7,7 @@ prints one line, ``error: ...``, and exits with status 2.
 from __future__ import annotations
 
 import json
-import math
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -18,25 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .contention import choose_wait_policy
-
-
-def _import_table_libraries() -> None:
-    """What the 0.1 s CPU sample overlaps with: pandas and pyarrow's CSV reader, which api imports anyway and which do
-    not start OpenMP."""
-    import pandas  # noqa: F401
-    import pyarrow.csv  # noqa: F401
-
-
-# Before torch loads (api imports it), for the commands that compute: OpenMP's threads wait passively when other
-# processes keep the CPU busy (contention.py). Not for `info` or `--help`, which would only pay the 0.1 s sample.
-WAIT_POLICY = choose_wait_policy(meanwhile=_import_table_libraries) \
-    if sys.argv[1:2] in (["train"], ["evaluate"], ["predict"], ["demo"]) else None
-
-from . import api  # noqa: E402
-from .artifacts import atomic_write_bytes, check_writable  # noqa: E402
-from .errors import DataError, UserError  # noqa: E402
-from .training import Callback, History  # noqa: E402
+from .. import api
+from ..artifacts import atomic_write_bytes, check_writable
+from ..errors import DataError, UserError
+from .progress import Progress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep neural networks for tables: train, evaluate, predict and inspect models.")
@@ -62,82 +44,6 @@ def _run(fn: Callable[[], Any]) -> Any:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise typer.Exit(130) from None
-
-
-# ======================================================================================================================
-# Progress
-# ======================================================================================================================
-
-
-class Progress(Callback):
-    """Live progress on stderr: a rich bar on a terminal, otherwise a plain line every few seconds."""
-
-    def __init__(self, console: Console, *, quiet: bool = False) -> None:
-        self.console = console
-        self.quiet = quiet
-        self.live = console.is_terminal and not quiet
-        self.bar: Any = None
-        self.last_line = 0.0
-
-    def on_notice(self, message: str) -> None:
-        if not self.quiet:
-            self.console.print(f"[yellow]note:[/yellow] {message}", markup=True)
-
-    def on_train_begin(self, info: dict[str, Any]) -> None:
-        self.info = info
-        if self.quiet:
-            return
-        busy = "; other processes keep the CPU busy, so threads wait passively" if WAIT_POLICY else ""
-        self.console.print(f"training on {info['n_train']:,} rows (validation {info['n_valid']:,}), "
-                           f"{info['n_parameters']:,} parameters, device {info['device']}{busy}")
-        if self.live:
-            from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
-
-            self.bar = Bar(TextColumn("epoch {task.completed:>4.0f}/{task.total:.0f}"), BarColumn(),
-                           TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=self.console,
-                           transient=False)
-            self.task_id = self.bar.add_task("train", total=info["max_epochs"], status="")
-            self.bar.start()
-
-    def status(self, logs: dict[str, Any]) -> str:
-        parts = [f"loss {logs['train_loss']:.4f}"]
-        if logs.get("valid_score") is not None:
-            metric = "acc" if self.info["monitor"] == "accuracy" else "rmse/std(y)"
-            score = abs(logs["valid_score"])
-            parts.append(f"valid {metric} {score:.4f} (best {abs(logs['best_score']):.4f} @ {logs['best_epoch']})")
-        per_epoch = logs["seconds"] / logs["epoch"]
-        remaining = self.info["max_epochs"] - logs["epoch"]
-        if self.info["monitor"] is not None:
-            left = min(remaining, self.info["patience"] - (logs["epoch"] - logs["best_epoch"]))
-            parts.append(f"ETA {_seconds(left * per_epoch)} unless it improves")
-        else:
-            parts.append(f"ETA {_seconds(remaining * per_epoch)}")
-        return " · ".join(parts)
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        if self.quiet:
-            return
-        if self.live:
-            self.bar.update(self.task_id, completed=epoch, status=self.status(logs))
-        elif epoch == 1 or time.monotonic() - self.last_line >= 2.0:
-            self.last_line = time.monotonic()
-            self.console.print(f"epoch {epoch}/{self.info['max_epochs']} · {self.status(logs)}")
-
-    def on_train_end(self, history: History) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-        if not self.quiet:
-            reasons = {"early_stopping": "stopped early", "max_epochs": "reached the last epoch",
-                       "time_limit": "hit the time limit", "interrupted": "interrupted"}
-            best = f", best epoch {history.best_epoch}" if history.best_score is not None else ""
-            self.console.print(f"{reasons.get(history.stop_reason, history.stop_reason)} after "
-                               f"{len(history.epochs)} epoch(s) in {history.seconds:.1f}s{best}")
-
-
-def _seconds(s: float) -> str:
-    if not math.isfinite(s):
-        return "?"
-    return f"{s:.0f}s" if s < 120 else f"{s / 60:.1f}min"
 
 
 # ======================================================================================================================
@@ -404,30 +310,8 @@ def demo(
     _run(body)
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed blocks of up to 64 MiB in the heap instead of returning them to the system.
-
-    By default blocks over 128 KiB are mapped fresh each time and every page faults in again on first use: a
-    million-row prediction spent 1.5 s of its 4 s forward pass on that. This does what ``MALLOC_MMAP_THRESHOLD_`` and
-    ``MALLOC_TRIM_THRESHOLD_`` would; it is left alone when either is set, and elsewhere than glibc it does nothing.
-    The CLI owns its process, so it sets this; a program using the library decides for itself.
-    """
-    if not sys.platform.startswith("linux") or any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_",
-                                                                             "MALLOC_TRIM_THRESHOLD_")):
-        return False
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # musl or another libc
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    return bool(mallopt(m_mmap_threshold, 64 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
-
-
 def main() -> None:
     """Console entry point: like ``app()``, but option-parsing errors are one ``error:`` line too (exit 2)."""
-    keep_freed_memory()
     try:
         code = app(standalone_mode=False)
     except Exception as exc:  # typer vendors click, so its exception classes are matched by name, not imported
@@ -448,31 +332,3 @@ def main() -> None:
             raise
     sys.exit(code if isinstance(code, int) else 0)
 
-
-def run() -> None:
-    """The ``neuraltab`` command: :func:`main`, then end the process without the interpreter's teardown.
-
-    With torch loaded, Python's teardown (freeing the objects of some 2,000 modules) took ~0.5 s of every command on
-    a 2-core machine, a quarter of a short ``predict``. When main returns, every output has been written atomically
-    and closed; this flushes stdout and stderr and exits with main's status. An unexpected exception still ends the
-    process the usual way, with its traceback. Library callers of :func:`main` are unaffected.
-    """
-    try:
-        main()
-        code: Any = 0
-    except SystemExit as exc:
-        code = exc.code
-    if not isinstance(code, int):
-        if code is not None:
-            print(code, file=sys.stderr)
-        code = 0 if code is None else 1
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe (`| head`) or a closed stream: nothing more to deliver
-            pass
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    run()

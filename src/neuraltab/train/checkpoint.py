@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from .artifacts import load_bundle, save_bundle
-from .errors import ArtifactError
+from ..artifacts import load_bundle, save_bundle
+from ..errors import ArtifactError
 
 __all__ = ["Snapshot", "Checkpoint"]
 

@@ -32,8 +32,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ...networks.mlp import MLP
 from .flat_adam import FlatAdam, covers
-from .model.mlp import MLP
 
 __all__ = ["DenseStepper", "make_dense_stepper"]
 

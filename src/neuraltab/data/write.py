@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from .artifacts import atomic_write_bytes
-from .errors import ArtifactError, DataError
-from .reading import available_cores
+from ..artifacts import atomic_write_bytes
+from ..errors import ArtifactError, DataError
+from ..system import available_cores
 
 __all__ = ["OUTPUT_SUFFIXES", "csv_bytes", "write_table"]
 

@@ -3,7 +3,7 @@
 ``read_table`` reads CSV/TSV (with a sniffed delimiter and encoding, and numbers written with thousands separators or
 decimal commas), Parquet and JSON lines, with one-line errors for everything a person can get wrong, after a memory
 guard (:func:`check_memory`) has refused files that clearly will not fit. Deciding what the columns mean is
-:mod:`neuraltab.schema`'s job.
+:mod:`.schema`'s job.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, Notify, no_notice
+from ..errors import DataError, Notify, no_notice
+from ..system import available_memory
 
 __all__ = [
     "NULL_MARKERS",
-    "available_cores",
-    "available_memory",
     "check_memory",
     "estimate_memory",
     "read_table",
@@ -354,40 +352,6 @@ def _utf16_without_bom(head: bytes) -> str | None:
 
 # bytes in memory per byte on disk while a file is read into a DataFrame (the Arrow table and the DataFrame coexist)
 MEMORY_FACTORS = {"text": 3.0, "json": 2.0, "parquet": 5.0}
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask on Linux, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def available_memory() -> int | None:
-    """Bytes this process can still allocate: MemAvailable from /proc/meminfo, lowered to the cgroup's remaining limit
-    (containers); None where neither can be read (not Linux)."""
-    found: list[int] = []
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        try:
-            limit = int(Path(limit_file).read_text().strip())  # "max" (no limit) fails here
-            usage = int(Path(usage_file).read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if 0 < limit < 1 << 60:
-            found.append(max(limit - usage, 0))
-        break
-    return min(found) if found else None
 
 
 def estimate_memory(path: str | Path) -> int:

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import Notify, SchemaError, no_notice
+from ..errors import Notify, SchemaError, no_notice
 from .quantile import quantile_normal_rows, quantile_normal_transform
-from .reading import NULL_MARKERS
+from .read import NULL_MARKERS
 from .schema import Schema, label_key, parse_datetimes
 
 __all__ = ["Batch", "Preprocessor", "quantile_normal_transform"]

@@ -1,19 +1,31 @@
-"""Network modules (torch only, never pandas) and the one factory that builds them from a JSON-able spec.
-
-Every model maps ``x_num`` float32[B, n_num] and ``x_cat`` int64[B, n_cat] to float32[B, k, n_out]: k ensemble
-members' logits (classification) or standardised values (regression); the plain MLP has k = 1.
-"""
+"""The one factory for networks: a JSON-able spec (stored in the model file) and the module built from it."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from .mlp import MLP
-from .tabm import TabM
+from .tabm import TabM, compute_bins
 
-__all__ = ["MLP", "TabM", "build", "spec_for"]
+__all__ = ["build", "spec_for", "network_for"]
+
+
+def network_for(cfg: Any, *, x_num_train: torch.Tensor, cat_cardinalities: list[int],
+                n_out: int) -> tuple[dict[str, Any], nn.Module]:
+    """The spec and a freshly initialised network for the resolved config ``cfg`` and the training inputs: the default
+    model's embedding bins come from the training numbers ``x_num_train`` float32[n, n_num]."""
+    bins = None
+    if cfg.model == "default" and cfg.d_embedding > 0 and x_num_train.shape[1] > 0:
+        bins = compute_bins(x_num_train, n_bins=cfg.n_bins)
+    spec = spec_for(cfg, n_num=x_num_train.shape[1], cat_cardinalities=cat_cardinalities, n_out=n_out,
+                    n_bins_per_feature=[len(b) - 1 for b in bins] if bins is not None else None)
+    network = build(spec)
+    if bins is not None:
+        network.set_bins(bins)
+    return spec, network
 
 
 def spec_for(cfg: Any, *, n_num: int, cat_cardinalities: list[int], n_out: int,

@@ -35,8 +35,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ...networks.tabm import TabM, _linear, dropout_mask, dropout_scale, stack_first_layer
 from .flat_adam import FlatAdam, covers
-from .model.tabm import TabM, _linear, dropout_mask, dropout_scale, stack_first_layer
 
 __all__ = ["TabMStepper", "make_tabm_stepper"]
 

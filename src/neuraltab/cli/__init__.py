@@ -1,0 +1,26 @@
+"""The ``neuraltab`` command: typer commands (:mod:`.commands`), live progress (:mod:`.progress`) and the process
+set-up that runs from the entry point (:mod:`.runtime`).
+
+Importing this package loads no torch: :func:`run` first decides how OpenMP's threads wait, then imports the commands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["run", "main", "app"]
+
+
+def run() -> None:
+    """The console entry point (``neuraltab``, ``python -m neuraltab.cli``)."""
+    from .runtime import run as run_command
+
+    run_command()
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("app", "main"):  # the typer app, and main() for library callers: they import torch
+        from . import commands
+
+        return getattr(commands, name)
+    raise AttributeError(f"module 'neuraltab.cli' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""``python -m neuraltab.cli``: the ``neuraltab`` command."""
+
+from . import run
+
+run()

@@ -1,0 +1,47 @@
+"""The inference path: the members' averaged probabilities or values for rows already turned into tensors."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..device import autocast
+
+__all__ = ["predict_output"]
+
+
+@torch.inference_mode()
+def predict_output(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *, task: str,
+                   batch_size: int = 4096, precision: str = "fp32") -> torch.Tensor:
+    """Mean over ensemble members of the probabilities float32[n, C] (classification) or values float32[n].
+
+    Models with an ``inference_forward`` (TabM) predict through it: fused GEMMs on weights cast once; others through
+    their ``forward``, under bf16 autocast when ``precision="bf16"``.
+    """
+    was_training = model.training
+    model.eval()
+    fast = getattr(model, "inference_forward", None)
+    plan = model.inference_plan(torch.bfloat16 if precision == "bf16" else torch.float32) if fast else None
+    outs = []
+    for start in range(0, max(x_num.shape[0], 1), batch_size):  # at least once: an empty input gives [0, C]
+        rows = slice(start, start + batch_size)
+        if fast is not None:
+            out = fast(x_num[rows], x_cat[rows], plan=plan)
+        else:
+            with autocast(x_num.device, precision):
+                out = model(x_num[rows], x_cat[rows]).float()  # [b, k, n_out]
+        outs.append(out.mean(1).squeeze(-1) if task == "regression" else _mean_probabilities(out))
+    model.train(was_training)
+    return torch.cat(outs)
+
+
+def _mean_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """float32[B, k, C] logits → the members' mean probabilities [B, C].
+
+    PyTorch's CPU softmax over a short last dimension is slow: for 2 or 7 classes, a softmax over the classes laid
+    out class-major ([B, C, k], contiguous) took a third of the time (2,100 rows: 0.15 vs 0.45 ms); for 26 classes it
+    was 7x slower instead, hence the cut-off.
+    """
+    if logits.shape[-1] <= 8:
+        return logits.transpose(1, 2).contiguous().softmax(1).mean(2)
+    return logits.softmax(-1).mean(1)
