@@ -12,10 +12,17 @@ __all__ = ["run", "main", "app"]
 
 
 def run() -> None:
-    """The console entry point (``neuraltab``, ``python -m neuraltab.cli``)."""
-    from .runtime import run as run_command
+    """The console entry point (``neuraltab``, ``python -m neuraltab.cli``): set up the process, then run the command
+    and exit without the interpreter's teardown. Library callers use :func:`main`, which does neither."""
+    import sys
 
-    run_command()
+    from . import runtime
+
+    runtime.keep_freed_memory()
+    runtime.prepare(sys.argv)
+    from .commands import main
+
+    runtime.exit_after(main)
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any, Callable, Mapping, MutableMapping
 
-__all__ = ["busy_cores_elsewhere", "choose_wait_policy", "keep_freed_memory", "prepare", "run", "WAIT_VARIABLES"]
+__all__ = ["busy_cores_elsewhere", "choose_wait_policy", "exit_after", "keep_freed_memory", "prepare", "WAIT_VARIABLES"]
 
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")  # a user's own choice wins
 BUSY_THRESHOLD = 0.5  # cores kept busy by other processes
@@ -142,18 +142,14 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 64 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
 
 
-def run() -> None:
-    """The ``neuraltab`` command: :func:`main`, then end the process without the interpreter's teardown.
+def exit_after(main: Callable[[], object]) -> None:
+    """Run ``main``, then end the process without the interpreter's teardown.
 
-    With torch loaded, Python's teardown (freeing the objects of some 2,000 modules) took ~0.5 s of every command on
-    a 2-core machine, a quarter of a short ``predict``. When main returns, every output has been written atomically
-    and closed; this flushes stdout and stderr and exits with main's status. An unexpected exception still ends the
-    process the usual way, with its traceback. Library callers of :func:`main` are unaffected.
+    With torch loaded, Python's teardown (freeing the objects of some 2,000 modules) is a large share of a short
+    command (``benchmarks/README.md``). When main returns, every output has been written atomically and closed; this
+    flushes stdout and stderr and exits with main's status. An unexpected exception still ends the process the usual
+    way, with its traceback.
     """
-    keep_freed_memory()
-    prepare(sys.argv)
-    from .commands import main
-
     try:
         main()
         code: Any = 0
