@@ -307,3 +307,11 @@ def test_fit_is_prepare_then_fit_prepared_and_the_stages_share_one_data_path():
     assert neuraltab.api.fit_prepared(prepared).to_bytes() == whole
     # a second network from the same prepared data starts from the same seed: the same model again
     assert neuraltab.api.fit_prepared(prepared).to_bytes() == whole
+
+
+@pytest.mark.parametrize("options, path", [({}, "tabm-step"), ({"model": "mlp", "layers": (8,), "optimizer": "adam"},
+                                                                 "mlp-step")])
+def test_the_default_model_and_the_classic_mlp_train_through_their_hand_derived_steps_on_a_cpu(options, path):
+    """A silent fall-back to autograd would otherwise show only as a slowdown."""
+    model = neuraltab.fit(make_table(120), target="label", device="cpu", **{**FAST, **options})
+    assert model.history["path"] == path and model.history["path_reason"] is None

@@ -377,8 +377,9 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
 
 
 def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), checkpoint: str | Path | None = None,
-                 checkpoint_every: int = 10, resume: bool = False) -> Model:
-    """Train a fresh network on prepared data and return the :class:`Model` (see :func:`fit` for the checkpoint)."""
+                 checkpoint_every: int = 10, resume: bool = False, fast: bool = True) -> Model:
+    """Train a fresh network on prepared data and return the :class:`Model` (see :func:`fit` for the checkpoint;
+    ``fast=False`` trains through autograd even where a hand-derived CPU step covers the run)."""
     cfg = prepared.cfg
     with _torch_threads(cfg.threads or available_cores()):
         spec, network = prepared.new_network()
@@ -392,7 +393,7 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
                 _Notices(callbacks, into=prepared.notices)(f"{ckpt.path}: no checkpoint to resume from; training "
                                                            "from the start")
         history = train(network, prepared.tensors("train"), prepared.tensors("valid"), task=prepared.schema.task,
-                        cfg=cfg, callbacks=callbacks, checkpoint=ckpt, resume=resume)
+                        cfg=cfg, callbacks=callbacks, checkpoint=ckpt, resume=resume, fast=fast)
         if ckpt is not None and history.stop_reason != "interrupted":
             ckpt.path.unlink(missing_ok=True)
         return prepared.model(network, spec, history)

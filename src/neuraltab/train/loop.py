@@ -23,8 +23,7 @@ from ..networks.predict import predict_output
 from .autograd import autograd_epoch, make_optimizer
 from .callbacks import Callback, EarlyStopping, Run, StopOnSignal, TimeLimit, overrides_step
 from .checkpoint import Checkpoint, Snapshot
-from .fast.mlp_step import make_dense_stepper
-from .fast.tabm_step import make_tabm_stepper
+from .fast import select
 
 __all__ = ["Callback", "History", "train"]
 
@@ -34,8 +33,10 @@ class History:
     epochs: list[dict[str, Any]] = field(default_factory=list)  # one dict per epoch, as given to on_epoch_end
     best_epoch: int = 0
     best_score: float | None = None
-    stop_reason: str = ""  # early_stopping | max_epochs | time_limit | interrupted | diverged
+    stop_reason: str = ""  # early_stopping | max_epochs | time_limit | interrupted | diverged | a callback's reason
     seconds: float = 0.0
+    path: str = ""  # the training step that ran: tabm-step | mlp-step (hand-derived, CPU) | autograd
+    path_reason: str | None = None  # why autograd trained the run, when it did
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +64,7 @@ def train(
     callbacks: Sequence[Callback] = (),
     checkpoint: Checkpoint | None = None,
     resume: bool = False,
+    fast: bool = True,
 ) -> History:
     """Train ``model`` in place on (x_num, x_cat, y) tensors already on the model's device; return the History.
 
@@ -70,7 +72,8 @@ def train(
     validation score and the best epoch's weights are restored. Without one, the last epoch's weights are kept.
     Ctrl-C, SIGTERM, ``cfg.time_limit`` and any callback's ``run.stop()`` end training early and keep the best
     weights found so far. With a ``checkpoint``, the full state is saved every ``checkpoint.every`` epochs and when a
-    signal stops the run; ``resume=True`` continues from it.
+    signal stops the run; ``resume=True`` continues from it. ``fast=False`` trains through autograd even where a
+    hand-derived step covers the run (for callers that change weights between steps).
     """
     x_num, x_cat, y = train_data
     device = x_num.device
@@ -78,12 +81,11 @@ def train(
     batch_size = min(cfg.batch_size, n)
     steps = math.ceil(n / batch_size)
     # a hand-derived step where one covers this run exactly (CPU, Adam/AdamW), else autograd + torch.optim
-    stepper = (make_dense_stepper(model, task=task, cfg=cfg, x_num=x_num, x_cat=x_cat, y=y)
-               or make_tabm_stepper(model, task=task, cfg=cfg, x_num=x_num, x_cat=x_cat, y=y))
+    stepper, path, path_reason = select(model, task=task, cfg=cfg, x_num=x_num, x_cat=x_cat, y=y, allowed=fast)
     optimizer = stepper.optimizer if stepper is not None else make_optimizer(model, cfg, device)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     use_valid = valid_data is not None and len(valid_data[0]) > 0 and cfg.early_stopping
-    history = History()
+    history = History(path=path, path_reason=path_reason)
     run = Run(model)
     early = EarlyStopping(cfg.patience) if use_valid else None
     # the loop's own callbacks first: the time limit's reason wins a tie, and early stopping fills in the logs' best
@@ -116,7 +118,7 @@ def train(
             "n_valid": len(valid_data[0]) if use_valid else 0, "device": str(device),
             "n_parameters": sum(p.numel() for p in model.parameters()),
             "monitor": ("-rmse" if task == "regression" else "accuracy") if use_valid else None,
-            "patience": cfg.patience, "first_epoch": first_epoch,
+            "patience": cfg.patience, "first_epoch": first_epoch, "path": path, "path_reason": path_reason,
         })
     model.train()
     if stepper is not None:
