@@ -74,8 +74,10 @@ class Notices(list):
     """Collects notices; ``notices.text`` is everything said, for substring checks."""
 
     def __call__(self, message: str) -> None:
+        from neuraltab.errors import Message
+
         assert "\n" not in message
-        self.append(message)
+        self.append(Message(message))  # as a Python caller sees it
 
     @property
     def text(self) -> str:

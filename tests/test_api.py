@@ -315,3 +315,44 @@ def test_the_default_model_and_the_classic_mlp_train_through_their_hand_derived_
     """A silent fall-back to autograd would otherwise show only as a slowdown."""
     model = neuraltab.fit(make_table(120), target="label", device="cpu", **{**FAST, **options})
     assert model.history["path"] == path and model.history["path_reason"] is None
+
+
+@pytest.mark.parametrize("options", [{}, {"model": "mlp", "layers": (8,), "dropout": 0.3, "optimizer": "sgd"}])
+def test_fit_and_the_estimators_never_touch_the_callers_global_random_generators(options):
+    df = make_table(120)
+
+    def draws():
+        return torch.rand(3).tolist(), np.random.rand(3).tolist()
+
+    torch.manual_seed(123)
+    np.random.seed(123)
+    untouched = draws()
+    torch.manual_seed(123)
+    np.random.seed(123)
+    neuraltab.fit(df, target="label", **{**FAST, **options})
+    neuraltab.NeuralTabClassifier(**{**FAST, **options}).fit(df.drop(columns="label"), df["label"])
+    assert draws() == untouched
+
+
+def test_the_seed_alone_decides_the_model_whatever_the_global_generator_holds():
+    df = make_table(120)
+    torch.manual_seed(1)
+    a = neuraltab.fit(df, target="label", seed=5, **FAST).to_bytes()
+    torch.manual_seed(2)
+    torch.rand(10)
+    assert neuraltab.fit(df, target="label", seed=5, **FAST).to_bytes() == a
+
+
+def test_layers_drawn_from_a_generator_equal_torchs_own_from_the_global_one():
+    from torch import nn
+
+    from neuraltab.networks.layers import Dropout, linear
+
+    torch.manual_seed(7)
+    reference = nn.Linear(9, 4)
+    ours = linear(9, 4, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(ours.weight, reference.weight) and torch.equal(ours.bias, reference.bias)
+    x = torch.randn(50, 20)
+    torch.manual_seed(3)
+    theirs = nn.Dropout(0.3).train()(x)
+    assert torch.equal(Dropout(0.3, generator=torch.Generator().manual_seed(3)).train()(x), theirs)

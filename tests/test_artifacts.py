@@ -114,7 +114,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_the_old_file(tmp_pat
     message = str(info.value)
     assert "\n" not in message
     assert message == (f"{path}: cannot write (the disk is full: No space left on device, {len(data):,} bytes to "
-                       "write); free some space or choose another --output")
+                       "write); free some space or write to another file")
     if where == "write":  # the half-written temporary file existed, and is gone
         assert len(seen) == 1 and len(seen[0]) == 2
         assert seen[0][0].startswith(".m.ntab.") and seen[0][0].endswith(".tmp")
@@ -142,7 +142,7 @@ def test_failed_first_write_creates_nothing(tmp_path, monkeypatch):
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(artifacts.os, "fsync", failing_fsync)
-    with pytest.raises(ArtifactError, match=r"m.ntab: cannot write \(Input/output error\); choose another --output$"):
+    with pytest.raises(ArtifactError, match=r"m.ntab: cannot write \(Input/output error\); write to another file$"):
         atomic_write_bytes(tmp_path / "m.ntab", b"data", force=False)
     assert _listing(tmp_path) == []
 
@@ -169,7 +169,7 @@ def test_refuses_to_overwrite_without_force(tmp_path):
     path = tmp_path / "m.ntab"
     save_bundle(path, _tensors(), META)
     before = path.read_bytes()
-    with pytest.raises(ArtifactError, match="already exists.*--force"):
+    with pytest.raises(ArtifactError, match="already exists; pass force=True"):
         save_bundle(path, {"w": torch.ones(1)}, {})
     assert path.read_bytes() == before
     assert _listing(tmp_path) == ["m.ntab"]

@@ -304,7 +304,7 @@ def test_output_folder_that_is_not_writable(model_file):
             before = snapshot(folder)
             with unprivileged():
                 result = invoke(*args, locked / name)
-            line = assert_user_error(result, str(locked), "choose another --output")
+            line = assert_user_error(result, str(locked), "write to another")
             assert "not writable" in line or "permission denied" in line.lower(), line
             assert snapshot(folder) == before
             assert list(locked.iterdir()) == []
@@ -550,7 +550,7 @@ def test_a_full_disk_when_saving_the_model(tmp_path):
         before = snapshot(disk)
         proc = _console("train", data, "--target", "left", *quiet_fast, cwd=tmp_path)
         assert_one_error_line(proc, f"{disk / 'hr.ntab'}: cannot write (the disk is full: No space left on device, "
-                                    f"{size:,} bytes to write); free some space or choose another --output")
+                                    f"{size:,} bytes to write); free some space or write to another file")
         assert proc.stdout == ""
         assert snapshot(disk) == before
 
@@ -573,7 +573,7 @@ def test_a_full_disk_when_writing_predictions(tmp_path):
         for output, extra in ((disk / "new.csv", []), (old, ["--force"])):
             proc = _console("predict", model, data, "-o", output, *extra, cwd=tmp_path)
             assert_one_error_line(proc, f"{output}: cannot write (the disk is full: No space left on device, "
-                                        f"{size:,} bytes to write); free some space or choose another --output")
+                                        f"{size:,} bytes to write); free some space or write to another file")
             assert snapshot(disk) == before
         with open(disk / "redirected.csv", "wb") as stdout:
             command = [sys.executable, "-m", "neuraltab.cli", "predict", str(model), str(data)]

@@ -331,7 +331,7 @@ def test_explicit_decimal_point_overrides_the_guess(tmp_path):
     path = write(tmp_path / "t.csv", "a;b\n1,234;x\n2,500;y\n3,750;x\n")  # ambiguous: decimal in a ';' file
     assert read_table(path)["a"].tolist() == [1.234, 2.5, 3.75]
     assert read_table(path, decimal=".")["a"].tolist() == [1234.0, 2500.0, 3750.0]
-    with pytest.raises(DataError, match="decimal must be"):
+    with pytest.raises(DataError, match="'decimal' must be"):
         read_table(path, decimal="#")
 
 
@@ -531,7 +531,8 @@ def test_a_hundred_thousand_distinct_categories_are_capped_with_a_notice():
     x = rng.normal(size=n)
     table = pd.DataFrame({"code": codes, "x": x, "label": np.where(x > 0, "a", "b")})
     model, notes = fit(table, categorical=["code"], epochs=1, batch_size=4096, test_size=0.05, valid_size=0.05)
-    has(notes.text, "'code'", "categories", "the 1000 most frequent are kept", "--max-categories")
+    has(notes.text, "'code'", "categories", "the 1000 most frequent are kept",
+        "('max_categories' sets how many)")
     assert model.preprocessor.cat_cardinalities == [1001]  # 1000 kept + the unknown slot
     new = pd.DataFrame({"code": ["c00001", "never-seen"], "x": [0.5, -0.5]})
     check_predictions(model, new, 2)
@@ -642,7 +643,7 @@ def test_a_feature_that_leaks_the_target_is_named_in_a_notice(leak, how):
     table = people()
     table.insert(1, "outcome_code", leak(table))
     model, notes = fit(table)
-    has(notes.text, f"column 'outcome_code' {how} the target 'label'", "leak", "--drop outcome_code")
+    has(notes.text, f"column 'outcome_code' {how} the target 'label'", "leak", "drop=['outcome_code']")
     assert "outcome_code" in kinds(model)  # a warning, not a decision: the user may know better
     assert notes.text.count("leak") == 1  # only that column
 

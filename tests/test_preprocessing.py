@@ -310,7 +310,7 @@ def test_numbers_written_with_another_decimal_mark_suggest_the_decimal_option():
     pre = Preprocessor(NUM_SCHEMA).fit(_numeric_frame(rng, 50))
     new = _numeric_frame(rng, 20)
     new["b"] = [f"{v:.2f}".replace(".", ",") for v in rng.normal(size=20)]  # "0,31": read with the wrong mark
-    with pytest.raises(SchemaError, match=r"'b' should hold numbers .* pass --decimal\)$"):
+    with pytest.raises(SchemaError, match=r"'b' should hold numbers .* pass 'decimal'\)$"):
         pre.transform(new, source="new.csv")
     new["b"] = ["low", "high"] * 10
     with pytest.raises(SchemaError) as info:

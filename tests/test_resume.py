@@ -79,8 +79,9 @@ def test_a_full_disk_at_a_later_checkpoint_keeps_the_previous_one_and_resume_con
         neuraltab.fit(df, target="label", checkpoint=ckpt, checkpoint_every=1, **OPTIONS)
     message = str(info.value)
     assert "\n" not in message and message.startswith(f"{ckpt}: cannot write (the disk is full")
-    assert message.endswith("the previous checkpoint is kept as it was, so the same command with --resume continues "
-                            "from it once there is room")
+    assert message.endswith("the previous checkpoint is kept as it was, so the same command with resume=True "
+                            "continues from it once there is room")
+    assert info.value.render("cli").endswith("the same command with --resume continues from it once there is room")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]  # no temporary file
     monkeypatch.undo()
     resumed = neuraltab.fit(df, target="label", checkpoint=ckpt, checkpoint_every=1, resume=True, **OPTIONS)

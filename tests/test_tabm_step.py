@@ -138,7 +138,7 @@ def test_dropout_mask_drops_p_rounded_to_a_256th_and_the_model_draws_the_same_ma
     for dtype in (torch.float32, torch.bfloat16):
         torch.manual_seed(3)
         ours = h.to(dtype)
-        _drop(ours, p)  # in place, without the rescaling
+        _drop(ours, p, None)  # in place, without the rescaling
         assert torch.equal(ours == 0, dropped == 0)
         torch.testing.assert_close(ours.float()[ours != 0] * dropout_scale(p), dropped[dropped != 0], rtol=1e-2,
                                    atol=0)

@@ -124,9 +124,10 @@ def _diverging_run(early_stopping):
 def test_a_diverging_run_without_a_best_epoch_is_a_one_line_config_error():
     from neuraltab.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"^training diverged in epoch 3 \(the loss became nan\); lower --lr \(now "
-                                          r"0\.001\) or scale the inputs with --scaling quantile$"):
+    with pytest.raises(ConfigError, match=r"^training diverged in epoch 3 \(the loss became nan\); lower 'lr' \(now "
+                                          r"0\.001\) or scale the inputs with scaling='quantile'$") as info:
         _diverging_run(early_stopping=False)
+    assert info.value.render("cli").endswith("lower --lr (now 0.001) or scale the inputs with --scaling quantile")
 
 
 def test_a_diverging_run_keeps_the_best_epoch_before_it_with_a_notice():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +20,14 @@ import torch
 
 from . import __version__
 from .artifacts import FORMAT_VERSION, bundle_bytes, load_bundle, read_bundle_bytes, save_bundle
-from .config import TrainConfig, resolve
+from .config import TrainConfig, describe_options, resolve
 from .data.preprocess import Batch, Preprocessor
 from .data.read import read_table, read_table_and_format, source_name
 from .data.schema import Schema, drop_missing_target, infer_schema
 from .data.split import fingerprint, split
 from .data.write import write_table
 from .device import native_bf16, resolve_device, threads_for, to_tensors
-from .errors import ArtifactError, SchemaError, no_notice
+from .errors import ArtifactError, Message, SchemaError, no_notice, option
 from .metrics import compute
 from .networks import build, network_for, predict_output
 from .system import available_cores
@@ -51,9 +52,17 @@ class _Notices:
         self.messages: list[str] = [] if into is None else into
 
     def __call__(self, message: str) -> None:
+        message = Message(message)
         self.messages.append(message)
         for cb in self.callbacks:
             cb.on_notice(message)
+
+
+def _notifier(notify: Any) -> Any:
+    """A caller's notice sink, given each notice as a :class:`Message` (a ``str`` its front door can render)."""
+    if notify is None:
+        return no_notice
+    return lambda message: notify(Message(message))
 
 
 def _versions() -> dict[str, str]:
@@ -157,7 +166,7 @@ class Model:
         A text file is read with the training file's decimal mark (see :meth:`info`) unless ``decimal`` ("." or
         ",") is given; the same holds for :meth:`predict_proba`, :meth:`predict_table` and :meth:`evaluate`.
         """
-        _, batch = self._batch(data, with_target=False, notify=notify or no_notice, decimal=decimal)
+        _, batch = self._batch(data, with_target=False, notify=_notifier(notify), decimal=decimal)
         out = self._output(batch)
         return pd.Series(out, name="prediction") if self.task == "regression" else self._labels(out).rename("prediction")
 
@@ -165,13 +174,13 @@ class Model:
         """Class probabilities, one column per class label (classification only)."""
         if self.task == "regression":
             raise SchemaError("predict_proba is for classification models; this model does regression: use predict")
-        _, batch = self._batch(data, with_target=False, notify=notify or no_notice, decimal=decimal)
+        _, batch = self._batch(data, with_target=False, notify=_notifier(notify), decimal=decimal)
         return pd.DataFrame(self._output(batch), columns=list(self.classes))
 
     def predict_table(self, data: Any, *, id_column: str | None = None, decimal: str | None = None,
                       notify: Any = None) -> pd.DataFrame:
         """The table ``neuraltab predict`` writes: [id], prediction, and proba_<label> per class."""
-        notify = notify or no_notice
+        notify = _notifier(notify)
         df, batch = self._batch(data, with_target=False, notify=notify, decimal=decimal)
         return self._prediction_table(df, self._output(batch), id_column=id_column, source=source_name(data))
 
@@ -181,7 +190,7 @@ class Model:
         """Predict every row of ``data`` and write :meth:`predict_table` to ``output`` (CSV/TSV/Parquet/JSON lines by
         extension, atomically; CSV on stdout when None); returns the number of rows. ``timings``, when given, gets
         the seconds spent reading, transforming, in the network and writing."""
-        notify = notify or no_notice
+        notify = _notifier(notify)
         clock = time.perf_counter()
         stages = timings if timings is not None else {}
         df = self._read(data, with_target=False, notify=notify, decimal=decimal)
@@ -202,7 +211,7 @@ class Model:
             if id_column not in df.columns:
                 from .errors import closest_names
 
-                raise SchemaError(f"{source}: --id column {id_column!r} not found; "
+                raise SchemaError(f"{source}: the {option('id_column')} column {id_column!r} not found; "
                                   f"{closest_names(id_column, list(df.columns))}")
             table[id_column] = df[id_column].to_numpy()
         if self.task == "regression":
@@ -215,7 +224,7 @@ class Model:
 
     def evaluate(self, data: Any, *, decimal: str | None = None, notify: Any = None) -> dict[str, Any]:
         """The metric table on a table that has the target column."""
-        _, batch = self._batch(data, with_target=True, notify=notify or no_notice, decimal=decimal)
+        _, batch = self._batch(data, with_target=True, notify=_notifier(notify), decimal=decimal)
         return compute(self.task, batch.y, self._output(batch))
 
     # --------------------------------------------------------------------------------------------------- files
@@ -304,10 +313,12 @@ class Prepared:
                           y_std=pre.y_std)
 
     def new_network(self) -> tuple[dict[str, Any], torch.nn.Module]:
-        """A freshly initialised network for this data and config (seeded by ``cfg.seed``), on the device."""
-        torch.manual_seed(self.cfg.seed)
+        """A freshly initialised network for this data and config, on the device; its initial weights and the
+        dropout masks of its training come from a generator seeded with ``cfg.seed`` (never the global RNG)."""
+        generator = torch.Generator().manual_seed(self.cfg.seed)
         spec, network = network_for(self.cfg, x_num_train=torch.from_numpy(self.batches["train"].x_num),
-                                    cat_cardinalities=self.preprocessor.cat_cardinalities, n_out=self.n_out)
+                                    cat_cardinalities=self.preprocessor.cat_cardinalities, n_out=self.n_out,
+                                    generator=generator)
         return spec, network.to(self.device)
 
     def threads(self, network: torch.nn.Module | None = None) -> int:
@@ -418,6 +429,10 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
     prepared = prepare(data, target, callbacks=callbacks, encoding=encoding, decimal=decimal, **options)
     return fit_prepared(prepared, callbacks=callbacks, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                         resume=resume)
+
+
+fit.__doc__ = f"{fit.__doc__}\n    Options (the flags of ``neuraltab train``, the estimators' parameters):\n\n" \
+              + textwrap.indent(describe_options(), "    ") + "\n"
 
 
 def load(path: str | Path, *, device: str = "cpu") -> Model:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .errors import ArtifactError
+from .errors import ArtifactError, option
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_bundle", "load_bundle", "bundle_bytes", "read_bundle_bytes",
            "atomic_write_bytes", "check_writable"]
@@ -49,14 +49,15 @@ def check_writable(path: Path, *, force: bool) -> None:
     """Fail early (before a long training run) if ``path`` cannot be written."""
     path = Path(path)
     if path.exists() and not force:
-        raise ArtifactError(f"{path}: already exists; pass --force to overwrite it or choose another --output")
+        raise ArtifactError(f"{path}: already exists; pass {option('force', True)} to overwrite it or write to "
+                            "another file")
     if path.is_dir():
         raise ArtifactError(f"{path}: is a folder; give a file name for the output")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise ArtifactError(f"{path}: the folder {parent} does not exist; create it or choose another --output")
+        raise ArtifactError(f"{path}: the folder {parent} does not exist; create it or write to another folder")
     if not os.access(parent, os.W_OK):
-        raise ArtifactError(f"{path}: the folder {parent} is not writable; choose another --output")
+        raise ArtifactError(f"{path}: the folder {parent} is not writable; write to another folder")
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, force: bool) -> None:
@@ -80,7 +81,8 @@ def atomic_write_bytes(path: Path, data: bytes, *, force: bool) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         if not force and path.exists():
-            raise ArtifactError(f"{path}: already exists; pass --force to overwrite it or choose another --output")
+            raise ArtifactError(f"{path}: already exists; pass {option('force', True)} to overwrite it or write to "
+                            "another file")
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -131,7 +133,7 @@ def _why(exc: OSError, data: bytes) -> str:
 
 
 def _advice(exc: OSError) -> str:
-    return "free some space or choose another --output" if exc.errno in _NO_SPACE else "choose another --output"
+    return "free some space or write to another file" if exc.errno in _NO_SPACE else "write to another file"
 
 
 def _parse_header(data: bytes) -> dict[str, Any] | None:
@@ -186,15 +188,16 @@ def read_bundle_bytes(data: bytes, *, name: str = "the model bytes") -> tuple[di
     if header is None:
         if len(data) < 8:
             raise ArtifactError(f"{name}: truncated or not a model file (only {len(data)} bytes); re-copy or retrain")
-        if data[:1] == b"\x80" or data[:2] == b"PK":
-            kind = "a Python pickle" if data[:1] == b"\x80" else "a zip archive (such as a torch.save checkpoint)"
-            raise ArtifactError(f"{name}: looks like {kind}, not a neuraltab model file; neuraltab never loads pickles")
+        # a safetensors header that fails to parse is corruption, whatever its length's first byte looks like
         if data[8:10] == b'{"' and struct.unpack("<Q", data[:8])[0] > len(data) - 8:
             raise ArtifactError(f"{name}: truncated or corrupted (the header runs past the end of the file's "
                                 f"{len(data)} bytes); re-copy or retrain the model")
         if data[8:10] == b'{"':
             raise ArtifactError(f"{name}: corrupted model file (its header is not valid JSON); "
                                 "re-copy or retrain the model")
+        if data[:1] == b"\x80" or data[:2] == b"PK":
+            kind = "a Python pickle" if data[:1] == b"\x80" else "a zip archive (such as a torch.save checkpoint)"
+            raise ArtifactError(f"{name}: looks like {kind}, not a neuraltab model file; neuraltab never loads pickles")
         raise ArtifactError(f"{name}: not a neuraltab model file; pass a file written by `neuraltab train`")
     metadata = header.get("__metadata__")
     if not isinstance(metadata, dict) or FORMAT not in metadata:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from .errors import ConfigError, closest_names
+from .errors import ConfigError, closest_names, option
 
-__all__ = ["TrainConfig", "resolve", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS"]
+__all__ = ["TrainConfig", "resolve", "describe_options", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS"]
 
 MODELS = ("default", "mlp")
 TASKS = ("auto", "binary", "multiclass", "regression")
@@ -25,45 +25,109 @@ SCALINGS = ("auto", "quantile", "standard", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def _option(default: Any, help: str, *, rule: tuple[Callable[[Any], bool], str] | None = None,
+            choices: tuple[str, ...] | None = None, chosen: str | None = None) -> Any:
+    """A :class:`TrainConfig` field: its default, its help (shown by ``neuraltab train --help``, the estimators and
+    :func:`neuraltab.fit`), what must hold (a ``rule``: check and words, or ``choices``) and, for a default of None,
+    how the value is ``chosen`` (see :func:`resolve`)."""
+    return dataclasses.field(default=default, metadata={"help": help, "rule": rule, "choices": choices,
+                                                        "chosen": chosen})
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def _int_in(lo: int, hi: int | None = None, *, optional: bool = False) -> tuple[Callable[[Any], bool], str]:
+    words = f"an integer from {lo} to {hi}" if hi is not None else "a positive integer" if lo == 1 else f"an integer >= {lo}"
+    return (lambda v: (optional and v is None) or (_is_int(v) and lo <= v and (hi is None or v <= hi))), words
+
+
+def _names(v: Any) -> bool:
+    return isinstance(v, tuple) and all(isinstance(x, str) for x in v)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
+    """Every option of a training run, once: its default, its help and what must hold (``dataclasses.fields``
+    metadata). ``neuraltab train``'s flags are made from these fields, and the estimators' parameters are tested
+    against them."""
+
     # --- what to learn ---------------------------------------------------------------------------------------
-    task: str = "auto"  # binary | multiclass | regression; auto = inferred from the target column
-    model: str = "default"  # default = TabM-style ensemble with numeric embeddings; mlp = plain Sequential MLP
+    task: str = _option("auto", "What to predict: binary, multiclass or regression; auto infers it from the target.",
+                        choices=TASKS)
+    model: str = _option("default", "default: the TabM-style ensemble with numeric embeddings; mlp: a plain "
+                         "Sequential MLP.", choices=MODELS)
     # --- plain MLP (model="mlp") --------------------------------------------------------------------------------
-    layers: tuple[int, ...] = (256, 256)  # hidden widths of the plain MLP
-    activation: str = "relu"  # activation between the plain MLP's layers
+    layers: tuple[int, ...] = _option((256, 256), "Hidden widths of the plain MLP, e.g. 64,64.",
+                                      rule=(lambda v: isinstance(v, tuple) and len(v) >= 1 and all(
+                                          _is_int(x) and x >= 1 for x in v),
+                                            "a non-empty list of positive integers, e.g. 64,64"))
+    activation: str = _option("relu", "Activation between the plain MLP's layers.", choices=ACTIVATIONS)
     # --- default model (model="default") ------------------------------------------------------------------------
-    k: int | None = None  # ensemble members sharing the backbone; None = sized for the device
-    d_block: int | None = None  # width of each backbone block; None = sized for the device
-    n_blocks: int = 2  # backbone depth
-    d_embedding: int = 16  # size of each numeric feature's piecewise-linear embedding; 0 = raw numbers
-    n_bins: int = 48  # quantile bins per numeric feature for the embeddings (capped by the data)
-    dropout: float | None = None  # None = 0.1 for the default model, 0 for the plain MLP; the default model's CPU
-    # steps draw 8-bit uniforms, so there the rate is rounded to a multiple of 1/256 (0.1 -> 0.1016)
+    k: int | None = _option(None, "Ensemble members of the default model, sharing its backbone.",
+                            rule=_int_in(1, 256, optional=True), chosen="8 on a CPU, 32 on a GPU")
+    d_block: int | None = _option(None, "Width of the default model's blocks.", rule=_int_in(1, 8192, optional=True),
+                                  chosen="128 on a CPU, 512 on a GPU")
+    n_blocks: int = _option(2, "Depth of the default model, in blocks.", rule=_int_in(1, 16))
+    d_embedding: int = _option(16, "Size of each numeric column's piecewise-linear embedding; 0 feeds raw numbers.",
+                               rule=_int_in(0, 256))
+    n_bins: int = _option(48, "Quantile bins per numeric column for the embeddings (capped by the data).",
+                          rule=_int_in(2, 1024))
+    # the default model's CPU step draws 8-bit uniforms, so there the rate is rounded to a multiple of 1/256
+    dropout: float | None = _option(None, "Dropout rate.", rule=(lambda v: v is None or (_is_num(v) and 0 <= v < 1),
+                                                                 "a number in [0, 1)"),
+                                    chosen="0.1 for the default model, 0 for the plain MLP")
     # --- optimisation -------------------------------------------------------------------------------------------
-    optimizer: str = "adamw"  # adamw | adam | sgd
-    lr: float | None = None  # None = 2e-3 (default model) or 1e-3 (plain MLP, as Keras' Adam)
-    weight_decay: float | None = None  # None = 3e-4 with adamw, 0 otherwise
-    grad_clip: float | None = None  # max gradient norm; None = 1.0 (default model) or off (plain MLP); 0 = off
-    batch_size: int | None = None  # None = chosen from the number of training rows
-    epochs: int | None = None  # maximum epochs; None = 1000 with early stopping
-    early_stopping: bool = True  # stop when the validation score stops improving and restore the best weights
-    patience: int = 16  # epochs without improvement before stopping
-    time_limit: float | None = None  # seconds; training stops then and keeps the best model so far
+    optimizer: str = _option("adamw", "adamw, adam, or sgd (with momentum 0.9).", choices=OPTIMIZERS)
+    lr: float | None = _option(None, "Learning rate.", rule=(lambda v: v is None or (_is_num(v) and 0 < v <= 10),
+                                                             "a number in (0, 10]"),
+                               chosen="2e-3 for the default model, 1e-3 for the plain MLP (Keras' Adam)")
+    weight_decay: float | None = _option(None, "Weight decay.", rule=(lambda v: v is None or (_is_num(v) and 0 <= v <= 10),
+                                                                      "a number in [0, 10]"),
+                                         chosen="3e-4 with adamw, else 0")
+    grad_clip: float | None = _option(None, "Largest gradient norm; 0 turns clipping off.",
+                                      rule=(lambda v: v is None or (_is_num(v) and v >= 0),
+                                            "a number >= 0 (0 = no clipping)"),
+                                      chosen="1.0 for the default model, off for the plain MLP")
+    batch_size: int | None = _option(None, "Rows per step.", rule=_int_in(1, optional=True),
+                                     chosen="from the number of training rows")
+    epochs: int | None = _option(None, "Most epochs to train.", rule=_int_in(1, optional=True),
+                                 chosen="1000; early stopping usually ends sooner")
+    early_stopping: bool = _option(True, "Stop when the validation score stops improving, and keep the best epoch's "
+                                   "weights.", rule=(lambda v: isinstance(v, bool), "True or False"))
+    patience: int = _option(16, "Epochs without improvement before early stopping.", rule=_int_in(1))
+    time_limit: float | None = _option(None, "Seconds of training at most; the best model so far is kept.",
+                                       rule=(lambda v: v is None or (_is_num(v) and v > 0),
+                                             "a positive number of seconds"), chosen="no limit")
     # --- data ---------------------------------------------------------------------------------------------------
-    scaling: str = "auto"  # numeric scaling: quantile (default model) or standard (plain MLP)
-    test_size: float = 0.3  # share of rows held out for the final test metrics (0 = no test split)
-    valid_size: float = 0.2  # share of the remaining rows used for early stopping
-    categorical: tuple[str, ...] = ()  # columns to treat as categorical whatever their type
-    numeric: tuple[str, ...] = ()  # columns to treat as numeric whatever their type
-    drop: tuple[str, ...] = ()  # columns to ignore
-    max_categories: int = 1000  # most frequent categories kept per column; the rest share the unknown slot
+    scaling: str = _option("auto", "Numeric scaling: quantile, standard or none; auto is quantile for the default "
+                           "model and standard for the plain MLP.", choices=SCALINGS)
+    test_size: float = _option(0.3, "Share of rows held out for the test metrics (0: none).",
+                               rule=(lambda v: _is_num(v) and 0 <= v < 0.9, "a number in [0, 0.9)"))
+    valid_size: float = _option(0.2, "Share of the other rows used for validation (early stopping).",
+                                rule=(lambda v: _is_num(v) and 0 < v < 0.9, "a number in (0, 0.9)"))
+    categorical: tuple[str, ...] = _option((), "Columns to treat as categorical whatever their type.",
+                                           rule=(_names, "a list of column names"))
+    numeric: tuple[str, ...] = _option((), "Columns to treat as numeric whatever their type.",
+                                       rule=(_names, "a list of column names"))
+    drop: tuple[str, ...] = _option((), "Columns to ignore.", rule=(_names, "a list of column names"))
+    max_categories: int = _option(1000, "Most frequent categories kept per column; the rest share the unknown slot.",
+                                  rule=_int_in(1))
     # --- run ----------------------------------------------------------------------------------------------------
-    seed: int = 0  # one seed for split, initialisation and batch order
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int | None = None  # CPU threads for torch; None = 1 for tiny steps, else all cores
-    precision: str = "auto"  # auto = bf16 matmuls for the default model where the device does them natively; fp32
+    seed: int = _option(0, "One seed for the split, the initialisation and the batch order.",
+                        rule=(lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"))
+    device: str = _option("auto", "auto, cpu, cuda or cuda:N; auto takes a GPU when there is one.",
+                          rule=(lambda v: isinstance(v, str) and (v in ("auto", "cpu", "mps") or v.startswith("cuda")),
+                                "auto, cpu, cuda or cuda:N"))
+    threads: int | None = _option(None, "CPU threads for torch.", rule=_int_in(1, optional=True),
+                                  chosen="1 for models whose step is tiny, else all cores")
+    precision: str = _option("auto", "Matmul precision: fp32 or bf16; auto is bf16 for the default model where the "
+                             "CPU or GPU multiplies bf16 natively, else fp32.", choices=PRECISIONS)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -101,7 +165,7 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-_TUPLE_FIELDS = {"layers", "categorical", "numeric", "drop"}
+_TUPLE_FIELDS = {f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, tuple)}
 
 
 def _python_scalar(value: Any) -> Any:
@@ -114,57 +178,35 @@ def _as_int(value: Any, name: str) -> Any:
         try:
             return int(value)
         except ValueError:
-            raise ConfigError(f"option {name!r} must be a list of positive integers, e.g. 64,64, got {value!r}") from None
+            raise ConfigError(f"option {option(name)} must be a list of positive integers, e.g. 64,64, got "
+                              f"{value!r}") from None
     return value
 
-# name -> (check, what must hold). One table, one message format for every option.
-_CHOICES = {"task": TASKS, "model": MODELS, "activation": ACTIVATIONS, "optimizer": OPTIMIZERS, "scaling": SCALINGS,
-            "precision": PRECISIONS}
-_RULES: dict[str, tuple[Any, str]] = {
-    "k": (lambda v: v is None or (isinstance(v, int) and 1 <= v <= 256), "an integer from 1 to 256"),
-    "d_block": (lambda v: v is None or (isinstance(v, int) and 1 <= v <= 8192), "an integer from 1 to 8192"),
-    "n_blocks": (lambda v: isinstance(v, int) and 1 <= v <= 16, "an integer from 1 to 16"),
-    "d_embedding": (lambda v: isinstance(v, int) and 0 <= v <= 256, "an integer from 0 to 256"),
-    "n_bins": (lambda v: isinstance(v, int) and 2 <= v <= 1024, "an integer from 2 to 1024"),
-    "dropout": (lambda v: v is None or (_is_num(v) and 0 <= v < 1), "a number in [0, 1)"),
-    "lr": (lambda v: v is None or (_is_num(v) and 0 < v <= 10), "a number in (0, 10]"),
-    "weight_decay": (lambda v: v is None or (_is_num(v) and 0 <= v <= 10), "a number in [0, 10]"),
-    "grad_clip": (lambda v: v is None or (_is_num(v) and v >= 0), "a number >= 0 (0 = no clipping)"),
-    "batch_size": (lambda v: v is None or (isinstance(v, int) and v >= 1), "a positive integer"),
-    "epochs": (lambda v: v is None or (isinstance(v, int) and v >= 1), "a positive integer"),
-    "patience": (lambda v: isinstance(v, int) and v >= 1, "a positive integer"),
-    "time_limit": (lambda v: v is None or (_is_num(v) and v > 0), "a positive number of seconds"),
-    "test_size": (lambda v: _is_num(v) and 0 <= v < 0.9, "a number in [0, 0.9)"),
-    "valid_size": (lambda v: _is_num(v) and 0 < v < 0.9, "a number in (0, 0.9)"),
-    "max_categories": (lambda v: isinstance(v, int) and v >= 1, "a positive integer"),
-    "seed": (lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
-    "threads": (lambda v: v is None or (isinstance(v, int) and v >= 1), "a positive integer"),
-    "layers": (lambda v: isinstance(v, tuple) and len(v) >= 1 and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v),
-               "a non-empty list of positive integers, e.g. 64,64"),
-}
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
-
-
 def _validate(cfg: TrainConfig) -> None:
-    for name, choices in _CHOICES.items():
-        value = getattr(cfg, name)
-        if value not in choices:
+    """One message format for every option, from the fields' own rules."""
+    for f in dataclasses.fields(cfg):
+        value, choices, rule = getattr(cfg, f.name), f.metadata["choices"], f.metadata["rule"]
+        if choices is not None and value not in choices:
             hint = closest_names(str(value), list(choices)).replace("available columns", "choose one of")
-            raise ConfigError(f"option {name!r} must be one of {', '.join(choices)}, got {value!r}: {hint}")
-    for name, (check, rule) in _RULES.items():
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not check(value):
-            raise ConfigError(f"option {name!r} must be {rule}, got {value!r}")
-    if not isinstance(cfg.device, str) or not (cfg.device in ("auto", "cpu", "mps") or cfg.device.startswith("cuda")):
-        raise ConfigError(f"option 'device' must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+            raise ConfigError(f"option {option(f.name)} must be one of {', '.join(choices)}, got {value!r}: {hint}")
+        if rule is not None and not rule[0](value):
+            raise ConfigError(f"option {option(f.name)} must be {rule[1]}, got {value!r}")
     if cfg.test_size + cfg.valid_size * (1 - cfg.test_size) >= 0.95:
-        raise ConfigError(f"test_size={cfg.test_size} and valid_size={cfg.valid_size} leave under 5% of rows to train on")
+        raise ConfigError(f"{option('test_size', cfg.test_size)} and {option('valid_size', cfg.valid_size)} leave under 5% "
+                          "of rows to train on")
     overlap = set(cfg.categorical) & set(cfg.numeric)
     if overlap:
-        raise ConfigError(f"column {sorted(overlap)[0]!r} is listed as both categorical and numeric: keep one")
+        raise ConfigError(f"column {sorted(overlap)[0]!r} is listed as both {option('categorical')} and "
+                          f"{option('numeric')}: keep one")
+
+
+def describe_options() -> str:
+    """The options as a docstring section: name, default (or how it is chosen) and help, one line each."""
+    lines = []
+    for f in dataclasses.fields(TrainConfig):
+        default = f.metadata["chosen"] if f.default is None else repr(f.default)
+        lines.append(f"- ``{f.name}`` (default: {default}): {f.metadata['help']}")
+    return "\n".join(lines)
 
 
 def auto_batch_size(n_train: int) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, option
 
 if TYPE_CHECKING:  # the data package is not imported at run time: a Batch is anything with these arrays
     from .data.preprocess import Batch
@@ -28,12 +28,14 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: no CUDA GPU is available here; use --device cpu or auto")
+            raise ConfigError(f"{option('device', name)}: no CUDA GPU is available here; use {option('device', 'cpu')} "
+                              f"or {option('device', 'auto')}")
         index = torch.device(name).index or 0
         if index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are present")
+            raise ConfigError(f"{option('device', name)}: only {torch.cuda.device_count()} CUDA device(s) are present")
     if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ConfigError("--device mps: Apple's MPS backend is not available here; use --device cpu or auto")
+        raise ConfigError(f"{option('device', 'mps')}: Apple's MPS backend is not available here; use "
+                          f"{option('device', 'cpu')} or {option('device', 'auto')}")
     return torch.device(name)
 
 

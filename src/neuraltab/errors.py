@@ -1,17 +1,27 @@
 """Errors a person sees, and the notices (one-line remarks that are not errors) that go the same way.
 
 Every problem caused by the user's input (a file, a column, an option) is raised as a :class:`UserError`
-subclass whose message is one line: what must hold, what was found, and how to fix it. The CLI prints the
-message and exits with status 2; anything else escaping is a bug in neuraltab. Errors about values (a table, a
-column, an option) are also ``ValueError``s, as Python code and scikit-learn expect of bad input.
+subclass whose message is one line: what must hold, what was found, and how to fix it. Errors about values (a table,
+a column, an option) are also ``ValueError``s, as Python code and scikit-learn expect of bad input.
+
+Messages speak of options neutrally: library code writes :func:`option` where it refers to one, and each front door
+renders the reference in its caller's words (:func:`render`): ``--task binary`` on the command line,
+``task='binary'`` in Python (``str(exc)``), ``"task": "binary"`` over HTTP. An error also carries the option it is
+about (``exc.option``), for a server's JSON field or a page's form.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Callable
+import json
+import re
+import shlex
+from typing import Any, Callable, Mapping
 
 __all__ = [
+    "Message",
+    "option",
+    "render",
     "Notify",
     "no_notice",
     "UserError",
@@ -22,7 +32,71 @@ __all__ = [
     "closest_names",
 ]
 
-# a notice sink: called with one line (a dropped column, an unseen category, ...); the CLI prints them
+_UNSET: Any = object()
+# an option reference: ⟦name⟧ or ⟦name=JSON⟧; ensure_ascii keeps the closing bracket out of any value
+_REFERENCE = re.compile("\u27e6([a-z_][a-z0-9_]*)(?:=([^\u27e7]*))?\u27e7")
+STYLES = ("python", "cli", "json")
+
+
+def option(name: str, value: Any = _UNSET) -> str:
+    """A reference to the option ``name`` (set to ``value``, if given) inside a message or a notice.
+
+    >>> text = f"use {option('task', 'multiclass')}"
+    >>> render(text, "cli"), render(text, "python"), render(text, "json")
+    ('use --task multiclass', "use task='multiclass'", 'use "task": "multiclass"')
+    >>> render(f"lower {option('lr')}", "cli"), render(f"lower {option('lr')}", "python")
+    ('lower --lr', "lower 'lr'")
+    """
+    if value is _UNSET:
+        return f"\u27e6{name}\u27e7"
+    return f"\u27e6{name}={json.dumps(value, ensure_ascii=True)}\u27e7"
+
+
+def render(text: str, style: str = "python", *, flags: Mapping[str, str] | None = None) -> str:
+    """``text`` with its option references written for a front door: ``"cli"`` (flags, ``flags`` naming those that
+    are not ``--`` + the name with dashes), ``"python"`` (keyword arguments) or ``"json"`` (fields)."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    text = getattr(text, "template", text)
+
+    def one(match: re.Match[str]) -> str:
+        name, raw = match.group(1), match.group(2)
+        value = _UNSET if raw is None else json.loads(raw)
+        if style == "python":
+            return repr(name) if value is _UNSET else f"{name}={value!r}"
+        if style == "json":
+            return json.dumps(name) if value is _UNSET else f"{json.dumps(name)}: {json.dumps(value)}"
+        flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
+        if value is _UNSET or value is True:
+            return flag
+        if value is False:
+            return "--no-" + flag[2:]
+        if isinstance(value, list):  # a list option: one flag per name that holds a comma, else a comma list
+            if any("," in str(v) for v in value):
+                return " ".join(f"{flag} {shlex.quote(str(v))}" for v in value)
+            value = ",".join(str(v) for v in value)
+        return f"{flag} {shlex.quote(str(value))}"
+
+    return _REFERENCE.sub(one, text)
+
+
+class Message(str):
+    """A one-line message whose option references each front door renders in its own words; as a ``str`` it reads
+    as Python code would write them (``task='binary'``)."""
+
+    template: str
+
+    def __new__(cls, template: str) -> "Message":
+        template = getattr(template, "template", template)
+        self = super().__new__(cls, render(template, "python"))
+        self.template = template
+        return self
+
+    def render(self, style: str = "python", **kwargs: Any) -> str:
+        return render(self.template, style, **kwargs)
+
+
+# a notice sink: called with one line (a dropped column, an unseen category, ...); front doors render and show them
 Notify = Callable[[str], None]
 
 
@@ -31,11 +105,26 @@ def no_notice(_: str) -> None:
 
 
 class UserError(Exception):
-    """A problem with the user's input. The message is a single line meant for a person."""
+    """A problem with the user's input. The message is a single line meant for a person.
 
-    def __init__(self, message: str) -> None:
+    ``option``: the option the error is about (a CLI flag, a keyword argument, a JSON field); by default the first
+    option the message refers to.
+
+    >>> exc = UserError(f"target 'y' has 3 classes; use {option('task', 'multiclass')}")
+    >>> str(exc), exc.render("cli"), exc.option
+    ("target 'y' has 3 classes; use task='multiclass'", "target 'y' has 3 classes; use --task multiclass", 'task')
+    """
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
         # One line, always: the CLI prints it as-is after "error: ".
-        super().__init__(" ".join(str(message).split()))
+        self.template = " ".join(getattr(message, "template", str(message)).split())
+        first = _REFERENCE.search(self.template)
+        self.option = option if option is not None else first.group(1) if first else None
+        super().__init__(render(self.template, "python"))
+
+    def render(self, style: str = "python", **kwargs: Any) -> str:
+        """The message for a front door: see :func:`render`."""
+        return render(self.template, style, **kwargs)
 
 
 class DataError(UserError, ValueError):

@@ -18,12 +18,27 @@ from rich.table import Table
 from .. import api
 from ..artifacts import atomic_write_bytes, check_writable
 from ..errors import DataError, UserError
-from .progress import Progress
+from .options import config_values, parameter, with_parameters
+from .progress import Progress, cli_words
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep neural networks for tables: train, evaluate, predict and inspect models.")
 
 MODEL_SUFFIX = ".ntab"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        print(f"neuraltab {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main_options(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                               help="Print neuraltab's version and exit.")) -> None:
+    """Deep neural networks for tables: train, evaluate, predict and inspect models."""
 
 
 def _stdout() -> Console:
@@ -39,7 +54,7 @@ def _run(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_words(exc.template)}", file=sys.stderr)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -98,62 +113,42 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def _split_list(value: Optional[str]) -> list[str] | None:
-    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
-
-
 # ======================================================================================================================
 # Commands
 # ======================================================================================================================
 
 
 @app.command()
-def train(
-    data: Path = typer.Argument(..., help="Table to learn from: CSV/TSV (delimiter sniffed), Parquet or JSON lines."),
-    target: str = typer.Option(..., "--target", "-t", help="Column to predict."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Model file [default: next to DATA, .ntab]."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing model file."),
-    task: Optional[str] = typer.Option(None, help="binary | multiclass | regression [default: inferred]."),
-    model: Optional[str] = typer.Option(None, help="default (TabM-style ensemble) | mlp (plain MLP)."),
-    layers: Optional[str] = typer.Option(None, help="Plain MLP hidden widths, e.g. 64,64."),
-    activation: Optional[str] = typer.Option(None, help="Plain MLP activation: relu, gelu, silu, tanh, sigmoid, selu."),
-    k: Optional[int] = typer.Option(None, "--k", help="Ensemble members of the default model."),
-    d_block: Optional[int] = typer.Option(None, help="Width of the default model's blocks."),
-    n_blocks: Optional[int] = typer.Option(None, help="Depth of the default model."),
-    d_embedding: Optional[int] = typer.Option(None, help="Numeric embedding size (0 = raw numbers)."),
-    n_bins: Optional[int] = typer.Option(None, help="Quantile bins per numeric feature for the embeddings."),
-    dropout: Optional[float] = typer.Option(None, help="Dropout rate."),
-    optimizer: Optional[str] = typer.Option(None, help="adamw | adam | sgd."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate."),
-    weight_decay: Optional[float] = typer.Option(None, help="Weight decay."),
-    batch_size: Optional[int] = typer.Option(None, help="Rows per step [default: from the data size]."),
-    epochs: Optional[int] = typer.Option(None, help="Maximum epochs [default: 1000]."),
-    early_stopping: bool = typer.Option(True, "--early-stopping/--no-early-stopping",
-                                        help="Stop when validation stops improving; keep the best weights."),
-    patience: Optional[int] = typer.Option(None, help="Epochs without improvement before stopping [default: 16]."),
-    time_limit: Optional[float] = typer.Option(None, help="Seconds of training at most; the best model so far is kept."),
-    scaling: Optional[str] = typer.Option(None, help="Numeric scaling: auto | quantile | standard | none."),
-    test_size: Optional[float] = typer.Option(None, help="Share of rows held out for test metrics [default: 0.3]."),
-    valid_size: Optional[float] = typer.Option(None, help="Share of the rest used for validation [default: 0.2]."),
-    categorical: Optional[str] = typer.Option(None, help="Comma-separated columns to treat as categorical."),
-    numeric: Optional[str] = typer.Option(None, help="Comma-separated columns to treat as numeric."),
-    drop: Optional[str] = typer.Option(None, help="Comma-separated columns to ignore."),
-    seed: Optional[int] = typer.Option(None, help="Seed for split, initialisation and batch order [default: 0]."),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N [default: auto]."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads [default: 1 for tiny models, else all cores]."),
-    precision: Optional[str] = typer.Option(None, help="auto | fp32 | bf16 matmuls [default: bf16 for the default "
-                                            "model where the CPU/GPU has native bf16, else fp32]."),
-    encoding: Optional[str] = typer.Option(None, help="Text encoding of DATA [default: sniffed]."),
-    decimal: Optional[str] = typer.Option(None, help="Decimal mark of numbers in DATA, '.' or ',' [default: sniffed]."),
-    checkpoint_every: int = typer.Option(10, help="Save the training state every N epochs (next to the model file)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
-    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable result on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or notices."),
-) -> None:
+@with_parameters(
+    before=[
+        parameter("data", Path, typer.Argument(..., help="Table to learn from: CSV/TSV (delimiter sniffed), Parquet or "
+                                                         "JSON lines.")),
+        parameter("target", str, typer.Option(..., "--target", "-t", help="Column to predict.")),
+        parameter("output", Optional[Path], typer.Option(None, "--output", "-o", help="Model file.",
+                                                         show_default="next to DATA, as .ntab")),
+        parameter("force", bool, typer.Option(False, "--force", help="Overwrite an existing model file.",
+                                              show_default=True)),
+    ],
+    after=[
+        parameter("encoding", Optional[str], typer.Option(None, help="Text encoding of DATA.", show_default="sniffed")),
+        parameter("decimal", Optional[str], typer.Option(None, help="Decimal mark of numbers in DATA, '.' or ','.",
+                                                         show_default="sniffed")),
+        parameter("checkpoint_every", int, typer.Option(10, help="Save the training state every N epochs (next to "
+                                                                 "the model file).")),
+        parameter("resume", bool, typer.Option(False, "--resume", help="Continue an interrupted run from its "
+                                                                       "checkpoint.", show_default=True)),
+        parameter("as_json", bool, typer.Option(False, "--json", help="Print a machine-readable result on stdout.",
+                                                show_default=True)),
+        parameter("quiet", bool, typer.Option(False, "--quiet", "-q", help="No progress or notices.",
+                                              show_default=True)),
+    ])
+def train(**given: Any) -> None:
     """Train a model on DATA to predict --target, report test metrics and save the model file.
 
     The training state is checkpointed to MODEL.ckpt; after a crash, a kill or Ctrl-C, rerun the same command with
     --resume to continue where it stopped (same result as an uninterrupted run)."""
+    data, target, output, force = given["data"], given["target"], given["output"], given["force"]
+    resume, as_json, quiet = given["resume"], given["as_json"], given["quiet"]
 
     def body() -> None:
         if data.is_dir():
@@ -162,20 +157,10 @@ def train(
         ckpt = out.with_name(out.name + ".ckpt")
         overwrite = force or (resume and ckpt.exists())  # resuming a run may replace its own interrupted result
         check_writable(out, force=overwrite)  # fail now, not after training
-        options = {
-            "task": task, "model": model, "layers": _split_list(layers), "activation": activation, "k": k,
-            "d_block": d_block, "n_blocks": n_blocks, "d_embedding": d_embedding, "n_bins": n_bins,
-            "dropout": dropout, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
-            "batch_size": batch_size, "epochs": epochs, "patience": patience, "time_limit": time_limit,
-            "scaling": scaling, "test_size": test_size, "valid_size": valid_size, "categorical": _split_list(categorical),
-            "numeric": _split_list(numeric), "drop": _split_list(drop), "seed": seed, "device": device,
-            "threads": threads, "precision": precision,
-        }
-        options = {name: value for name, value in options.items() if value is not None}
-        options["early_stopping"] = early_stopping
         progress = Progress(_stderr(), quiet=quiet)
-        fitted = api.fit(str(data), target, callbacks=[progress], encoding=encoding, decimal=decimal, checkpoint=ckpt,
-                         checkpoint_every=checkpoint_every, resume=resume, **options)
+        fitted = api.fit(str(data), target, callbacks=[progress], encoding=given["encoding"], decimal=given["decimal"],
+                         checkpoint=ckpt, checkpoint_every=given["checkpoint_every"], resume=resume,
+                         **config_values(given))
         fitted.save(out, force=overwrite)
         if fitted.history["stop_reason"] == "interrupted" and not quiet:
             _stderr().print(f"interrupted: saved the best model so far; continue with the same command and --resume "
@@ -184,7 +169,7 @@ def train(
                   "best_epoch": fitted.history["best_epoch"], "epochs_run": len(fitted.history["epochs"]),
                   "stop_reason": fitted.history["stop_reason"], "train_seconds": round(fitted.train_seconds, 3),
                   "path": fitted.history["path"], "path_reason": fitted.history["path_reason"],
-                  "notices": fitted.notices}
+                  "notices": [cli_words(n) for n in fitted.notices]}
         if as_json:
             _print_json(result)
             return
@@ -203,9 +188,10 @@ def train(
 def evaluate(
     model_file: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `neuraltab train`."),
     data: Path = typer.Argument(..., help="Table with the target column."),
-    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notices."),
-    decimal: Optional[str] = typer.Option(None, help="Decimal mark of numbers in DATA [default: the training file's]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON.", show_default=True),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notices.", show_default=True),
+    decimal: Optional[str] = typer.Option(None, help="Decimal mark of numbers in DATA, '.' or ','.",
+                                          show_default="the training file's"),
 ) -> None:
     """Print MODEL's metrics on DATA (which must contain the target column)."""
 
@@ -226,11 +212,14 @@ def predict(
     model_file: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `neuraltab train`."),
     data: Path = typer.Argument(..., help="Table with the feature columns (a target column is ignored)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
-                                          help="Predictions file (.csv, .tsv, .parquet, .jsonl) [default: stdout]."),
-    id_column: Optional[str] = typer.Option(None, "--id", help="Column of DATA to copy into the output."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notices."),
-    decimal: Optional[str] = typer.Option(None, help="Decimal mark of numbers in DATA [default: the training file's]."),
+                                          help="Predictions file (.csv, .tsv, .parquet, .jsonl).",
+                                          show_default="CSV on stdout"),
+    id_column: Optional[str] = typer.Option(None, "--id", help="Column of DATA to copy into the output.",
+                                            show_default="none"),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file.", show_default=True),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notices.", show_default=True),
+    decimal: Optional[str] = typer.Option(None, help="Decimal mark of numbers in DATA, '.' or ','.",
+                                          show_default="the training file's"),
 ) -> None:
     """Write one prediction per row of DATA, in order: the label and one probability per class, or the value."""
 
@@ -250,7 +239,7 @@ def predict(
 @app.command()
 def info(
     model_file: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `neuraltab train`."),
-    as_json: bool = typer.Option(False, "--json", help="Print everything as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print everything as JSON.", show_default=True),
 ) -> None:
     """Show MODEL's schema, config, metrics, training data fingerprint and library versions."""
 
@@ -297,7 +286,7 @@ def info(
 @app.command()
 def demo(
     output: Path = typer.Option(Path("neuraltab-demo"), "--output", "-o", help="Folder for the demo's files."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress.", show_default=True),
 ) -> None:
     """Train on scikit-learn's bundled breast-cancer table: writes the CSV, the model and predictions to a folder."""
 

@@ -7,11 +7,21 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
+from ..errors import render
 from ..train import Callback, History
 from . import runtime
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "cli_words"]
+
+# options whose flag is not "--" + the name with dashes
+FLAG_NAMES = {"id_column": "--id"}
+
+
+def cli_words(text: str) -> str:
+    """A library message or notice with its option references written as this command's flags."""
+    return render(text, "cli", flags=FLAG_NAMES)
 
 
 class Progress(Callback):
@@ -26,7 +36,7 @@ class Progress(Callback):
 
     def on_notice(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(f"[yellow]note:[/yellow] {message}", markup=True)
+            self.console.print(f"[yellow]note:[/yellow] {escape(cli_words(message))}", markup=True)
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         self.info = info

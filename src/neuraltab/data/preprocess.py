@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import Notify, SchemaError, no_notice
+from ..errors import Notify, SchemaError, no_notice, option
 from .quantile import quantile_normal_rows, quantile_normal_transform
 from .read import NULL_MARKERS
 from .schema import Schema, label_key, parse_datetimes
@@ -159,7 +159,7 @@ class Preprocessor:
                 order = values[np.lexsort((values.astype(str), -counts.to_numpy()))].tolist() if len(values) else []
                 if len(order) > self.max_categories:
                     notify(f"{source}: column {col.name!r} has {len(order)} categories; the {self.max_categories} most "
-                           "frequent are kept and the rest share the unknown slot (--max-categories to change)")
+                           f"frequent are kept and the rest share the unknown slot ({option('max_categories')} sets how many)")
                     order = order[: self.max_categories]
                 self.vocabs.append((col.name, list(order)))
 
@@ -368,7 +368,7 @@ def _check_parsed(s: pd.Series, failed: np.ndarray, col: str, what: str, source:
     if n_bad >= _WRONG_TYPE_MIN and n_bad > _WRONG_TYPE_SHARE * n_present:
         hint = ""
         if what == "numbers" and s[bad].astype(str).str.contains(r"\d[,.\u00a0\u202f]\d").any():
-            hint = " (numbers written with another decimal mark than the training file's? pass --decimal)"
+            hint = f" (numbers written with another decimal mark than the training file's? pass {option('decimal')})"
         raise SchemaError(f"{source}: column {col!r} should hold {what} (as in training) but {n_bad} of {n_present} "
                           f"values are not ({examples}); fix the column or leave those cells empty{hint}")
     notify(f"{source}: column {col!r}: {n_bad} value(s) are not {what} ({examples}); treated as missing")

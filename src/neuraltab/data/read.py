@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, Notify, no_notice
+from ..errors import DataError, Notify, no_notice, option
 from ..system import available_memory
 
 __all__ = [
@@ -69,7 +69,7 @@ def read_table_and_format(source: str | Path | pd.DataFrame, *, encoding: str | 
     ``decimal=d`` reads numbers written the same way as the same values, even where that file alone is ambiguous.
     """
     if decimal not in (None, ".", ","):
-        raise DataError(f"decimal must be '.' or ',' (or None to detect it from the file), got {decimal!r}")
+        raise DataError(f"{option('decimal')} must be '.' or ',' (or None to detect it from the file), got {decimal!r}")
     detected = None
     if isinstance(source, pd.DataFrame):
         df = source
@@ -166,14 +166,15 @@ def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: 
                 f"fix that line, or quote values that contain the delimiter {delimiter!r}"
             ) from None
         if "UTF8" in msg or "utf8" in msg.lower():
-            notify(f"{name}: not valid UTF-8; read as Latin-1 (pass --encoding to choose another)")
+            notify(f"{name}: not valid UTF-8; read as Latin-1 (pass {option('encoding')} to choose another)")
             return _read_csv(path, encoding="latin-1", decimal=decimal, notify=notify)
         raise DataError(f"{name}: cannot parse as a delimited text table ({msg.splitlines()[0]})") from None
     except (UnicodeDecodeError, pa.ArrowException) as exc:
-        raise DataError(f"{name}: cannot decode the file as {encoding} ({type(exc).__name__}); pass --encoding") from None
+        raise DataError(f"{name}: cannot decode the file as {encoding} ({type(exc).__name__}); pass "
+                        f"{option('encoding')}") from None
     if utf8 and any(pa.types.is_binary(t) for t in table.schema.types):
         # pyarrow keeps invalid UTF-8 past the sniffed head as binary columns instead of failing
-        notify(f"{name}: not valid UTF-8; read as Latin-1 (pass --encoding to choose another)")
+        notify(f"{name}: not valid UTF-8; read as Latin-1 (pass {option('encoding')} to choose another)")
         return _read_csv(path, encoding="latin-1", decimal=decimal, notify=notify)
     df, notes = _parse_formatted_numbers(table.to_pandas(date_as_object=False), delimiter=delimiter, decimal=decimal)
     if decimal is None and notes["decimal"] and not notes["thousands"]:
@@ -325,7 +326,7 @@ def _sniff_encoding(head: bytes, name: str, notify: Notify) -> str:
     if controls > max(8, len(head) // 100):
         raise DataError(f"{name}: unreadable encoding: the file is neither UTF-8 nor plain text; "
                         "export the table as CSV (UTF-8) and try again")
-    notify(f"{name}: not valid UTF-8; read as Latin-1 (pass --encoding to choose another)")
+    notify(f"{name}: not valid UTF-8; read as Latin-1 (pass {option('encoding')} to choose another)")
     return "latin-1"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, Notify, SchemaError, closest_names, no_notice
+from ..errors import DataError, Notify, SchemaError, closest_names, no_notice, option
 from .read import NULL_MARKERS
 
 __all__ = [
@@ -127,10 +127,11 @@ def infer_schema(
     columns = list(df.columns)
     if target not in columns:
         raise SchemaError(_target_not_found(target, columns, source))
-    for option, names in (("--categorical", categorical), ("--numeric", numeric), ("--drop", drop)):
+    for name, names in (("categorical", categorical), ("numeric", numeric), ("drop", drop)):
         for col in names:
             if col not in columns:
-                raise SchemaError(f"{source}: column {col!r} given to {option} not found; {closest_names(col, columns)}")
+                raise SchemaError(f"{source}: column {col!r} given to {option(name)} not found; "
+                                  f"{closest_names(col, columns)}")
     unlabelled, _ = _unlabelled(df[target])
     labelled = df if not unlabelled.any() else df.loc[~unlabelled]
     if len(labelled) < 2:
@@ -162,7 +163,7 @@ def infer_schema(
                           "the table needs at least one column that is not an ID, constant or empty")
     for col, how in _leaks(labelled, target, [c.name for c in features], task, n_unique if labelled is df else {}):
         notify(f"{source}: column {col!r} {how} the target {target!r}: a leak? The model will just copy it, which is "
-               f"useless unless it is known when predicting for real; if not, drop it (--drop {col})")
+               f"useless unless it is known when predicting for real; if not, drop it ({option('drop', [col])})")
     return Schema(target=target, task=task, features=tuple(features), classes=classes, dropped=tuple(dropped))
 
 
@@ -266,13 +267,13 @@ def _infer_task(y: pd.Series, task: str, target: str, source: str, notify: Notif
             elif integral and n_unique <= 20 and n_unique * 20 <= len(values):
                 task = "multiclass"
                 notify(f"{source}: target {target!r} has {n_unique} integer values: treated as multiclass "
-                       "classification (pass --task regression to predict it as a number)")
+                       f"classification (pass {option('task', 'regression')} to predict it as a number)")
             else:
                 task = "regression"
     if task == "regression":
         if not is_numeric:
             raise SchemaError(f"{source}: target {target!r} is not numeric, so it cannot be a regression target; "
-                              "use --task binary or multiclass")
+                              f"use {option('task', 'binary')} or {option('task', 'multiclass')}")
         if n_unique < 2:
             raise SchemaError(f"{source}: target {target!r} has a single value ({_plain(values.iloc[0])!r}); "
                               "a model needs a target that varies")
@@ -282,7 +283,8 @@ def _infer_task(y: pd.Series, task: str, target: str, source: str, notify: Notif
         raise SchemaError(f"{source}: target {target!r} has a single class ({only!r}); "
                           "classification needs at least two classes in the data")
     if task == "binary" and n_unique > 2:
-        raise SchemaError(f"{source}: --task binary but target {target!r} has {n_unique} classes; use --task multiclass")
+        raise SchemaError(f"{source}: {option('task', 'binary')} but target {target!r} has {n_unique} classes; use "
+                          f"{option('task', 'multiclass')}")
     uniques = [_plain(v) for v in pd.unique(values)]
     by_key: dict[str, Any] = {}
     for v in uniques:
@@ -314,7 +316,8 @@ def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, noti
             parsed = pd.to_numeric(non_null, errors="coerce")
             if parsed.isna().any():
                 bad = non_null[parsed.isna()].iloc[0]
-                raise SchemaError(f"{source}: column {col!r} given to --numeric has non-numeric values such as {bad!r}; "
+                raise SchemaError(f"{source}: column {col!r} given to {option('numeric')} has non-numeric values such as "
+                                  f"{bad!r}; "
                                   "clean them or leave the column to be inferred")
         return "numeric", ""
     if len(non_null) == 0:

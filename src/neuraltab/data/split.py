@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, Notify, no_notice
+from ..errors import DataError, Notify, no_notice, option
 
 __all__ = ["fingerprint", "split"]
 
@@ -53,9 +53,9 @@ def split(
     def _cut(idx: np.ndarray, size: float, what: str) -> tuple[np.ndarray, np.ndarray]:
         n_held = math.ceil(size * len(idx))  # as _shuffle_split (and scikit-learn) count it
         if n_held >= len(idx):
-            option = "--test-size" if what == "test" else "--valid-size"
+            name = "test_size" if what == "test" else "valid_size"
             raise DataError(f"{source}: holding out {size:g} of {len(idx)} rows for the {what} split leaves none to "
-                            f"train on: add rows or lower {option}")
+                            f"train on: add rows or lower {option(name)}")
         strat = y[idx] if y is not None else None
         if strat is not None:
             counts = np.bincount(strat)

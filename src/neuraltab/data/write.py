@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ..artifacts import atomic_write_bytes
-from ..errors import ArtifactError, DataError
+from ..errors import ArtifactError, DataError, option
 from ..system import available_cores
 
 __all__ = ["OUTPUT_SUFFIXES", "csv_bytes", "write_table"]
@@ -51,7 +51,7 @@ def write_table(table: pd.DataFrame, path: Path | None, *, force: bool = False) 
         except OSError as exc:
             why = exc.strerror or exc
             raise ArtifactError(f"standard output: cannot write the predictions ({why}), so what it got is "
-                                "incomplete; free some space where it goes, or write them with --output") from None
+                                f"incomplete; free some space where it goes, or write them with {option('output')}") from None
     else:
         atomic_write_bytes(path, buffer.getvalue(), force=force)
 

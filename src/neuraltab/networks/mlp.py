@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .layers import Dropout, linear
+
 __all__ = ["MLP", "ACTIVATIONS"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "selu": nn.SELU}
@@ -24,7 +26,7 @@ class MLP(nn.Module):
     """
 
     def __init__(self, *, n_num: int, cat_cardinalities: list[int], n_out: int, layers: tuple[int, ...] = (64, 64),
-                 activation: str = "relu", dropout: float = 0.0) -> None:
+                 activation: str = "relu", dropout: float = 0.0, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.cat_cardinalities = list(cat_cardinalities)
         offsets = torch.tensor([0, *self.cat_cardinalities[:-1]], dtype=torch.long).cumsum(0)
@@ -33,16 +35,18 @@ class MLP(nn.Module):
         d_in = n_num + sum(self.cat_cardinalities)
         blocks: list[nn.Module] = []
         for width in layers:
-            blocks += [nn.Linear(d_in, width), ACTIVATIONS[activation]()]
+            blocks += [linear(d_in, width, generator=generator), ACTIVATIONS[activation]()]
             if dropout > 0:
-                blocks.append(nn.Dropout(dropout))
+                blocks.append(Dropout(dropout, generator=generator))
             d_in = width
-        blocks.append(nn.Linear(d_in, n_out))
+        blocks.append(linear(d_in, n_out, generator=generator))
         self.net = nn.Sequential(*blocks)
-        for layer in self.net:
-            if isinstance(layer, nn.Linear):  # Keras' Dense defaults: Glorot-uniform weights, zero biases
-                nn.init.xavier_uniform_(layer.weight)
-                nn.init.zeros_(layer.bias)
+        with torch.no_grad():
+            for layer in self.net:
+                if isinstance(layer, nn.Linear):  # Keras' Dense defaults: Glorot-uniform weights, zero biases
+                    nn.init.xavier_uniform_(layer.weight, generator=generator)
+                    nn.init.zeros_(layer.bias)
+        self.dropout_generator = generator  # what training's dropout draws from (None: torch's global generator)
 
     def inputs(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         """The dense input matrix [numeric, one-hot categoricals]: float32[B, n_num + sum(cardinalities)]."""

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .layers import Dropout, linear
+
 __all__ = ["compute_bins", "piecewise_linear_encoding", "PiecewiseLinearEmbeddings", "TabM"]
 
 
@@ -114,7 +116,8 @@ class PiecewiseLinearEmbeddings(nn.Module):
     torch.Size([5, 2, 4])
     """
 
-    def __init__(self, *, n_bins_per_feature: list[int], d_embedding: int) -> None:
+    def __init__(self, *, n_bins_per_feature: list[int], d_embedding: int,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         n_bins = [int(n) for n in n_bins_per_feature]
         if not n_bins or min(n_bins) < 1:
@@ -127,8 +130,8 @@ class PiecewiseLinearEmbeddings(nn.Module):
         self.register_buffer("last_bin", torch.tensor(n_bins) - 1, persistent=False)
         self.register_buffer("offsets", torch.arange(n) * t, persistent=False)
         bound = d_embedding**-0.5
-        self.weight0 = nn.Parameter(torch.empty(n, d_embedding).uniform_(-bound, bound))
-        self.bias0 = nn.Parameter(torch.empty(n, d_embedding).uniform_(-bound, bound))
+        self.weight0 = nn.Parameter(torch.empty(n, d_embedding).uniform_(-bound, bound, generator=generator))
+        self.bias0 = nn.Parameter(torch.empty(n, d_embedding).uniform_(-bound, bound, generator=generator))
         self.weight = nn.Parameter(torch.zeros(n, t, d_embedding))
 
     def set_bins(self, bins: list[Tensor]) -> None:
@@ -180,35 +183,34 @@ def dropout_scale(p: float) -> float:
     return 256 / kept_levels(p)
 
 
-def dropout_mask(shape: torch.Size | tuple[int, ...], p: float) -> Tensor:
+def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, *, generator: torch.Generator | None = None) -> Tensor:
     """A dropout mask int16[shape]: -1 (all bits set) keeps an element, 0 drops it.
 
     Each element gets an 8-bit uniform and is kept when it is below :func:`kept_levels`, so the rate is ``p``
     rounded to a multiple of 1/256 (0.1 drops 26/256 = 0.1016) and :func:`dropout_scale` rescales by the share
     actually kept. The bits come from numpy's SFC64 generator, eight elements per 64-bit word (15-bit uniforms took
-    twice the draws: ~0.06 ms more a mask of the default model's step, ~4% of its epoch), seeded for each mask with
-    one draw from torch's global generator: ``torch.manual_seed`` and a checkpoint's saved generator state decide
-    every mask. As bits, the mask can be ANDed into bfloat16 values (``x.view(torch.int16) &= mask``) or, widened,
-    into float32. Inside the default model's step a mask takes ~0.18 ms, ~0.1 ms of it drawing the bits.
+    twice the draws), seeded for each mask with one draw from ``generator`` (torch's global generator when None): its
+    seed and a checkpoint's saved generator state decide every mask. As bits, the mask can be ANDed into bfloat16
+    values (``x.view(torch.int16) &= mask``) or, widened, into float32.
     """
     n = math.prod(shape)
-    seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
+    seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64, generator=generator))
     words = np.random.SFC64(seed).random_raw((n + 7) // 8)
-    # widened, offset and shifted in numpy: torch's uint8 → int16 copy was slower (paired A/B: epochs 1.8% shorter)
+    # widened, offset and shifted in numpy: torch's uint8 → int16 copy was slower
     mask = words.view(np.uint8)[:n].astype(np.int16)
     mask -= kept_levels(p)
     mask >>= 15  # u - K < 0 → -1
     return torch.from_numpy(mask).view(shape)
 
 
-class _Dropout(nn.Dropout):
-    """``nn.Dropout`` drawing its CPU mask with :func:`dropout_mask` (the hand-derived training step draws the same
-    masks from the same generator); on other devices this is plain dropout."""
+class _Dropout(Dropout):
+    """Dropout drawing its CPU mask with :func:`dropout_mask` from ``generator`` (the hand-derived training step draws
+    the same masks from the same generator); on other devices this is :class:`~.layers.Dropout`."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0 or x.device.type != "cpu":
             return super().forward(x)
-        keep = dropout_mask(x.shape, self.p).to(x.dtype).neg_()  # 1.0 kept, 0.0 dropped
+        keep = dropout_mask(x.shape, self.p, generator=self.generator).to(x.dtype).neg_()  # 1.0 kept, 0.0 dropped
         return x * keep.mul_(dropout_scale(self.p))
 
 
@@ -241,6 +243,7 @@ class TabM(nn.Module):
         dropout: float = 0.1,
         d_embedding: int = 16,
         n_bins_per_feature: list[int] | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         cards = [int(c) for c in cat_cardinalities]
@@ -258,7 +261,8 @@ class TabM(nn.Module):
         self.n_num, self.cat_cardinalities, self.n_out, self.k = n_num, cards, n_out, k
         embed = n_bins_per_feature is not None and n_num > 0
         self.num_embeddings = (
-            PiecewiseLinearEmbeddings(n_bins_per_feature=n_bins_per_feature, d_embedding=d_embedding)
+            PiecewiseLinearEmbeddings(n_bins_per_feature=n_bins_per_feature, d_embedding=d_embedding,
+                                      generator=generator)
             if embed
             else None
         )
@@ -268,17 +272,19 @@ class TabM(nn.Module):
         chunks = [d_embedding if embed else 1] * n_num + cards
         d_in = sum(chunks)
         if embed:
-            scalars = torch.randn(k, len(chunks))
+            scalars = torch.randn(k, len(chunks), generator=generator)
         else:
-            scalars = torch.randint(0, 2, (k, len(chunks))).float() * 2.0 - 1.0
+            scalars = torch.randint(0, 2, (k, len(chunks)), generator=generator).float() * 2.0 - 1.0
         self.scaling = nn.Parameter(scalars.repeat_interleave(torch.tensor(chunks), dim=1))
         layers: list[nn.Module] = []
         for i in range(n_blocks):
-            layers += [nn.Linear(d_in if i == 0 else d_block, d_block), nn.ReLU(), _Dropout(dropout)]
+            layers += [linear(d_in if i == 0 else d_block, d_block, generator=generator), nn.ReLU(),
+                       _Dropout(dropout, generator=generator)]
         self.blocks = nn.Sequential(*layers)
         bound = d_block**-0.5
-        self.head_weight = nn.Parameter(torch.empty(k, d_block, n_out).uniform_(-bound, bound))
-        self.head_bias = nn.Parameter(torch.empty(k, n_out).uniform_(-bound, bound))
+        self.head_weight = nn.Parameter(torch.empty(k, d_block, n_out).uniform_(-bound, bound, generator=generator))
+        self.head_bias = nn.Parameter(torch.empty(k, n_out).uniform_(-bound, bound, generator=generator))
+        self.dropout_generator = generator  # what training's dropout draws from (None: torch's global generator)
 
     @classmethod
     def from_training_data(cls, *, x_num_train: Tensor, n_bins: int | None, **kwargs) -> TabM:

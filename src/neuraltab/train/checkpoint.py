@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..artifacts import load_bundle, save_bundle
-from ..errors import ArtifactError
+from ..errors import ArtifactError, option
 
 __all__ = ["Snapshot", "Checkpoint"]
 
@@ -44,7 +44,7 @@ class Snapshot:
             epochs_done=epochs_done,
             model=_clone(model.state_dict()),
             optimizer={"state": {i: _clone(s) for i, s in opt["state"].items()}, "param_groups": opt["param_groups"]},
-            rng_dropout=torch.get_rng_state(),
+            rng_dropout=_dropout_generator(model).get_state(),
             rng_shuffle=shuffle.get_state(),
             best=best,  # already a private copy, replaced (never mutated) on improvement
             counters={**counters, "epochs": list(counters.get("epochs", []))},
@@ -53,8 +53,13 @@ class Snapshot:
     def restore(self, *, model: torch.nn.Module, optimizer: Any, shuffle: torch.Generator) -> None:
         model.load_state_dict(self.model)
         optimizer.load_state_dict(self.optimizer)
-        torch.set_rng_state(self.rng_dropout)
+        _dropout_generator(model).set_state(self.rng_dropout)
         shuffle.set_state(self.rng_shuffle)
+
+
+def _dropout_generator(model: torch.nn.Module) -> torch.Generator:
+    """What the network's dropout draws from: its own generator, or torch's global one for a network built without."""
+    return getattr(model, "dropout_generator", None) or torch.default_generator
 
 
 class Checkpoint:
@@ -91,7 +96,8 @@ class Checkpoint:
         except ArtifactError as exc:  # a full disk, typically: the write needs room for a second copy
             if not kept:
                 raise
-            raise ArtifactError(f"{exc}; the previous checkpoint is kept as it was, so the same command with --resume "
+            raise ArtifactError(f"{exc.template}; the previous checkpoint is kept as it was, so the same command with "
+                                f"{option('resume', True)} "
                                 "continues from it once there is room") from None
 
     def load(self) -> Snapshot:
@@ -100,7 +106,7 @@ class Checkpoint:
             raise ArtifactError(f"{self.path}: is a model file, not a training checkpoint")
         if meta.get("identity") != self.identity:
             raise ArtifactError(f"{self.path}: this checkpoint belongs to a run on other data or with other options; "
-                                "rerun with the same data and options, or delete it and train without --resume")
+                                f"rerun with the same data and options, or delete it and train without {option('resume', True)}")
         state: dict[int, dict[str, Any]] = {}
         for key, value in tensors.items():
             if key.startswith("opt."):

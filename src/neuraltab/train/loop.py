@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..device import flush_denormals
-from ..errors import ConfigError
+from ..errors import ConfigError, Message, option
 from ..networks.predict import predict_output
 from .autograd import autograd_epoch, make_optimizer
 from .callbacks import Callback, EarlyStopping, Run, StopOnSignal, TimeLimit, overrides_step
@@ -147,14 +147,14 @@ def train(
                 break
             if not math.isfinite(train_loss):
                 # the weights are now NaN/inf: keep the best epoch if validation found one, else there is no model
-                fix = (f"lower --lr (now {cfg.lr:g})" + ("" if cfg.scaling in ("quantile", "auto") else
-                                                        " or scale the inputs with --scaling quantile"))
+                fix = (f"lower {option('lr')} (now {cfg.lr:g})" + ("" if cfg.scaling in ("quantile", "auto") else
+                                                                  f" or scale the inputs with {option('scaling', 'quantile')}"))
                 if early is None or early.best_state is None:
                     raise ConfigError(f"training diverged in epoch {epoch} (the loss became {train_loss}); {fix}")
                 run.stop_training, run.stop_reason = True, "diverged"  # whatever else asked to stop meanwhile
                 for cb in callbacks:
-                    cb.on_notice(f"training diverged in epoch {epoch} (the loss became {train_loss}); keeping epoch "
-                                 f"{history.best_epoch}, the best before it; {fix}")
+                    cb.on_notice(Message(f"training diverged in epoch {epoch} (the loss became {train_loss}); keeping epoch "
+                                 f"{history.best_epoch}, the best before it; {fix}"))
                 break
             logs: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
             if use_valid:

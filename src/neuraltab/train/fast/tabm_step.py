@@ -193,14 +193,14 @@ class TabMStepper:
         self.first_bias_c.view(k, d).copy_(w["blocks.0.bias"])
         h = _linear(xc, w_first, self.first_bias_c, relu=True)  # [B, k * d]
         if p:
-            _drop(h, p)
+            _drop(h, p, self.model.dropout_generator)
         acts = [h.view(B * k, d)]
         for name, (weight, bias) in zip(self.names[1:], later):
             torch.mul(w[f"blocks.{name}.weight"], inv_keep, out=weight)  # the previous dropout's rescaling
             bias.copy_(w[f"blocks.{name}.bias"])
             h = _linear(acts[-1], weight, bias, relu=True)
             if p:
-                _drop(h, p)
+                _drop(h, p, self.model.dropout_generator)
             acts.append(h)
         head_w, head_c, head_bias_c = w["head_weight"], self.head_c, self.head_bias_c  # [k, d, n_out]
         head_bias_c.copy_(w["head_bias"].t())
@@ -280,9 +280,9 @@ class TabMStepper:
         return encoding
 
 
-def _drop(h: Tensor, p: float) -> None:
+def _drop(h: Tensor, p: float, generator: torch.Generator | None) -> None:
     """Dropout without the rescaling, in place: AND the activations' bits with a :func:`dropout_mask`."""
-    mask = dropout_mask(h.shape, p)
+    mask = dropout_mask(h.shape, p, generator=generator)
     if h.dtype == torch.bfloat16:
         h.view(torch.int16).bitwise_and_(mask)
     else:
