@@ -1,0 +1,158 @@
+"""Requests for one model, run on the inference thread one prediction at a time, optionally gathered into batches.
+
+Every request becomes a :class:`Job`: reading its body into a DataFrame and writing its response both run on the
+inference thread, never on the event loop. The :class:`Batcher` hands the thread one job at a time, or, with
+batching on (``max_rows`` > 1), every job that queued while the thread was busy, predicted as one DataFrame of at
+most ``max_rows`` rows and split back into one response each. A job that arrives while the model is idle starts at
+once: a lone request never waits. Jobs that queued behind a running prediction may wait for companions until
+``max_wait`` seconds after the first of them arrived, and no longer.
+
+One bad request never fails its neighbours: a batch whose prediction raises a user error is predicted again one
+request at a time, so each gets its own answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pandas as pd
+
+from ..errors import UserError
+
+__all__ = ["Job", "Batcher"]
+
+
+@dataclass(eq=False)  # jobs are compared by identity (queue.remove)
+class Job:
+    """One request: ``prepare`` reads its body into the DataFrame to predict for, ``finish`` turns its rows of the
+    prediction table into the response. Both run on the inference thread."""
+
+    prepare: Callable[[], pd.DataFrame]
+    finish: Callable[[pd.DataFrame], Any]
+    arrived: float = field(default_factory=time.monotonic)
+    future: asyncio.Future | None = None
+    frame: pd.DataFrame | None = None
+    result: Any = None
+    error: BaseException | None = None
+
+
+class Batcher:
+    """Runs one model's jobs on ``executor``, one prediction at a time (see the module's docstring).
+
+    ``predict`` takes a DataFrame and returns :meth:`neuraltab.Model.predict_table`'s table, one row per input row;
+    ``on_batch(rows)`` is told the size of every prediction.
+    """
+
+    def __init__(self, predict: Callable[[pd.DataFrame], pd.DataFrame], executor: Executor, *, max_rows: int = 0,
+                 max_wait: float = 0.0, on_batch: Callable[[int], None] = lambda rows: None) -> None:
+        self.predict = predict
+        self.executor = executor
+        self.max_rows = max(int(max_rows), 1)
+        self.max_wait = max_wait
+        self.on_batch = on_batch
+        self.queue: list[Job] = []
+        self.busy = False
+        self._arrival: asyncio.Event | None = None
+
+    async def run(self, job: Job) -> Any:
+        """The job's result (its response), or its error raised."""
+        loop = asyncio.get_running_loop()
+        job.future = loop.create_future()
+        self.queue.append(job)
+        if self._arrival is None:
+            self._arrival = asyncio.Event()
+        self._arrival.set()
+        if not self.busy:
+            self.busy = True
+            loop.create_task(self._drain())
+        try:
+            return await job.future
+        finally:
+            if job in self.queue:  # cancelled (a timeout) before it started: it never runs
+                self.queue.remove(job)
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        started_idle = True
+        try:
+            while self.queue:
+                if not started_idle and self.max_rows > 1 and self.max_wait > 0:
+                    await self._gather(loop)
+                started_idle = False
+                jobs, self.queue = self.queue[: self.max_rows], self.queue[self.max_rows:]
+                try:
+                    await loop.run_in_executor(self.executor, self._run, jobs)
+                except BaseException as exc:  # the executor is shut down: the jobs cannot run
+                    for job in jobs:
+                        job.error = job.error or exc
+                for job in jobs:
+                    if not job.future.done():
+                        if job.error is not None:
+                            job.future.set_exception(job.error)
+                        else:
+                            job.future.set_result(job.result)
+        finally:
+            self.busy = False
+
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait for more jobs while the batch is short, until ``max_wait`` after its oldest job arrived."""
+        deadline = self.queue[0].arrived + self.max_wait
+        while len(self.queue) < self.max_rows:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._arrival.clear()
+            try:
+                await asyncio.wait_for(self._arrival.wait(), remaining)
+            except TimeoutError:
+                return
+
+    # ------------------------------------------------------------------------------------------ inference thread
+    def _run(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            if job.future.cancelled():
+                continue
+            try:
+                job.frame = job.prepare()
+            except BaseException as exc:  # a bad body (UserError) or a bug: that job's answer, not its neighbours'
+                job.error = exc
+        ready = [job for job in jobs if job.frame is not None and job.error is None]
+        chunk: list[Job] = []
+        rows = 0
+        for job in ready:  # consecutive jobs up to max_rows rows a prediction; a bigger job goes alone
+            if chunk and rows + len(job.frame) > self.max_rows:
+                self._predict(chunk)
+                chunk, rows = [], 0
+            chunk.append(job)
+            rows += len(job.frame)
+        if chunk:
+            self._predict(chunk)
+
+    def _predict(self, chunk: list[Job]) -> None:
+        frame = chunk[0].frame if len(chunk) == 1 else pd.concat([job.frame for job in chunk], ignore_index=True)
+        try:
+            table = self.predict(frame)
+        except UserError as exc:
+            if len(chunk) == 1:
+                chunk[0].error = exc
+            else:
+                for job in chunk:
+                    self._predict([job])
+            return
+        except BaseException as exc:
+            for job in chunk:
+                job.error = exc
+            return
+        self.on_batch(len(frame))
+        start = 0
+        for job in chunk:
+            stop = start + len(job.frame)
+            try:
+                job.result = job.finish(table.iloc[start:stop] if len(chunk) > 1 else table)
+            except BaseException as exc:
+                job.error = exc
+            start = stop
