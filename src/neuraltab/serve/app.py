@@ -185,11 +185,13 @@ async def _answer(service: Service, served: Served, request: Request, make_job: 
     """Read the body, run the job on the inference thread, answer within the timeout; a UserError becomes its 4xx."""
     settings = service.settings
     started = time.monotonic()
+    source = "the request"
     try:
         if not served.ready:
             raise NotReady(f"model {served.name!r} is warming up; retry when /v2/health/ready answers 200")
         body = await asyncio.wait_for(read_body(request.stream(), settings.max_body_bytes), settings.timeout)
         job = make_job(body, request.headers.get("content-type", ""))
+        source = job.source
         remaining = settings.timeout - (time.monotonic() - started)
         try:
             content = await asyncio.wait_for(served.batcher.run(job), max(remaining, 0.0))
@@ -203,7 +205,7 @@ async def _answer(service: Service, served: Served, request: Request, make_job: 
     except UserError as exc:
         status = getattr(exc, "status", 400)
         headers = {"Retry-After": "1"} if status == 503 else None
-        return _error(status, error_text(exc).replace("the DataFrame", "the request"), headers)
+        return _error(status, error_text(exc).replace("the DataFrame", source), headers)
     except Exception as exc:  # a bug in neuraltab: say so, and log the traceback for the report
         log.exception("internal error answering %s %s", request.method, request.url.path)
         return _error(500, f"internal error ({type(exc).__name__}); this is a bug in neuraltab: please report it "
@@ -214,15 +216,15 @@ def _predict_job(served: Served) -> Any:
     spec, settings = served.spec, served.settings
 
     def make(body: bytes, content_type: str) -> Job:
+        def finish(table: pd.DataFrame) -> bytes:
+            return _encode(predict_payload(table, spec))
+
         if content_type.split(";")[0].strip().lower() in _CSV_TYPES:
             decimal = served.model.reading.get("decimal")
-
-            def prepare() -> pd.DataFrame:
-                return csv_frame(body, spec, decimal=decimal, max_rows=settings.max_rows)
-        else:
-            def prepare() -> pd.DataFrame:
-                return instances_frame(decode_json(body, expected=INSTANCES_EXAMPLE), spec, max_rows=settings.max_rows)
-        return Job(prepare, lambda table: _encode(predict_payload(table, spec)))
+            return Job(lambda: csv_frame(body, spec, decimal=decimal, max_rows=settings.max_rows), finish,
+                       source="the CSV body")
+        return Job(lambda: instances_frame(decode_json(body, expected=INSTANCES_EXAMPLE), spec,
+                                           max_rows=settings.max_rows), finish)
     return make
 
 

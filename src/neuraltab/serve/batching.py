@@ -33,6 +33,7 @@ class Job:
 
     prepare: Callable[[], pd.DataFrame]
     finish: Callable[[pd.DataFrame], Any]
+    source: str = "the request"  # what messages about its rows call them
     arrived: float = field(default_factory=time.monotonic)
     future: asyncio.Future | None = None
     frame: pd.DataFrame | None = None
