@@ -222,7 +222,7 @@ def _predict_job(served: Served) -> Any:
         if content_type.split(";")[0].strip().lower() in _CSV_TYPES:
             decimal = served.model.reading.get("decimal")
             return Job(lambda: csv_frame(body, spec, decimal=decimal, max_rows=settings.max_rows), finish,
-                       source="the CSV body")
+                       source="the CSV body", batchable=False)
         return Job(lambda: instances_frame(decode_json(body, expected=INSTANCES_EXAMPLE), spec,
                                            max_rows=settings.max_rows), finish)
     return make

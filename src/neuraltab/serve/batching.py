@@ -7,8 +7,10 @@ most ``max_rows`` rows and split back into one response each. A job that arrives
 once: a lone request never waits. Jobs that queued behind a running prediction may wait for companions until
 ``max_wait`` seconds after the first of them arrived, and no longer.
 
-One bad request never fails its neighbours: a batch whose prediction raises a user error is predicted again one
-request at a time, so each gets its own answer.
+Batching never changes an answer. JSON rows are checked in full before they are batched, so the model's own checks
+have nothing left to object to in them; CSV bodies, which the model checks as whole files, are never batched. And one
+bad request never fails its neighbours: a batch whose prediction raises a user error all the same is predicted again
+one request at a time, so each gets its own answer.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class Job:
     prepare: Callable[[], pd.DataFrame]
     finish: Callable[[pd.DataFrame], Any]
     source: str = "the request"  # what messages about its rows call them
+    # False for a CSV body: the model's type checks judge a file's columns as a whole (a few stray words are missing
+    # values, many are an error), so its rows are predicted alone, as `neuraltab predict` would read that file
+    batchable: bool = True
     arrived: float = field(default_factory=time.monotonic)
     future: asyncio.Future | None = None
     frame: pd.DataFrame | None = None
@@ -125,7 +130,7 @@ class Batcher:
         chunk: list[Job] = []
         rows = 0
         for job in ready:  # consecutive jobs up to max_rows rows a prediction; a bigger job goes alone
-            if chunk and rows + len(job.frame) > self.max_rows:
+            if chunk and (rows + len(job.frame) > self.max_rows or not job.batchable or not chunk[-1].batchable):
                 self._predict(chunk)
                 chunk, rows = [], 0
             chunk.append(job)
