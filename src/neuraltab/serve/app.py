@@ -156,8 +156,9 @@ class Service:
     async def lifespan(self, app: FastAPI):
         if not self.ready:  # warm up on the inference thread, while the probes already answer
             asyncio.get_running_loop().run_in_executor(self.executor, self._warm_up_quietly)
+        # The inference thread is kept: the server has drained its requests before this point, an idle thread costs
+        # nothing, and an app may be started again (test clients run the lifespan once per session).
         yield
-        self.executor.shutdown(wait=True)  # the server has drained its connections by now
 
     def _warm_up_quietly(self) -> None:
         with contextlib.suppress(Exception):
