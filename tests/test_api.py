@@ -295,3 +295,23 @@ def test_the_validation_loss_is_the_same_in_every_process():
             for _ in range(8)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr
     assert len({r.stdout for r in runs}) == 1
+
+
+def test_fit_is_prepare_then_fit_prepared_and_the_stages_share_one_data_path():
+    df = make_table(200)
+    whole = neuraltab.fit(df, target="label", seed=2, **FAST).to_bytes()
+    prepared = neuraltab.api.prepare(df, target="label", seed=2, **FAST)
+    assert set(prepared.batches) == {"train", "valid", "test"}
+    assert sum(len(b) for b in prepared.batches.values()) == len(df)
+    assert prepared.cfg.batch_size is not None  # resolved for the data
+    assert neuraltab.api.fit_prepared(prepared).to_bytes() == whole
+    # a second network from the same prepared data starts from the same seed: the same model again
+    assert neuraltab.api.fit_prepared(prepared).to_bytes() == whole
+
+
+@pytest.mark.parametrize("options, path", [({}, "tabm-step"), ({"model": "mlp", "layers": (8,), "optimizer": "adam"},
+                                                                 "mlp-step")])
+def test_the_default_model_and_the_classic_mlp_train_through_their_hand_derived_steps_on_a_cpu(options, path):
+    """A silent fall-back to autograd would otherwise show only as a slowdown."""
+    model = neuraltab.fit(make_table(120), target="label", device="cpu", **{**FAST, **options})
+    assert model.history["path"] == path and model.history["path_reason"] is None

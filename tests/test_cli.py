@@ -396,6 +396,20 @@ def test_info_text(trained):
     assert "test metrics" in out and "config" in out
     assert sha256(data) in out
     assert f"neuraltab {neuraltab.__version__}" in out and "torch " in out
+    assert "trained through the hand-derived CPU step tabm-step" in out
+    assert result["path"] == "tabm-step" and result["path_reason"] is None
+    details = json.loads(cli("info", model, "--json").stdout)
+    assert details["training"]["path"] == "tabm-step"
+
+
+def test_a_run_that_autograd_trains_says_so_and_why(tmp_path):
+    data = tmp_path / "t.csv"
+    make_table().to_csv(data, index=False)
+    result = cli("train", data, "--target", "churn", *FAST, "--optimizer", "sgd", "--json", "-o", tmp_path / "m.ntab")
+    trained = json.loads(result.stdout)
+    assert trained["path"] == "autograd" and "optimizer is sgd" in trained["path_reason"]
+    assert "trained through autograd (the hand-derived steps implement Adam and AdamW, and the optimizer is sgd)" \
+        in cli("info", tmp_path / "m.ntab").stdout
 
 
 def test_info_json_has_schema_config_metrics_data_and_versions(trained):

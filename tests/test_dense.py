@@ -129,14 +129,20 @@ def test_stop_request_ends_the_epoch_after_the_current_step_and_reports_the_rows
     assert float(stepper.optimizer.state_dict()["state"][0]["step"]) == 2
 
 
-@pytest.mark.parametrize("change", [{"dropout": 0.2}, {"activation": "gelu"}, {"grad_clip": 1.0},
-                                    {"optimizer": "sgd"}, {"precision": "bf16"}])
-def test_runs_the_dense_step_does_not_cover_use_autograd(change):
+@pytest.mark.parametrize("change, why", [({"dropout": 0.2}, "not Dropout"), ({"activation": "gelu"}, "not GELU"),
+                                         ({"grad_clip": 1.0}, "no gradient clipping"),
+                                         ({"optimizer": "sgd"}, "optimizer is sgd"),
+                                         ({"precision": "bf16"}, "float32 only")])
+def test_runs_the_dense_step_does_not_cover_use_autograd_and_say_why(change, why):
+    from neuraltab.train.fast import select
+
     x_num, x_cat, y = _data(30, "binary")
     cfg = resolve(TrainConfig(model="mlp", layers=(8,), **change), n_train=30, device_type="cpu")
     model = MLP(n_num=5, cat_cardinalities=[3, 4], n_out=2, layers=(8,), activation=cfg.activation,
                 dropout=cfg.dropout)
     assert make_dense_stepper(model, task="binary", cfg=cfg, x_num=x_num, x_cat=x_cat, y=y) is None
+    stepper, path, reason = select(model, task="binary", cfg=cfg, x_num=x_num, x_cat=x_cat, y=y)
+    assert stepper is None and path == "autograd" and why in reason
 
 
 def test_the_classic_recipe_uses_the_dense_step():

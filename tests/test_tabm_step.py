@@ -191,17 +191,10 @@ def _resume_run(tmp_path, *, first_path_autograd: bool):
     first = fresh()
     torch.manual_seed(11)
     first_cfg = cfg.replace(epochs=3, optimizer="adamw")
-    if first_path_autograd:  # the same run on the autograd path (as on a GPU), checkpointed, then resumed here
-        import neuraltab.train.loop as training
-
-        original = training.make_tabm_stepper
-        training.make_tabm_stepper = lambda *a, **k: None
-        try:
-            train(first, (x_num, x_cat, y), None, task="multiclass", cfg=first_cfg, checkpoint=ckpt)
-        finally:
-            training.make_tabm_stepper = original
-    else:
-        train(first, (x_num, x_cat, y), None, task="multiclass", cfg=first_cfg, checkpoint=ckpt)
+    # first_path_autograd: the same run on the autograd path (as on a GPU), checkpointed, then resumed here
+    history = train(first, (x_num, x_cat, y), None, task="multiclass", cfg=first_cfg, checkpoint=ckpt,
+                    fast=not first_path_autograd)
+    assert history.path == ("autograd" if first_path_autograd else "tabm-step")
     resumed = fresh()
     train(resumed, (x_num, x_cat, y), None, task="multiclass", cfg=cfg, checkpoint=ckpt, resume=True)
     return straight, resumed

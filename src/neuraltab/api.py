@@ -6,10 +6,12 @@ re-implements a step of the data path.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,7 +33,7 @@ from .system import available_cores
 from .train import Callback, History, train
 from .train.checkpoint import Checkpoint
 
-__all__ = ["Model", "fit", "load", "load_bytes"]
+__all__ = ["Model", "Prepared", "fit", "fit_prepared", "load", "load_bytes", "prepare"]
 
 # options that may differ between an interrupted run and its --resume (they do not change what is learned)
 _RESUMABLE_CHANGES = ("threads", "device", "time_limit")
@@ -44,9 +46,9 @@ _NO_NUMBER_FORMAT = {"decimal": None, "decimal_from": None}
 class _Notices:
     """Collects one-line notices and forwards them to the callbacks."""
 
-    def __init__(self, callbacks: Sequence[Callback]) -> None:
+    def __init__(self, callbacks: Sequence[Callback], *, into: list[str] | None = None) -> None:
         self.callbacks = list(callbacks)
-        self.messages: list[str] = []
+        self.messages: list[str] = [] if into is None else into
 
     def __call__(self, message: str) -> None:
         self.messages.append(message)
@@ -269,6 +271,134 @@ class Model:
 # ======================================================================================================================
 
 
+@dataclass
+class Prepared:
+    """A table made ready to train on: read, typed, split and preprocessed, with the config resolved for its size and
+    the device. :func:`fit` is :func:`prepare` then :func:`fit_prepared`; other front doors (the playground, bagged
+    presets) use the stages to train their own way on the same data path.
+
+    ``batches``: model inputs of the ``"train"``, ``"valid"`` and ``"test"`` rows; ``splits``: those rows' labels in
+    the table; ``notices``: what was said about the data so far.
+    """
+
+    cfg: TrainConfig
+    target: str
+    schema: Schema
+    preprocessor: Preprocessor
+    batches: dict[str, Batch]
+    splits: dict[str, np.ndarray]
+    device: torch.device
+    data_fingerprint: dict[str, Any]
+    number_format: dict[str, Any]
+    notices: list[str]
+    source: str
+
+    @property
+    def n_out(self) -> int:
+        return 1 if self.schema.task == "regression" else self.schema.n_classes
+
+    def tensors(self, split_name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """A split's (x_num, x_cat, y) on the device; regression targets standardised with the training statistics."""
+        pre = self.preprocessor
+        return to_tensors(self.batches[split_name], self.device, task=self.schema.task, y_mean=pre.y_mean,
+                          y_std=pre.y_std)
+
+    def new_network(self) -> tuple[dict[str, Any], torch.nn.Module]:
+        """A freshly initialised network for this data and config (seeded by ``cfg.seed``), on the device."""
+        torch.manual_seed(self.cfg.seed)
+        spec, network = network_for(self.cfg, x_num_train=torch.from_numpy(self.batches["train"].x_num),
+                                    cat_cardinalities=self.preprocessor.cat_cardinalities, n_out=self.n_out)
+        return spec, network.to(self.device)
+
+    def threads(self, network: torch.nn.Module | None = None) -> int:
+        """CPU threads to compute with: ``cfg.threads``, else all cores, or one for a network whose step is tiny."""
+        if self.cfg.threads is not None:
+            return self.cfg.threads
+        if network is not None and self.device.type == "cpu":
+            return threads_for(network, batch_size=self.cfg.batch_size, cores=available_cores())
+        return available_cores()
+
+    def model(self, network: torch.nn.Module, spec: dict[str, Any], history: History) -> "Model":
+        """The :class:`Model` of a network trained on this data, with its validation and test metrics."""
+        model = Model(schema=self.schema, preprocessor=self.preprocessor, network=network, spec=spec, config=self.cfg,
+                      metrics={}, history=history, data_fingerprint=self.data_fingerprint, versions=_versions(),
+                      notices=list(self.notices), device=self.device, reading=self.number_format,
+                      splits=self.splits)
+        for name in ("valid", "test"):
+            if len(self.batches[name]):
+                model.metrics[name] = compute(self.schema.task, self.batches[name].y, model._output(self.batches[name]))
+        # timings are kept out of the saved history so that the same seed writes the same file bytes
+        model.history = {**model.history, "seconds": None,
+                         "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in history.epochs]}
+        model.train_seconds = history.seconds
+        return model
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding: str | None = None,
+            decimal: str | None = None, **options: Any) -> Prepared:
+    """Read ``data`` (a path or a DataFrame), infer its schema, split it and learn the preprocessing on the training
+    rows, as :func:`fit` does; ``options`` are :class:`TrainConfig` fields. Notices go to the callbacks."""
+    cfg = TrainConfig.from_dict(options)
+    notify = _Notices(callbacks)
+    source = source_name(data)
+    raw, number_format = read_table_and_format(data, encoding=encoding, decimal=decimal, notify=notify)
+    data_fingerprint = fingerprint(data, raw)  # hashes the whole file: once per fit
+    df = drop_missing_target(raw, target, source=source, notify=notify)
+    schema = infer_schema(raw, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
+                          source=source, notify=notify)
+    codes = None if schema.task == "regression" else Preprocessor(schema).encode_target(df[target], source=source)
+    train_idx, valid_idx, test_idx = split(len(df), y=codes, test_size=cfg.test_size, valid_size=cfg.valid_size,
+                                           seed=cfg.seed, notify=notify, source=source)
+    if not cfg.early_stopping:  # nothing to validate against: train on every non-test row, as the classic recipe
+        train_idx, valid_idx = np.sort(np.concatenate([train_idx, valid_idx])), valid_idx[:0]
+    device = resolve_device(cfg.device)
+    cfg = resolve(cfg, n_train=len(train_idx), device_type=device.type, native_bf16=native_bf16(device))
+    rows = {"train": train_idx, "valid": valid_idx, "test": test_idx}
+    with _torch_threads(cfg.threads or available_cores()):
+        pre = Preprocessor(schema, scaling=cfg.scaling, max_categories=cfg.max_categories)
+        pre.fit(df.iloc[train_idx], source=source, notify=notify)
+        # the splits are rows of the table the schema was inferred from: the predict-time type check has nothing to add
+        batches = {name: pre.transform(df.iloc[idx], source=source, notify=no_notice, with_target=True,
+                                       check_types=False) for name, idx in rows.items()}
+    return Prepared(cfg=cfg, target=target, schema=schema, preprocessor=pre, batches=batches,
+                    splits={name: df.index[idx].to_numpy() for name, idx in rows.items()}, device=device,
+                    data_fingerprint=data_fingerprint, number_format=number_format, notices=notify.messages,
+                    source=source)
+
+
+def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), checkpoint: str | Path | None = None,
+                 checkpoint_every: int = 10, resume: bool = False, fast: bool = True) -> Model:
+    """Train a fresh network on prepared data and return the :class:`Model` (see :func:`fit` for the checkpoint;
+    ``fast=False`` trains through autograd even where a hand-derived CPU step covers the run)."""
+    cfg = prepared.cfg
+    with _torch_threads(cfg.threads or available_cores()):
+        spec, network = prepared.new_network()
+        torch.set_num_threads(prepared.threads(network))
+        ckpt = None
+        if checkpoint is not None:
+            identity = {"data": prepared.data_fingerprint["sha256"], "target": prepared.target,
+                        "config": {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}}
+            ckpt = Checkpoint(checkpoint, every=checkpoint_every, identity=identity)
+            if resume and not ckpt.path.exists():
+                _Notices(callbacks, into=prepared.notices)(f"{ckpt.path}: no checkpoint to resume from; training "
+                                                           "from the start")
+        history = train(network, prepared.tensors("train"), prepared.tensors("valid"), task=prepared.schema.task,
+                        cfg=cfg, callbacks=callbacks, checkpoint=ckpt, resume=resume, fast=fast)
+        if ckpt is not None and history.stop_reason != "interrupted":
+            ckpt.path.unlink(missing_ok=True)
+        return prepared.model(network, spec, history)
+
+
 def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding: str | None = None,
         decimal: str | None = None, checkpoint: str | Path | None = None, checkpoint_every: int = 10, resume: bool = False,
         **options: Any) -> Model:
@@ -285,68 +415,9 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
     when Ctrl-C or SIGTERM stops the run; ``resume=True`` continues from it, giving the same model as an
     uninterrupted run. The file is removed once training finishes (kept when it was interrupted).
     """
-    cfg = TrainConfig.from_dict(options)
-    notify = _Notices(callbacks)
-    source = source_name(data)
-    raw, number_format = read_table_and_format(data, encoding=encoding, decimal=decimal, notify=notify)
-    data_fingerprint = fingerprint(data, raw)  # hashes the whole file: once per fit
-    df = drop_missing_target(raw, target, source=source, notify=notify)
-    schema = infer_schema(raw, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
-                          source=source, notify=notify)
-    codes = None if schema.task == "regression" else Preprocessor(schema).encode_target(df[target], source=source)
-    train_idx, valid_idx, test_idx = split(len(df), y=codes, test_size=cfg.test_size, valid_size=cfg.valid_size,
-                                           seed=cfg.seed, notify=notify, source=source)
-    if not cfg.early_stopping:  # nothing to validate against: train on every non-test row, as the classic recipe
-        train_idx, valid_idx = np.sort(np.concatenate([train_idx, valid_idx])), valid_idx[:0]
-    device = resolve_device(cfg.device)
-    cfg = resolve(cfg, n_train=len(train_idx), device_type=device.type, native_bf16=native_bf16(device))
-
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads or available_cores())
-    try:
-        part = {"train": df.iloc[train_idx], "valid": df.iloc[valid_idx], "test": df.iloc[test_idx]}
-        pre = Preprocessor(schema, scaling=cfg.scaling, max_categories=cfg.max_categories)
-        pre.fit(part["train"], source=source, notify=notify)
-        # the splits are rows of the table the schema was inferred from: the predict-time type check has nothing to add
-        batches = {name: pre.transform(frame, source=source, notify=no_notice, with_target=True, check_types=False)
-                   for name, frame in part.items()}
-        tensors = {name: to_tensors(b, device, task=schema.task, y_mean=pre.y_mean, y_std=pre.y_std)
-                   for name, b in batches.items()}
-
-        torch.manual_seed(cfg.seed)
-        spec, network = network_for(cfg, x_num_train=torch.from_numpy(batches["train"].x_num),
-                                    cat_cardinalities=pre.cat_cardinalities,
-                                    n_out=1 if schema.task == "regression" else schema.n_classes)
-        network.to(device)
-        if cfg.threads is None and device.type == "cpu":
-            torch.set_num_threads(threads_for(network, batch_size=cfg.batch_size, cores=available_cores()))
-        ckpt = None
-        if checkpoint is not None:
-            identity = {"data": data_fingerprint["sha256"], "target": target,
-                        "config": {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}}
-            ckpt = Checkpoint(checkpoint, every=checkpoint_every, identity=identity)
-            if resume and not ckpt.path.exists():
-                notify(f"{ckpt.path}: no checkpoint to resume from; training from the start")
-        history = train(network, tensors["train"], tensors["valid"], task=schema.task, cfg=cfg, callbacks=callbacks,
-                        checkpoint=ckpt, resume=resume)
-        if ckpt is not None and history.stop_reason != "interrupted":
-            ckpt.path.unlink(missing_ok=True)
-
-        model = Model(schema=schema, preprocessor=pre, network=network, spec=spec, config=cfg, metrics={},
-                      history=history, data_fingerprint=data_fingerprint, versions=_versions(),
-                      notices=notify.messages, device=device, reading=number_format,
-                      splits={name: df.index[idx].to_numpy() for name, idx in
-                              (("train", train_idx), ("valid", valid_idx), ("test", test_idx))})
-        for name in ("valid", "test"):
-            if len(batches[name]):
-                model.metrics[name] = compute(schema.task, batches[name].y, model._output(batches[name]))
-        # timings are kept out of the saved history so that the same seed writes the same file bytes
-        model.history = {**model.history, "seconds": None,
-                         "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in history.epochs]}
-        model.train_seconds = history.seconds
-    finally:
-        torch.set_num_threads(previous_threads)
-    return model
+    prepared = prepare(data, target, callbacks=callbacks, encoding=encoding, decimal=decimal, **options)
+    return fit_prepared(prepared, callbacks=callbacks, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                        resume=resume)
 
 
 def load(path: str | Path, *, device: str = "cpu") -> Model:

@@ -87,6 +87,16 @@ def _print_metrics(console: Console, title: str, metrics: dict[str, Any], classe
         console.print(confusion)
 
 
+def _path_words(training: dict[str, Any]) -> str:
+    """How the training step is named for a person: the hand-derived steps, or autograd and why."""
+    path = training.get("path")
+    if not path:
+        return "training path not recorded (a model file from before it was)"
+    if path == "autograd":
+        return f"trained through autograd ({training.get('path_reason')})"
+    return f"trained through the hand-derived CPU step {path}"
+
+
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -176,6 +186,7 @@ def train(
         result = {"model_file": str(out), "task": fitted.task, "target": target, "metrics": fitted.metrics,
                   "best_epoch": fitted.history["best_epoch"], "epochs_run": len(fitted.history["epochs"]),
                   "stop_reason": fitted.history["stop_reason"], "train_seconds": round(fitted.train_seconds, 3),
+                  "path": fitted.history["path"], "path_reason": fitted.history["path_reason"],
                   "notices": fitted.notices}
         if as_json:
             _print_json(result)
@@ -256,7 +267,8 @@ def info(
         console.print(f"[bold]{model_file}[/bold]: {details['task']} model of {details['target']!r}{classes}")
         console.print(f"model: {details['model']['kind']}, {details['model']['n_parameters']:,} parameters; "
                       f"trained {details['training'].get('epochs_run')} epochs, best "
-                      f"{details['training'].get('best_epoch')} ({details['training'].get('stop_reason')})")
+                      f"{details['training'].get('best_epoch')} ({details['training'].get('stop_reason')}), "
+                      f"{_path_words(details['training'])}")
         features = Table(title="features", title_justify="left")
         features.add_column("column")
         features.add_column("kind")

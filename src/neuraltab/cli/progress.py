@@ -33,8 +33,9 @@ class Progress(Callback):
         if self.quiet:
             return
         busy = "; other processes keep the CPU busy, so threads wait passively" if runtime.WAIT_POLICY else ""
+        path = f"; autograd: {info['path_reason']}" if info.get("path") == "autograd" else ""
         self.console.print(f"training on {info['n_train']:,} rows (validation {info['n_valid']:,}), "
-                           f"{info['n_parameters']:,} parameters, device {info['device']}{busy}")
+                           f"{info['n_parameters']:,} parameters, device {info['device']}{busy}{path}")
         if self.live:
             from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 

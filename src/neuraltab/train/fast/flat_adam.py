@@ -15,16 +15,22 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-__all__ = ["FlatAdam", "covers", "BETAS", "EPS"]
+__all__ = ["FlatAdam", "optimizer_gap", "BETAS", "EPS"]
 
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the autograd path uses too
 
 
-def covers(cfg: Any, device: torch.device) -> bool:
-    """Whether a hand-derived step with this optimizer can run ``cfg`` on ``device``: the CPU, Adam or AdamW, and a
-    PyTorch build that has the private fused kernels (checked, not assumed). Each step adds its model's own terms."""
-    return (device.type == "cpu" and cfg.optimizer in ("adam", "adamw")
-            and hasattr(torch, "_fused_adam_") and hasattr(torch, "_fused_adamw_"))
+def optimizer_gap(cfg: Any, device: torch.device) -> str | None:
+    """Why a hand-derived step with this optimizer cannot run ``cfg`` on ``device``, or None when it can: it needs the
+    CPU, Adam or AdamW, and a PyTorch build that has the private fused kernels (checked, not assumed). Each step adds
+    its own model's terms."""
+    if device.type != "cpu":
+        return f"the hand-derived steps run on the CPU, and this run is on {device.type}"
+    if cfg.optimizer not in ("adam", "adamw"):
+        return f"the hand-derived steps implement Adam and AdamW, and the optimizer is {cfg.optimizer}"
+    if not (hasattr(torch, "_fused_adam_") and hasattr(torch, "_fused_adamw_")):
+        return "this PyTorch build has no fused Adam kernels"
+    return None
 
 
 class FlatAdam:

@@ -33,9 +33,9 @@ import torch
 from torch import nn
 
 from ...networks.mlp import MLP
-from .flat_adam import FlatAdam, covers
+from .flat_adam import FlatAdam, optimizer_gap
 
-__all__ = ["DenseStepper", "make_dense_stepper"]
+__all__ = ["DenseStepper", "gap", "make_dense_stepper"]
 
 _tanh_backward, _sigmoid_backward = torch.ops.aten.tanh_backward.default, torch.ops.aten.sigmoid_backward.default
 _sign = torch.sign
@@ -57,13 +57,28 @@ _BACKWARD = {
 _INPLACE = {nn.ReLU: torch.Tensor.relu_, nn.Tanh: torch.Tensor.tanh_, nn.Sigmoid: torch.Tensor.sigmoid_}
 
 
+def gap(model: nn.Module, cfg, device: torch.device, n_rows: int) -> str | None:
+    """Why this step does not cover the run exactly (the caller then uses autograd), or None when it does."""
+    if not isinstance(model, MLP):
+        return "the plain MLP's step trains the plain MLP only"
+    why = optimizer_gap(cfg, device)
+    if why is None and cfg.grad_clip:
+        why = "the plain MLP's step has no gradient clipping"
+    if why is None and cfg.precision == "bf16":
+        why = "the plain MLP's step computes in float32 only"
+    kinds = [type(m) for m in model.net if not isinstance(m, nn.Linear)]
+    if why is None and not kinds:
+        why = "the plain MLP's step needs a hidden layer"
+    if why is None and any(kind not in _BACKWARD for kind in kinds):
+        names = sorted({kind.__name__ for kind in kinds if kind not in _BACKWARD})
+        why = f"the plain MLP's step covers ReLU, tanh and sigmoid without dropout, not {', '.join(names)}"
+    return why
+
+
 def make_dense_stepper(model: nn.Module, *, task: str, cfg, x_num: torch.Tensor, x_cat: torch.Tensor,
                        y: torch.Tensor) -> "DenseStepper | None":
-    """A DenseStepper when this run is one it covers exactly, else None (the caller then uses autograd)."""
-    if not isinstance(model, MLP) or not covers(cfg, x_num.device) or cfg.grad_clip or cfg.precision == "bf16":
-        return None
-    kinds = [type(m) for m in model.net if not isinstance(m, nn.Linear)]
-    if not kinds or any(kind not in _BACKWARD for kind in kinds):  # no hidden layer; Dropout, GELU, SiLU, SELU
+    """A DenseStepper when this run is one it covers exactly (see :func:`gap`), else None."""
+    if gap(model, cfg, x_num.device, len(y)) is not None:
         return None
     return DenseStepper(model, task=task, lr=cfg.lr, weight_decay=cfg.weight_decay, decoupled=cfg.optimizer == "adamw",
                         batch_size=min(cfg.batch_size, max(len(y), 1)), x=model.inputs(x_num, x_cat), y=y)

@@ -36,17 +36,29 @@ import torch
 from torch import Tensor, nn
 
 from ...networks.tabm import TabM, _linear, dropout_mask, dropout_scale, stack_first_layer
-from .flat_adam import FlatAdam, covers
+from .flat_adam import FlatAdam, optimizer_gap
 
-__all__ = ["TabMStepper", "make_tabm_stepper"]
+__all__ = ["TabMStepper", "gap", "make_tabm_stepper"]
 
 _threshold_backward = torch.ops.aten.threshold_backward.default
 
 
+def gap(model: nn.Module, cfg, device: torch.device, n_rows: int) -> str | None:
+    """Why this step does not cover the run exactly (the caller then uses autograd), or None when it does."""
+    if not isinstance(model, TabM):
+        return "the default model's step trains the default model (TabM) only"
+    why = optimizer_gap(cfg, device)
+    if why is None and n_rows == 0:
+        why = "there are no training rows"
+    if why is None and cfg.precision == "auto":
+        why = "the precision was not resolved to fp32 or bf16"
+    return why
+
+
 def make_tabm_stepper(model: nn.Module, *, task: str, cfg, x_num: Tensor, x_cat: Tensor,
                       y: Tensor) -> "TabMStepper | None":
-    """A TabMStepper when this run is one it covers exactly, else None (the caller then uses autograd)."""
-    if not isinstance(model, TabM) or not covers(cfg, x_num.device) or len(y) == 0 or cfg.precision == "auto":
+    """A TabMStepper when this run is one it covers exactly (see :func:`gap`), else None."""
+    if gap(model, cfg, x_num.device, len(y)) is not None:
         return None
     return TabMStepper(model, task=task, lr=cfg.lr, weight_decay=cfg.weight_decay, decoupled=cfg.optimizer == "adamw",
                        batch_size=min(cfg.batch_size, len(y)), grad_clip=cfg.grad_clip,
