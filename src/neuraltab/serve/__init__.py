@@ -1,6 +1,6 @@
 """Serving models over HTTP: ``neuraltab serve MODEL`` and :func:`create_app`, the ASGI app it runs.
 
-Needs the ``serve`` extra (``pip install 'neuraltab[serve]'``: FastAPI, uvicorn, prometheus-client). This package
+Needs the ``serve`` extra (``pip install 'neuraltab[serve]'``: FastAPI, uvicorn, prometheus-client, orjson). This package
 imports none of them until :func:`create_app` or :func:`run` is used, so ``neuraltab serve`` can say what to
 install in one line when they are missing (:func:`missing_dependencies`).
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = ["create_app", "run", "Settings", "missing_dependencies", "INSTALL_HINT"]
 
-REQUIRED = {"fastapi": "FastAPI", "uvicorn": "uvicorn", "prometheus_client": "prometheus-client"}
+REQUIRED = {"fastapi": "FastAPI", "uvicorn": "uvicorn", "prometheus_client": "prometheus-client", "orjson": "orjson"}
 INSTALL_HINT = "pip install 'neuraltab[serve]'"
 
 

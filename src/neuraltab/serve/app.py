@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import time
@@ -36,8 +35,8 @@ from .. import __version__
 from ..errors import ConfigError, UserError, closest_names
 from . import schemas
 from .batching import Batcher, Job
-from .codec import (INSTANCES_EXAMPLE, InputSpec, RequestError, csv_frame, decode_json, error_text, infer_frame,
-                    infer_payload, instances_frame, predict_payload)
+from .codec import (INSTANCES_EXAMPLE, InputSpec, Predictions, RequestError, csv_frame, decode_json, encode_json,
+                    error_text, infer_frame, infer_payload, instances_frame, predict_payload)
 from .limits import OPEN_PATHS, Guard, read_body
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .settings import Settings
@@ -96,8 +95,8 @@ class Served:
                                max_wait=settings.batch_max_wait_ms / 1000,
                                on_batch=lambda rows: metrics.predicted(name, rows))
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return self.model.predict_table(frame, notify=self._notice)
+    def predict(self, frame: pd.DataFrame) -> Predictions:
+        return Predictions.of(self.model.predict_table(frame, notify=self._notice), self.spec.task)
 
     def _notice(self, message: str) -> None:
         log.info("%s: %s", self.name, message.replace("the DataFrame", "a request"))
@@ -174,8 +173,7 @@ class Service:
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(payload, separators=(",", ":")).encode(), status, headers,
-                    media_type="application/json")
+    return Response(encode_json(payload), status, headers, media_type="application/json")
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -217,8 +215,8 @@ def _predict_job(served: Served) -> Any:
     spec, settings = served.spec, served.settings
 
     def make(body: bytes, content_type: str) -> Job:
-        def finish(table: pd.DataFrame) -> bytes:
-            return _encode(predict_payload(table, spec))
+        def finish(predictions: Predictions) -> bytes:
+            return encode_json(predict_payload(predictions, spec))
 
         if content_type.split(";")[0].strip().lower() in _CSV_TYPES:
             decimal = served.model.reading.get("decimal")
@@ -240,15 +238,11 @@ def _infer_job(served: Served) -> Any:
             frame, asked["id"], asked["outputs"] = infer_frame(payload, spec, max_rows=settings.max_rows)
             return frame
 
-        def finish(table: pd.DataFrame) -> bytes:
-            return _encode(infer_payload(table, spec, model_name=served.name, request_id=asked["id"],
-                                         outputs=asked["outputs"]))
+        def finish(predictions: Predictions) -> bytes:
+            return encode_json(infer_payload(predictions, spec, model_name=served.name, request_id=asked["id"],
+                                             outputs=asked["outputs"]))
         return Job(prepare, finish)
     return make
-
-
-def _encode(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def _add_model_routes(app: FastAPI, service: Service, served: Served, *, default: bool) -> None:

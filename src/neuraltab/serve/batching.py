@@ -31,10 +31,10 @@ __all__ = ["Job", "Batcher"]
 @dataclass(eq=False)  # jobs are compared by identity (queue.remove)
 class Job:
     """One request: ``prepare`` reads its body into the DataFrame to predict for, ``finish`` turns its rows of the
-    prediction table into the response. Both run on the inference thread."""
+    predictions into the response. Both run on the inference thread."""
 
     prepare: Callable[[], pd.DataFrame]
-    finish: Callable[[pd.DataFrame], Any]
+    finish: Callable[[Any], Any]
     source: str = "the request"  # what messages about its rows call them
     # False for a CSV body: the model's type checks judge a file's columns as a whole (a few stray words are missing
     # values, many are an error), so its rows are predicted alone, as `neuraltab predict` would read that file
@@ -49,11 +49,11 @@ class Job:
 class Batcher:
     """Runs one model's jobs on ``executor``, one prediction at a time (see the module's docstring).
 
-    ``predict`` takes a DataFrame and returns :meth:`neuraltab.Model.predict_table`'s table, one row per input row;
-    ``on_batch(rows)`` is told the size of every prediction.
+    ``predict`` takes a DataFrame and returns predictions for its rows, which slicing (``result[start:stop]``) splits
+    into each job's; ``on_batch(rows)`` is told the size of every prediction.
     """
 
-    def __init__(self, predict: Callable[[pd.DataFrame], pd.DataFrame], executor: Executor, *, max_rows: int = 0,
+    def __init__(self, predict: Callable[[pd.DataFrame], Any], executor: Executor, *, max_rows: int = 0,
                  max_wait: float = 0.0, on_batch: Callable[[int], None] = lambda rows: None) -> None:
         self.predict = predict
         self.executor = executor
@@ -141,7 +141,7 @@ class Batcher:
     def _predict(self, chunk: list[Job]) -> None:
         frame = chunk[0].frame if len(chunk) == 1 else pd.concat([job.frame for job in chunk], ignore_index=True)
         try:
-            table = self.predict(frame)
+            result = self.predict(frame)
         except UserError as exc:
             if len(chunk) == 1:
                 chunk[0].error = exc
@@ -158,7 +158,7 @@ class Batcher:
         for job in chunk:
             stop = start + len(job.frame)
             try:
-                job.result = job.finish(table.iloc[start:stop] if len(chunk) > 1 else table)
+                job.result = job.finish(result[start:stop] if len(chunk) > 1 else result)
             except BaseException as exc:
                 job.error = exc
             start = stop

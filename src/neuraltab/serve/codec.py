@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from ..data.read import NULL_MARKERS, read_table
@@ -24,7 +25,8 @@ from ..data.schema import parse_datetimes
 from ..errors import UserError, closest_names
 
 __all__ = ["RequestError", "PayloadTooLarge", "InputSpec", "decode_json", "instances_frame", "infer_frame",
-           "csv_frame", "predict_payload", "infer_payload", "error_text", "OIP_NUMBER_TYPES"]
+           "csv_frame", "Predictions", "predict_payload", "infer_payload", "encode_json", "error_text",
+           "OIP_NUMBER_TYPES"]
 
 OIP_INT_TYPES = ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
 OIP_NUMBER_TYPES = OIP_INT_TYPES + ("FP16", "FP32", "FP64")
@@ -137,13 +139,17 @@ def decode_json(body: bytes, *, expected: str) -> Any:
     if not body.strip():
         raise RequestError(f"the request body is empty; send {expected}")
     try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        raise RequestError(f"the request body is not UTF-8 text; send {expected} as UTF-8 JSON") from None
-    except (ValueError, RecursionError) as exc:
-        where = f" ({exc.msg}: line {exc.lineno} column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
-        raise RequestError(f"the request body is not valid JSON{where}; send {expected} (a CSV table needs "
-                           "Content-Type: text/csv)") from None
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "UTF-8" in exc.msg:
+            raise RequestError(f"the request body is not UTF-8 text; send {expected} as UTF-8 JSON") from None
+        raise RequestError(f"the request body is not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno}); "
+                           f"send {expected} (a CSV table needs Content-Type: text/csv)") from None
+
+
+def encode_json(payload: Any) -> bytes:
+    """JSON bytes; numpy arrays and scalars written directly, float32 ones at their shortest round-tripping text."""
+    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _first(values: list, ok: Callable[[Any], bool]) -> int:
@@ -156,13 +162,8 @@ def _column(spec: InputSpec, name: str, values: list, at: Callable[[int], str]) 
     kind = spec.kinds[name]
     types = set(map(type, values))
     if kind == "numeric":
-        if types <= {int, float, _NONE}:
-            try:
-                return np.array(values, dtype=np.float64)
-            except OverflowError:  # an integer beyond float64: the user's typo, not a measurement
-                i = _first(values, lambda v: not isinstance(v, int) or abs(v) < 1e308)
-                raise RequestError(f"{at(i)}: column {name!r} has {values[i]}, beyond the range of numbers; "
-                                   "send a smaller number") from None
+        if types <= {int, float, _NONE}:  # orjson reads integers beyond 64 bits as floats: they all fit
+            return np.array(values, dtype=np.float64)
         i = _first(values, lambda v: type(v) in (int, float, _NONE))
         raise RequestError(f"{at(i)}: column {name!r} should hold numbers (as in training) but has {values[i]!r}; "
                            "send a JSON number, or null where the value is missing")
@@ -178,28 +179,9 @@ def _column(spec: InputSpec, name: str, values: list, at: Callable[[int], str]) 
         what = "dates as text such as \"2024-01-31\"" if kind == "datetime" else "one value (text, a number or a boolean)"
         raise RequestError(f"{at(i)}: column {name!r} should hold {what} but has {json.dumps(values[i])[:60]}; "
                            "send that, or null where the value is missing")
-    if str in types:
-        _check_text(name, values, at)
     if kind == "datetime":
         _check_dates(name, values, at)
     return np.array(values, dtype=object)
-
-
-def _check_text(name: str, values: list, at: Callable[[int], str]) -> None:
-    try:
-        "".join(v for v in values if type(v) is str).encode("utf-8")
-    except UnicodeEncodeError:  # JSON may escape lone surrogates ("\ud800"), which no table can hold
-        i = _first(values, lambda v: type(v) is not str or not _has_surrogate(v))
-        raise RequestError(f"{at(i)}: column {name!r} has text that is not valid Unicode ({values[i]!r}); "
-                           "send valid UTF-8 text") from None
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _check_dates(name: str, values: list, at: Callable[[int], str]) -> None:
@@ -222,7 +204,8 @@ def _frame(spec: InputSpec, columns: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def instances_frame(payload: Any, spec: InputSpec, *, max_rows: int) -> pd.DataFrame:
-    """``{"instances": [{column: value, ...}, ...]}`` → a DataFrame of the feature columns (the target is ignored)."""
+    """``{"instances": [{column: value, ...}, ...]}`` (as :func:`decode_json` reads it: valid Unicode, finite numbers)
+    → a DataFrame of the feature columns (the target is ignored)."""
     if not isinstance(payload, dict) or "instances" not in payload:
         got = f"an object with {', '.join(repr(k) for k in list(payload)[:3])}" if isinstance(payload, dict) else \
             f"a JSON {_json_type(payload)}"
@@ -371,44 +354,55 @@ def _json_type(value: Any) -> str:
 # ======================================================================================================================
 
 
-def _numbers(values: np.ndarray) -> list:
-    """Floats as JSON numbers; float32 ones written as the shortest text that reads back as the same float32, as the
-    CSV of ``neuraltab predict`` writes them (0.9, not 0.8999999761581421)."""
-    if values.dtype == np.float32:
-        return [float(v) for v in values.astype(str).tolist()]
-    return values.tolist()
+@dataclass(frozen=True)
+class Predictions:
+    """:meth:`Model.predict_table`'s table as arrays, sliceable by rows: the labels (as the user wrote them) and the
+    probabilities [n, classes] of a classifier, or a regressor's values [n]."""
+
+    labels: list | None = None
+    proba: np.ndarray | None = None
+    values: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, table: pd.DataFrame, task: str) -> "Predictions":
+        if task == "regression":
+            return cls(values=table["prediction"].to_numpy())
+        return cls(labels=table["prediction"].tolist(), proba=table.iloc[:, 1:].to_numpy())
+
+    def __len__(self) -> int:
+        return len(self.values if self.values is not None else self.labels)
+
+    def __getitem__(self, rows: slice) -> "Predictions":
+        if self.values is not None:
+            return Predictions(values=self.values[rows])
+        return Predictions(labels=self.labels[rows], proba=self.proba[rows])
 
 
-def predict_payload(table: pd.DataFrame, spec: InputSpec) -> dict[str, Any]:
-    """:meth:`Model.predict_table`'s table → ``{"predictions": [...], "probabilities": [{label: p}, ...]}``."""
-    predictions = table["prediction"].tolist()
+def predict_payload(predictions: Predictions, spec: InputSpec) -> dict[str, Any]:
+    """``{"predictions": [...], "probabilities": [{label: p}, ...]}`` (regression: the values alone)."""
     if spec.task == "regression":
-        return {"predictions": _numbers(table["prediction"].to_numpy())}
+        return {"predictions": predictions.values}
     keys = [str(c) for c in spec.classes]
-    flat = _numbers(table.iloc[:, 1:].to_numpy().reshape(-1))
-    width = len(keys)
-    return {"predictions": predictions,
-            "probabilities": [dict(zip(keys, flat[i:i + width])) for i in range(0, len(flat), width)]}
+    return {"predictions": predictions.labels,
+            "probabilities": [dict(zip(keys, row)) for row in predictions.proba]}
 
 
-def infer_payload(table: pd.DataFrame, spec: InputSpec, *, model_name: str, request_id: Any,
+def infer_payload(predictions: Predictions, spec: InputSpec, *, model_name: str, request_id: Any,
                   outputs: tuple[str, ...]) -> dict[str, Any]:
     """The Open Inference Protocol response: ``label`` and ``probabilities`` (classes in its parameters), or ``value``."""
-    n = len(table)
+    n = len(predictions)
     made = []
     for name in outputs:
         if name == "value":
-            made.append({"name": "value", "datatype": "FP64", "shape": [n],
-                         "data": _numbers(table["prediction"].to_numpy())})
+            made.append({"name": "value", "datatype": "FP64", "shape": [n], "data": predictions.values})
         elif name == "label":
-            labels = table["prediction"].tolist()
+            labels = predictions.labels
             if spec.label_datatype == "BYTES":
                 labels = [str(v) for v in labels]
             made.append({"name": "label", "datatype": spec.label_datatype, "shape": [n], "data": labels})
         else:
-            proba = table.iloc[:, 1:].to_numpy()
             made.append({"name": "probabilities", "datatype": "FP32", "shape": [n, len(spec.classes)],
-                         "data": _numbers(proba.reshape(-1)), "parameters": {"classes": list(spec.classes)}})
+                         "data": predictions.proba.reshape(-1), "parameters": {"classes": list(spec.classes)}})
     response = {"model_name": model_name, "outputs": made, "parameters": {"content_type": "pd"}}
     if request_id is not None:
         response["id"] = request_id
