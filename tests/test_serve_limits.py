@@ -31,10 +31,11 @@ from serving import features, records, trained  # noqa: E402
 ROW = {"x1": 0.5, "x2": 3.0, "color": "red", "size": "M"}
 
 
-def model_that(wait=None, *, skip: int = 0, fail: Exception | None = None, sizes: list | None = None):
-    """The binary model, whose predictions after the first ``skip`` wait for ``wait`` (an Event or seconds), or
-    raise ``fail``; ``sizes`` records how many rows each prediction had."""
-    model = neuraltab.load(trained("binary")[0])
+def model_that(wait=None, *, skip: int = 0, fail: Exception | None = None, sizes: list | None = None,
+               kind: str = "binary"):
+    """A test model (binary unless ``kind`` says), whose predictions after the first ``skip`` wait for ``wait`` (an
+    Event or seconds), or raise ``fail``; ``sizes`` records how many rows each prediction had."""
+    model = neuraltab.load(trained(kind)[0])
     original = model.predict_table
     calls = [0]
 
@@ -228,18 +229,22 @@ def test_settings_are_checked_with_the_option_names():
 # ======================================================================================================================
 
 
-def _rows(n: int) -> list[dict]:
-    return records(pd.read_csv(trained("binary")[1]), features("binary"))[:n]
+def _rows(n: int, kind: str = "binary") -> list[dict]:
+    return records(pd.read_csv(trained(kind)[1]), features(kind))[:n]
 
 
-def test_requests_queued_behind_a_prediction_are_predicted_together_each_answered_as_alone():
+@pytest.mark.parametrize("kind", ["binary", "mixed"])
+def test_requests_queued_behind_a_prediction_are_predicted_together_each_answered_as_alone(kind):
     release, sizes = threading.Event(), []
-    app = create_app({"m": model_that(release, skip=1, sizes=sizes)}, settings=Settings(batch_max_rows=64),
-                     warm_up=True)
-    rows = _rows(6)
+    app = create_app({"m": model_that(release, skip=1, sizes=sizes, kind=kind)},
+                     settings=Settings(batch_max_rows=64), warm_up=True)
+    rows = _rows(6, kind)
+    if kind == "mixed":  # columns of one kind, typed differently from one request to the next
+        rows[2] = rows[2] | {"flag": None, "code": str(rows[2]["code"]), "num": None}
+        rows[3] = rows[3] | {"when": None, "code": float(rows[3]["code"])}
     answers = post_all(app, [("/predict", {"json": {"instances": [row]}}) for row in rows], release=release)
     assert sizes == [1, 1, 5]  # the warm-up, the first request (the model was idle), then the five that queued
-    with TestClient(create_app([trained("binary")[0]], warm_up=True)) as alone:
+    with TestClient(create_app([trained(kind)[0]], warm_up=True)) as alone:
         for row, answer in zip(rows, answers):
             assert answer.status_code == 200
             assert answer.json() == alone.post("/predict", json={"instances": [row]}).json()

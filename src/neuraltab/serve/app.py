@@ -36,7 +36,7 @@ from ..errors import ConfigError, UserError, closest_names
 from . import schemas
 from .batching import Batcher, Job
 from .codec import (INSTANCES_EXAMPLE, InputSpec, Predictions, RequestError, csv_frame, decode_json, encode_json,
-                    error_text, infer_frame, infer_payload, instances_frame, predict_payload)
+                    error_text, infer_columns, infer_payload, instances_columns, predict_payload)
 from .limits import OPEN_PATHS, Guard, read_body
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .settings import Settings
@@ -103,8 +103,8 @@ class Served:
 
     def warm_up(self) -> None:
         """One prediction through the whole request path, on a row of missing values."""
-        frame = instances_frame({"instances": [{c: None for c in self.spec.features}]}, self.spec, max_rows=1)
-        predict_payload(self.predict(frame), self.spec)
+        columns = instances_columns({"instances": [{c: None for c in self.spec.features}]}, self.spec, max_rows=1)
+        predict_payload(self.predict(pd.DataFrame(columns)), self.spec)
         self.ready = True
 
     def metadata(self) -> dict[str, Any]:
@@ -222,8 +222,8 @@ def _predict_job(served: Served) -> Any:
             decimal = served.model.reading.get("decimal")
             return Job(lambda: csv_frame(body, spec, decimal=decimal, max_rows=settings.max_rows), finish,
                        source="the CSV body", batchable=False)
-        return Job(lambda: instances_frame(decode_json(body, expected=INSTANCES_EXAMPLE), spec,
-                                           max_rows=settings.max_rows), finish)
+        return Job(lambda: instances_columns(decode_json(body, expected=INSTANCES_EXAMPLE), spec,
+                                             max_rows=settings.max_rows), finish)
     return make
 
 
@@ -233,10 +233,10 @@ def _infer_job(served: Served) -> Any:
     def make(body: bytes, content_type: str) -> Job:
         asked: dict[str, Any] = {}
 
-        def prepare() -> pd.DataFrame:
+        def prepare() -> dict:
             payload = decode_json(body, expected='{"inputs": [{"name": column, "datatype", "shape", "data"}, ...]}')
-            frame, asked["id"], asked["outputs"] = infer_frame(payload, spec, max_rows=settings.max_rows)
-            return frame
+            columns, asked["id"], asked["outputs"] = infer_columns(payload, spec, max_rows=settings.max_rows)
+            return columns
 
         def finish(predictions: Predictions) -> bytes:
             return encode_json(infer_payload(predictions, spec, model_name=served.name, request_id=asked["id"],

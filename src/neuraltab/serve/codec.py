@@ -24,7 +24,7 @@ from ..data.read import NULL_MARKERS, read_table
 from ..data.schema import parse_datetimes
 from ..errors import UserError, closest_names
 
-__all__ = ["RequestError", "PayloadTooLarge", "InputSpec", "decode_json", "instances_frame", "infer_frame",
+__all__ = ["RequestError", "PayloadTooLarge", "InputSpec", "decode_json", "instances_columns", "infer_columns",
            "csv_frame", "Predictions", "predict_payload", "infer_payload", "encode_json", "error_text",
            "OIP_NUMBER_TYPES"]
 
@@ -194,8 +194,8 @@ def _check_dates(name: str, values: list, at: Callable[[int], str]) -> None:
                            "send dates such as \"2024-01-31\" or \"2024-01-31T12:00:00\", or null where missing")
 
 
-def _frame(spec: InputSpec, columns: dict[str, np.ndarray]) -> pd.DataFrame:
-    return pd.DataFrame({name: columns[name] for name in spec.features}, copy=False)
+def _ordered(spec: InputSpec, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: columns[name] for name in spec.features}
 
 
 # ======================================================================================================================
@@ -203,9 +203,9 @@ def _frame(spec: InputSpec, columns: dict[str, np.ndarray]) -> pd.DataFrame:
 # ======================================================================================================================
 
 
-def instances_frame(payload: Any, spec: InputSpec, *, max_rows: int) -> pd.DataFrame:
+def instances_columns(payload: Any, spec: InputSpec, *, max_rows: int) -> dict[str, np.ndarray]:
     """``{"instances": [{column: value, ...}, ...]}`` (as :func:`decode_json` reads it: valid Unicode, finite numbers)
-    → a DataFrame of the feature columns (the target is ignored)."""
+    → the feature columns, an array each (the target is ignored); ``pd.DataFrame`` of them is what to predict for."""
     if not isinstance(payload, dict) or "instances" not in payload:
         got = f"an object with {', '.join(repr(k) for k in list(payload)[:3])}" if isinstance(payload, dict) else \
             f"a JSON {_json_type(payload)}"
@@ -229,12 +229,13 @@ def instances_frame(payload: Any, spec: InputSpec, *, max_rows: int) -> pd.DataF
     def at(i: int) -> str:
         return f"instance {i}"
 
-    columns = {name: _column(spec, name, [r[name] for r in records], at) for name in spec.features}
-    return _frame(spec, columns)
+    return {name: _column(spec, name, [r[name] for r in records], at) for name in spec.features}
 
 
-def infer_frame(payload: Any, spec: InputSpec, *, max_rows: int) -> tuple[pd.DataFrame, Any, tuple[str, ...]]:
-    """An Open Inference Protocol request, one input per column → (DataFrame, the request's id, outputs asked for)."""
+def infer_columns(payload: Any, spec: InputSpec, *,
+                  max_rows: int) -> tuple[dict[str, np.ndarray], Any, tuple[str, ...]]:
+    """An Open Inference Protocol request, one input per column → (the feature columns as in
+    :func:`instances_columns`, the request's id, the outputs asked for)."""
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
         raise RequestError('the request needs "inputs": a list with one input per column, each {"name": column, '
                            '"datatype": "FP64" | "INT64" | "BOOL" | "BYTES", "shape": [n], "data": [...]}')
@@ -259,7 +260,7 @@ def infer_frame(payload: Any, spec: InputSpec, *, max_rows: int) -> tuple[pd.Dat
         if name != spec.target:
             columns[name] = _column(spec, name, values, lambda i, name=name: f"input {name!r} item {i}")
     spec.missing(columns, "the request", 'one input per column, with null where a value is missing')
-    return _frame(spec, columns), request_id, _outputs_asked(payload.get("outputs"), spec)
+    return _ordered(spec, columns), request_id, _outputs_asked(payload.get("outputs"), spec)
 
 
 def _infer_input(item: Any, k: int, spec: InputSpec, max_rows: int) -> tuple[str, list]:
