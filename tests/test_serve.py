@@ -308,3 +308,29 @@ def test_serving_a_model_loads_no_training_code():
     out = subprocess.run([sys.executable, "-c", code, str(trained("binary")[0])], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_readme_request_works_as_written(tmp_path):
+    """The README's curl body, sent to a model of a table with hr.csv's columns (synthetic: hr.csv is not copied)."""
+    import re
+    from pathlib import Path
+
+    from conftest import FAST
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### `neuraltab serve MODEL [MODEL ...]`", 1)[1].split("\n### ", 1)[0]
+    payload = json.loads(re.search(r"-d '(\{.*?\})'", section, flags=re.DOTALL).group(1).replace("\n", " "))
+    rng = np.random.default_rng(0)
+    n = 200
+    table = pd.DataFrame({"satisfaction_level": rng.random(n).round(2), "last_evaluation": rng.random(n).round(2),
+                          "number_project": rng.integers(2, 8, n), "average_montly_hours": rng.integers(96, 310, n),
+                          "time_spend_company": rng.integers(2, 11, n), "Work_accident": rng.integers(0, 2, n),
+                          "promotion_last_5years": rng.integers(0, 2, n),
+                          "sales": rng.choice(["sales", "technical", "support", "IT"], n),
+                          "salary": rng.choice(["low", "medium", "high"], n)})
+    table["left"] = (table["satisfaction_level"] < 0.4).astype(int)
+    model = neuraltab.fit(table, target="left", **FAST)
+    with TestClient(create_app({"hr": model}, warm_up=True)) as client:
+        response = client.post("/predict", json=payload)
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"] in ([0], [1]) and set(response.json()["probabilities"][0]) == {"0", "1"}

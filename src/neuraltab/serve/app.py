@@ -160,11 +160,8 @@ class Service:
         yield
 
     def _warm_up_quietly(self) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # warm_up keeps the reason for /v2/health/ready
             self.warm_up()
-
-    def model(self, name: str) -> Served:
-        return self.models[name]
 
 
 # ======================================================================================================================
