@@ -18,8 +18,11 @@ from rich.table import Table
 from .. import api
 from ..artifacts import atomic_write_bytes, check_writable
 from ..errors import DataError, UserError
+from ..serve.settings import Settings as ServeSettings
 from .options import config_values, parameter, with_parameters
 from .progress import Progress, cli_words
+
+_SERVE = ServeSettings()  # the server's defaults, shown by `serve --help`
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep neural networks for tables: train, evaluate, predict and inspect models.")
@@ -307,6 +310,59 @@ def demo(
         api.load(model_path).predict_file(str(csv_path), pred_path, force=True)
         console.print(f"model: {model_path}\npredictions: {pred_path}\n"
                       f"next: neuraltab info {model_path}  ·  neuraltab predict {model_path} {csv_path} -o out.csv")
+
+    _run(body)
+
+
+@app.command()
+def serve(
+    model_files: list[Path] = typer.Argument(..., metavar="MODEL...", help="Model files written by `neuraltab train`."),
+    name: Optional[list[str]] = typer.Option(None, "--name", help="Name to serve a model under, once per MODEL, in "
+                                             "order (default: each file's stem)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface; then use --api-key)."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, help="Worker processes, each with its own copy of the models."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="NEURALTAB_API_KEY", show_envvar=True,
+                                          help="Require 'Authorization: Bearer KEY' on every endpoint but the "
+                                          "health probes."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads per worker for predictions (default: cores / "
+                                          "workers)."),
+    max_body_bytes: int = typer.Option(_SERVE.max_body_bytes, help="Largest request body; larger ones get 413."),
+    max_rows: int = typer.Option(_SERVE.max_rows, help="Most rows in one request; more get 413."),
+    timeout: float = typer.Option(_SERVE.timeout, help="Seconds a request may take; slower ones get 504."),
+    max_concurrency: int = typer.Option(_SERVE.max_concurrency, help="Requests in progress at once per worker; more get 503."),
+    batch_max_rows: int = typer.Option(_SERVE.batch_max_rows, help="Gather concurrent requests into predictions of up to this many "
+                                       "rows (0: off)."),
+    batch_max_wait_ms: float = typer.Option(_SERVE.batch_max_wait_ms, help="How long queued requests may wait for more to batch with; "
+                                            "a lone request never waits."),
+    access_log: bool = typer.Option(False, "--access-log", help="Log every request on stderr."),
+) -> None:
+    """Serve MODEL(s) over HTTP: the Open Inference Protocol (/v2/models/NAME/infer), /predict, /metrics, /docs.
+
+    Stops on Ctrl-C or SIGTERM after the requests in progress have been answered."""
+
+    def body() -> None:
+        from .. import serve as serving
+
+        missing = serving.missing_dependencies()
+        if missing:
+            raise UserError(f"neuraltab serve needs {', '.join(missing)}: {serving.INSTALL_HINT}")
+        settings = serving.Settings(max_body_bytes=max_body_bytes, max_rows=max_rows, timeout=timeout,
+                                    max_concurrency=max_concurrency, batch_max_rows=batch_max_rows,
+                                    batch_max_wait_ms=batch_max_wait_ms, api_key=api_key)
+        from ..serve.server import exposure_warning
+
+        warning = exposure_warning(host, settings)
+        if warning:
+            _stderr().print(f"warning: {warning}")
+
+        def listening(info: dict[str, Any]) -> None:
+            served = ", ".join(f"{n} ({task})" for n, task in info["models"].items())
+            _stderr().print(f"serving {served} at {info['url']} ({info['workers']} worker(s), {info['threads']} "
+                            f"thread(s) each); docs at {info['url']}/docs; Ctrl-C or SIGTERM stops")
+
+        serving.run([str(p) for p in model_files], names=name, host=host, port=port, workers=workers,
+                    threads=threads, settings=settings, access_log=access_log, on_listen=listening)
 
     _run(body)
 

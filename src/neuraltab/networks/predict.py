@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -21,7 +24,7 @@ def predict_output(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *
     was_training = model.training
     model.eval()
     fast = getattr(model, "inference_forward", None)
-    plan = model.inference_plan(torch.bfloat16 if precision == "bf16" else torch.float32) if fast else None
+    plan = _plan(model, torch.bfloat16 if precision == "bf16" else torch.float32) if fast else None
     outs = []
     for start in range(0, max(x_num.shape[0], 1), batch_size):  # at least once: an empty input gives [0, C]
         rows = slice(start, start + batch_size)
@@ -45,3 +48,23 @@ def _mean_probabilities(logits: torch.Tensor) -> torch.Tensor:
     if logits.shape[-1] <= 8:
         return logits.transpose(1, 2).contiguous().softmax(1).mean(2)
     return logits.softmax(-1).mean(1)
+
+
+# model -> (weights' identity, plan): predicting a few rows, building the plan (folding and casting every weight) took
+# a large share of the time, so it is rebuilt only when a weight has changed
+_PLANS: "weakref.WeakKeyDictionary[nn.Module, tuple[Any, Any]]" = weakref.WeakKeyDictionary()
+
+
+def _plan(model: nn.Module, dtype: torch.dtype) -> Any:
+    """``model.inference_plan(dtype)``, reused while no parameter or buffer has been replaced or written to (each
+    in-place write, an optimizer step or ``load_state_dict``'s copy, bumps a tensor's version counter)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    if not all(hasattr(t, "_version") for t in tensors):  # a tensor type without version counters: no reuse
+        return model.inference_plan(dtype)
+    key = (dtype, tuple((t.data_ptr(), t._version) for t in tensors))
+    cached = _PLANS.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    plan = model.inference_plan(dtype)
+    _PLANS[model] = (key, plan)
+    return plan
