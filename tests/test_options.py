@@ -26,6 +26,8 @@ TRAIN_RUN_OPTIONS = {"data", "target", "output", "force", "encoding", "decimal",
                      "as_json", "quiet"}
 # the estimators train on every row they are given, with the task their class states
 NOT_ESTIMATOR_PARAMETERS = {"task", "test_size"}
+# packages that are commands' own front ends: their messages name their own command's flags
+FRONT_DOORS = {"cli", "serve"}
 
 
 def _commands() -> dict:
@@ -100,11 +102,11 @@ def _docstrings(path: Path) -> set[int]:
 
 
 def test_library_messages_name_no_flag_the_front_doors_render_option_references_instead():
-    """Library code (everything but cli/) speaks to Python users, servers and pages too: a literal --flag there
-    would be wrong for all of them."""
+    """Library code speaks to Python users, servers and pages too: a literal --flag there would be wrong for all of
+    them. The command line and the server's operator settings are front doors that name their own flags."""
     found = []
     for path in SRC.rglob("*.py"):
-        if "cli" in path.relative_to(SRC).parts or path.name == "errors.py":  # errors.render writes flag syntax
+        if set(path.relative_to(SRC).parts) & FRONT_DOORS or path.name == "errors.py":  # errors.render writes flags
             continue
         docs = _docstrings(path)
         for line, text in _string_constants(path):
@@ -124,11 +126,11 @@ def test_every_option_a_message_refers_to_is_a_flag_some_command_has():
     missing = {name for name in referenced
                if FLAG_NAMES.get(name, "--" + name.replace("_", "-")) not in flags}
     assert not missing, f"messages refer to options no command has: {sorted(missing)}"
-    # and the CLI's own words: every --flag in a string of cli/ is a flag some command has
-    for path in (SRC / "cli").rglob("*.py"):
+    # and the front doors' own words: every --flag in their strings is a flag some command has
+    for path in [p for door in FRONT_DOORS for p in (SRC / door).rglob("*.py")]:
         for line, text in _string_constants(path):
             for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*[a-z](?![\w-])", text):
-                assert flag in flags or flag == "--help", f"cli/{path.name}:{line} names {flag}"
+                assert flag in flags or flag == "--help", f"{path.relative_to(SRC)}:{line} names {flag}"
 
 
 def test_an_error_renders_its_option_in_each_front_doors_words():

@@ -300,8 +300,6 @@ def test_importing_the_server_loads_no_training_code():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.xfail(strict=True, reason="neuraltab.api imports neuraltab.train at module level (fit lives there); "
-                   "serving a model loads it through neuraltab.load until api is split")
 def test_serving_a_model_loads_no_training_code():
     code = ("import sys; from neuraltab.serve import create_app; create_app([sys.argv[1]]); "
             "print(sorted(m for m in sys.modules if m.startswith('neuraltab.train')))")

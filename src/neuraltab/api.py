@@ -12,7 +12,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,8 +31,9 @@ from .errors import ArtifactError, Message, SchemaError, no_notice, option
 from .metrics import compute
 from .networks import build, network_for, predict_output
 from .system import available_cores
-from .train import Callback, History, train
-from .train.checkpoint import Checkpoint
+
+if TYPE_CHECKING:  # training is imported where it runs: serving and exporting a model need none of it
+    from .train import Callback, History
 
 __all__ = ["Model", "Prepared", "fit", "fit_prepared", "load", "load_bytes", "prepare"]
 
@@ -102,7 +103,7 @@ class Model:
         self.spec = spec
         self.config = config
         self.metrics = metrics
-        self.history = history.to_dict() if isinstance(history, History) else history
+        self.history = history if isinstance(history, dict) else history.to_dict()
         self.data_fingerprint = data_fingerprint
         self.versions = versions
         self.notices = notices or []
@@ -392,6 +393,9 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
                  checkpoint_every: int = 10, resume: bool = False, fast: bool = True) -> Model:
     """Train a fresh network on prepared data and return the :class:`Model` (see :func:`fit` for the checkpoint;
     ``fast=False`` trains through autograd even where a hand-derived CPU step covers the run)."""
+    from .train import train
+    from .train.checkpoint import Checkpoint
+
     cfg = prepared.cfg
     with _torch_threads(cfg.threads or available_cores()):
         spec, network = prepared.new_network()
