@@ -37,11 +37,11 @@ def capture(data: Path, target: str, options: dict) -> dict:
         seen.update(model=copy.deepcopy(model), train=train_data, task=task, cfg=cfg, threads=torch.get_num_threads())
         return training.History()
 
-    original, api.train = api.train, instead_of_train
+    original, training.train = training.train, instead_of_train  # fit_prepared looks it up when it trains
     try:
         api.fit(str(data), target, **options)
     finally:
-        api.train = original
+        training.train = original
     return seen
 
 
