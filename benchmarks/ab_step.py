@@ -37,8 +37,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=10, help="epochs per path in each step.py run")
     parser.add_argument("--classic", action="store_true", help="the classic recipe's MLP step")
+    parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data" / "hr.csv")
     args = parser.parse_args()
-    step_args = ["--epochs", str(args.epochs), *(["--classic"] if args.classic else [])]
+    step_args = ["--epochs", str(args.epochs), "--data", str(args.data.resolve()),
+                 *(["--classic"] if args.classic else [])]
     here = HERE.parent
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
