@@ -54,8 +54,8 @@ class FlatAdam:
         kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
         # the kernel with its arguments bound once: :meth:`step` is ``steps.add_(1)`` then ``update()``.
         # ``step_slot[0]`` is the step-count tensor the kernel reads: ``self.steps``, except while a caller that knows
-        # its steps' counts in advance puts one of them there. The classic recipe's loop (dense.py: ~330 steps an
-        # epoch of ~37 µs, where every operation and Python call shows) does that and calls ``update`` directly
+        # its steps' counts in advance puts one of them there. The classic recipe's loop (mlp_step.py: ~330 tiny steps
+        # an epoch, where every operation and Python call shows) does that and calls ``update`` directly
         self.step_slot = [self.steps]
         self.update = functools.partial(
             kernel, [flat["w"]], [flat["grad"]], [flat["m"]], [flat["v"]], [], self.step_slot, amsgrad=False, lr=lr,
