@@ -1,4 +1,4 @@
-"""Adam/AdamW over weights kept in one flat buffer, for the hand-derived training steps (dense.py, tabm_step.py).
+"""Adam/AdamW over weights kept in one flat buffer, for the hand-derived training steps (mlp_step.py, tabm_step.py).
 
 Weights, gradients and both moments each live in one flat float32 buffer, so a step is one call of PyTorch's own
 fused Adam/AdamW kernel (the one ``torch.optim.Adam(fused=True)`` calls). No ``torch.optim`` object is built: its
