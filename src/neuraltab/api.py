@@ -75,7 +75,7 @@ def _versions() -> dict[str, str]:
 
 
 def _installed_version(package: str) -> str:
-    """A package's version from its metadata, without importing it (scikit-learn's import takes ~0.8 s)."""
+    """A package's version from its metadata, without importing it (scikit-learn's import is slow)."""
     from importlib import metadata
 
     try:

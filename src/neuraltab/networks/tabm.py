@@ -188,8 +188,8 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, *, generator: to
 
     Each element gets an 8-bit uniform and is kept when it is below :func:`kept_levels`, so the rate is ``p``
     rounded to a multiple of 1/256 (0.1 drops 26/256 = 0.1016) and :func:`dropout_scale` rescales by the share
-    actually kept. The bits come from numpy's SFC64 generator, eight elements per 64-bit word (15-bit uniforms took
-    twice the draws), seeded for each mask with one draw from ``generator`` (torch's global generator when None): its
+    actually kept. The bits come from numpy's SFC64 generator, eight elements per 64-bit word (half the draws of
+    15-bit uniforms), seeded for each mask with one draw from ``generator`` (torch's global generator when None): its
     seed and a checkpoint's saved generator state decide every mask. As bits, the mask can be ANDed into bfloat16
     values (``x.view(torch.int16) &= mask``) or, widened, into float32.
     """
