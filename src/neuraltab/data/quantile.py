@@ -1,6 +1,6 @@
 """Quantile → standard normal scaling, as scikit-learn's ``QuantileTransformer(output_distribution="normal")``.
 
-Fitting is a percentile call in :class:`~neuraltab.preprocessing.Preprocessor`; this module applies the stored
+Fitting is a percentile call in :class:`~neuraltab.data.preprocess.Preprocessor`; this module applies the stored
 quantiles to new values quickly (a bucketed search per value instead of two interpolations, in cache-sized chunks
 over torch's number of threads) and bit for bit as the straightforward two-``np.interp`` version. The inverse normal
 CDF is torch's (Cephes' algorithm, as SciPy's, equal to a few ulps): torch is loaded wherever data is transformed,
