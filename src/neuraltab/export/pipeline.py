@@ -13,6 +13,7 @@ inverse scaling.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -274,7 +275,7 @@ def _mlp(g: GraphBuilder, net: MLP, x_num: str | None, x_cat: str | None) -> str
         elif isinstance(layer, nn.ReLU):
             h = g.op("Relu", h)
         elif isinstance(layer, nn.GELU):
-            h = g.op("Gelu", h) if layer.approximate == "none" else g.op("Gelu", h, approximate="tanh")
+            h = _gelu(g, h, tanh=layer.approximate == "tanh")
         elif isinstance(layer, nn.SiLU):
             h = g.op("Mul", h, g.op("Sigmoid", h))
         elif isinstance(layer, nn.Tanh):
@@ -288,6 +289,19 @@ def _mlp(g: GraphBuilder, net: MLP, x_num: str | None, x_cat: str | None) -> str
         else:
             raise ArtifactError(f"cannot export the MLP's layer {type(layer).__name__}")
     return g.op("Unsqueeze", h, g.const([1], "axis", np.int64))
+
+
+def _gelu(g: GraphBuilder, x: str, *, tanh: bool) -> str:
+    """GELU from Erf (or Tanh): the Gelu op itself needs opset 20, which fewer runtimes read."""
+    def c(v: float) -> str:
+        return g.const(v, "gelu", np.float32)
+
+    if tanh:
+        inner = g.op("Mul", c(math.sqrt(2 / math.pi)), g.op("Add", x, g.op("Mul", c(0.044715), g.op("Mul", x, g.op("Mul", x, x)))))
+        gate = g.op("Tanh", inner)
+    else:
+        gate = g.op("Erf", g.op("Mul", x, c(1 / math.sqrt(2))))
+    return g.op("Mul", g.op("Mul", x, c(0.5)), g.op("Add", gate, c(1.0)))
 
 
 def _label_tensor(classes: tuple[Any, ...]) -> tuple[np.ndarray, int]:
