@@ -28,7 +28,7 @@ onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed (pip 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'neuraltab[onnx]')")
 
 from neuraltab.export import graph as onnx_graph  # noqa: E402  (needs onnx)
-from neuraltab.export.pipeline import _quantile_normal  # noqa: E402
+from neuraltab.export.pipeline import _quantile_normal, bin_index  # noqa: E402
 
 RUNNER = Path(__file__).with_name("onnx_runner.py")
 PUBLIC = SHARED_DATA / "public"
@@ -244,6 +244,26 @@ def test_knot_counts_equal_searchsorted(m):
         np.testing.assert_array_equal(got, expected)
 
 
+def test_bins_equal_the_networks_own():
+    """The graph's bins are the network's (one definition, comparisons and a sum), on edges, between and outside."""
+    from neuraltab.networks.tabm import bin_index as network_bins
+
+    rng = np.random.default_rng(2)
+    edges = np.sort(rng.normal(size=(4, 9)).astype(np.float32), axis=1)
+    edges[1, 6:] = edges[1, 5]  # a feature with fewer bins, padded with its last edge
+    last_bin = np.array([7, 4, 7, 7])
+    x = np.concatenate([rng.normal(size=(300, 4)) * 2, edges.T, edges.T + 1e-7, [[-1e30] * 4, [1e30] * 4]])
+    x = x.astype(np.float32)
+    g = onnx_graph.GraphBuilder()
+    g.output(bin_index(g, g.input("x", onnx.TensorProto.FLOAT, ["N", 4]), edges, last_bin), "out",
+             onnx.TensorProto.INT64, ["N", 4])
+    got = ort.InferenceSession(g.model(doc="", metadata={}).SerializeToString()).run(None, {"x": x})[0]
+    expected = network_bins(torch.from_numpy(x), torch.from_numpy(edges), torch.from_numpy(last_bin)).numpy()
+    np.testing.assert_array_equal(got, expected)
+    searched = np.stack([np.searchsorted(edges[j], x[:, j], side="right") - 1 for j in range(4)], axis=1)
+    np.testing.assert_array_equal(got, np.minimum(np.maximum(searched, 0), last_bin))
+
+
 def test_inverse_normal_cdf_matches_torch():
     p = np.concatenate([np.linspace(1e-7, 1 - 1e-7, 20001), np.geomspace(1e-7, 0.05, 2000),
                         1 - np.geomspace(1e-7, 0.05, 2000)])
@@ -354,3 +374,33 @@ def test_cli_export(tmp_path):
     assert runner.invoke(app, ["export", str(tmp_path / "m.ntab"), "-o", str(out), "--force"]).exit_code == 0
     missing = runner.invoke(app, ["export", str(tmp_path / "nope.ntab"), "-o", str(tmp_path / "x.onnx")])
     assert missing.exit_code == 2 and "model file not found" in missing.output
+
+
+def test_readme_example_runs_without_neuraltab_or_torch(hr, tmp_path):
+    """The README's Export section: `neuraltab export`, then its five lines in a process that imports neither."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from neuraltab.cli.commands import app
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### `neuraltab export MODEL -o model.onnx`\n", 1)[1].split("\n### ", 1)[0]
+    command = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)[0].strip()
+    code = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)[0]
+    assert len(code.strip().splitlines()) == 5 and "neuraltab" not in code and "torch" not in code
+    model = _tiny_model(hr.sample(2000, random_state=0), "left")
+    model.save(tmp_path / "hr.ntab")
+    hr.iloc[:50].to_csv(tmp_path / "hr.csv", index=False)
+    assert command == "neuraltab export hr.ntab -o hr.onnx"
+    args = command.split()[1:]
+    result = CliRunner().invoke(app, [args[0], str(tmp_path / args[1]), args[2], str(tmp_path / args[3])])
+    assert result.exit_code == 0, result.output
+    check = ("\nimport sys\nassert 'torch' not in sys.modules and 'neuraltab' not in sys.modules\n"
+             "import numpy as np\nnp.save('label.npy', label); np.save('proba.npy', probabilities)\n")
+    done = subprocess.run([sys.executable, "-c", code + check], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    expected = model.predict_proba(_as_model_sees(model, hr.iloc[:50].drop(columns="left"))).to_numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "proba.npy"), expected, atol=TOLERANCE, rtol=0)
+    assert np.load(tmp_path / "label.npy").tolist() == model.predict(hr.iloc[:50]).tolist()

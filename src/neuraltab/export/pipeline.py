@@ -12,6 +12,7 @@ inverse scaling.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from typing import Any
@@ -30,7 +31,7 @@ from ..networks.mlp import MLP
 from ..networks.tabm import TabM
 from .graph import GraphBuilder, count_knots, ndtri
 
-__all__ = ["build_graph", "unsupported"]
+__all__ = ["bin_index", "build_graph", "unsupported"]
 
 _ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "sigmoid", "selu")
 _N = "N"  # the batch dimension's symbolic name
@@ -58,7 +59,8 @@ def build_graph(schema: Schema, preprocessor: Preprocessor, spec: dict[str, Any]
     """The ``onnx.ModelProto`` of the model's whole prediction path (check :func:`unsupported` first)."""
     g = GraphBuilder()
     x_num, x_cat = _preprocess(g, schema, preprocessor)
-    network = network.to("cpu").eval()
+    if any(t.device.type != "cpu" for t in [*network.parameters(), *network.buffers()]):
+        network = copy.deepcopy(network).to("cpu")  # a copy: moving the caller's model off its GPU would surprise
     with torch.no_grad():
         out = _tabm(g, network, x_num, x_cat) if isinstance(network, TabM) else _mlp(g, network, x_num, x_cat)
     if schema.task == "regression":
@@ -229,9 +231,9 @@ def _tabm(g: GraphBuilder, net: TabM, x_num: str | None, x_cat: str | None) -> s
 def _numeric_embeddings(g: GraphBuilder, net: TabM, x: str) -> str:
     """float32[N, n_num * d_embedding]: the piecewise-linear embeddings, flattened as the network flattens them.
 
-    A value's bin is the number of edges at or below it, less one, clamped to the feature's bins (what
-    ``searchsorted(edges, x, right=True) - 1`` gives); the embedding is the sum of the weight rows of the bins below it,
-    plus the fraction of the way through its own bin times that bin's row, plus the linear term.
+    A value's bin is :func:`bin_index`'s, the network's own comparisons and sum; the embedding is the sum of the
+    weight rows of the bins below it, plus the fraction of the way through its own bin times that bin's row, plus the
+    linear term, as :meth:`PiecewiseLinearEmbeddings.forward` computes it.
     """
     emb = net.num_embeddings
     edges = emb.edges.detach().to(torch.float32)  # [n, T + 1], each row padded with its last edge
@@ -245,10 +247,7 @@ def _numeric_embeddings(g: GraphBuilder, net: TabM, x: str) -> str:
     table = torch.cat([before, emb.weight], -1).reshape(-1, 2 * d)
 
     x3 = g.op("Unsqueeze", x, g.const([2], "axis", np.int64))  # [N, n, 1]
-    count = g.op("ReduceSum", g.op("Cast", g.op("LessOrEqual", g.const(_f32(edges)[None], "edges"), x3),
-                                   to=TensorProto.INT64), g.const([2], "axis", np.int64), keepdims=0)
-    bins = g.op("Min", g.op("Max", g.op("Sub", count, g.const(1, "one", np.int64)), g.const(0, "zero", np.int64)),
-                g.const(_f32(emb.last_bin.float()).astype(np.int64), "last_bin"))
+    bins = bin_index(g, x, _f32(edges), emb.last_bin.numpy())
     flat = g.op("Add", bins, g.const(np.arange(n, dtype=np.int64) * t, "offsets"))  # [N, n]
     bounds = g.op("Gather", g.const(_f32(torch.stack([left, inverse], -1).reshape(-1, 2)), "bounds"), flat, axis=0)
     start = g.op("Gather", bounds, g.const(0, "i", np.int64), axis=2)
@@ -261,6 +260,16 @@ def _numeric_embeddings(g: GraphBuilder, net: TabM, x: str) -> str:
     out = g.op("Add", row_before, g.op("Mul", frac, row_own))
     out = g.op("Add", out, g.op("Mul", g.const(_f32(emb.weight0), "weight0"), x3))  # [N, n, d]
     return g.op("Reshape", out, g.const([-1, n * d], "shape", np.int64))
+
+
+def bin_index(g: GraphBuilder, x: str, edges: np.ndarray, last_bin: np.ndarray) -> str:
+    """int64[N, n]: :func:`neuraltab.networks.tabm.bin_index` (the network's own definition) of x float32[N, n]:
+    the edges at or below each value, counted, less one, clamped to ``[0, last_bin]``."""
+    x3 = g.op("Unsqueeze", x, g.const([2], "axis", np.int64))
+    count = g.op("ReduceSum", g.op("Cast", g.op("LessOrEqual", g.const(edges[None], "edges"), x3), to=TensorProto.INT64),
+                 g.const([2], "axis", np.int64), keepdims=0)
+    return g.op("Min", g.op("Max", g.op("Sub", count, g.const(1, "one", np.int64)), g.const(0, "zero", np.int64)),
+                g.const(np.asarray(last_bin, dtype=np.int64), "last_bin"))
 
 
 def _mlp(g: GraphBuilder, net: MLP, x_num: str | None, x_cat: str | None) -> str:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from .layers import Dropout, linear
 
-__all__ = ["compute_bins", "piecewise_linear_encoding", "PiecewiseLinearEmbeddings", "TabM"]
+__all__ = ["bin_index", "compute_bins", "piecewise_linear_encoding", "PiecewiseLinearEmbeddings", "TabM"]
 
 
 # --- bins and the encoding -------------------------------------------------------------------------------------
@@ -102,6 +102,32 @@ def piecewise_linear_encoding(x_num: Tensor, bins: list[Tensor]) -> Tensor:
     return _encode(x_num, _pad_edges(bins).to(x_num), lower.to(x_num), upper.to(x_num))
 
 
+def bin_index(x: Tensor, edges: Tensor, last_bin: Tensor) -> Tensor:
+    """Each value's bin, int64[B, n], for x float32[B, n] (no NaN) and edges [n, T + 1] (each row sorted, padded
+    with its last edge): the number of edges at or below the value, less one, clamped to ``[0, last_bin]`` (int64[n]).
+
+    That is ``searchsorted(edges, x, right=True) - 1`` written as comparisons and a sum, the form the ONNX export
+    computes too (searchsorted has no ONNX op); in row blocks, so that the comparisons stay small.
+
+    >>> bin_index(torch.tensor([[-1.0], [0.0], [0.5], [2.0], [9.0]]), torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([1]))
+    tensor([[0],
+            [0],
+            [0],
+            [1],
+            [1]])
+    """
+    rows = max(1, _BIN_BLOCK // max(edges.numel(), 1))
+    out = torch.empty(x.shape, dtype=torch.long, device=x.device)
+    for start in range(0, x.shape[0], rows):
+        block = x[start: start + rows]
+        torch.sum(edges <= block[..., None], dim=-1, out=out[start: start + rows])
+    out -= 1
+    return torch.minimum(out.clamp_(min=0), last_bin)  # below the first edge: bin 0; past the last: last bin
+
+
+_BIN_BLOCK = 1 << 20  # comparisons per block of rows: a few MiB of booleans
+
+
 # --- numeric embeddings ----------------------------------------------------------------------------------------
 class PiecewiseLinearEmbeddings(nn.Module):
     """Per-feature embedding ``float32[B, n_num] -> float32[B, n_num, d_embedding]`` ("version B", no activation).
@@ -162,9 +188,7 @@ class PiecewiseLinearEmbeddings(nn.Module):
     def locate(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x`` float32[B, n] → (each value's bin as an index into the ``[n * T]`` flattening of (feature, bin),
         int64[B, n]; how far through that bin it lies, float32[B, n]). Depends on the edges only, not on weights."""
-        bins = torch.searchsorted(self.edges, x.t().contiguous(), right=True).t() - 1  # [B, n]
-        bins = torch.minimum(bins.clamp_(min=0), self.last_bin)  # below the first edge: bin 0; past the last: last bin
-        flat = bins + self.offsets
+        flat = bin_index(x, self.edges, self.last_bin) + self.offsets
         left = self.edges[:, :-1]
         width = self.edges[:, 1:] - left
         width = torch.where(width > 0, width, torch.ones_like(width))
