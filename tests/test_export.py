@@ -28,7 +28,7 @@ onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed (pip 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'neuraltab[onnx]')")
 
 from neuraltab.export import graph as onnx_graph  # noqa: E402  (needs onnx)
-from neuraltab.export.pipeline import _quantile_normal, bin_index  # noqa: E402
+from neuraltab.export.pipeline import _quantile_normal, bin_index, snap_to_knots  # noqa: E402
 
 RUNNER = Path(__file__).with_name("onnx_runner.py")
 PUBLIC = SHARED_DATA / "public"
@@ -62,11 +62,21 @@ def _feeds(model: neuraltab.Model, X: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _as_model_sees(model: neuraltab.Model, X: pd.DataFrame) -> pd.DataFrame:
-    """X with its numbers rounded to float32, the precision the graph's inputs have."""
+    """X with the numbers the graph's float32 inputs stand for: each rounded to float32, except that one whose float32
+    rounding is a quantile knot's stands for that knot (0.38, repeated in training, as written in a file)."""
     X = X.copy()
-    for col in model.schema.features:
-        if col.kind == "numeric":
-            X[col.name] = pd.to_numeric(X[col.name], errors="coerce").to_numpy(np.float32).astype(np.float64)
+    pre = model.preprocessor
+    for j, (col, part) in enumerate(pre.numeric_inputs):
+        values = pd.to_numeric(X[col], errors="coerce").to_numpy(np.float64)
+        rounded = values.astype(np.float32)
+        if pre.scaling == "quantile":
+            knots = pre.stats["quantiles"][:, j]
+            knots32 = knots.astype(np.float32)
+            hit = np.searchsorted(knots32, rounded, side="right") - 1
+            on = (hit >= 0) & (knots32[np.maximum(hit, 0)] == rounded)
+            X[col] = np.where(on, knots[np.maximum(hit, 0)], rounded.astype(np.float64))
+        else:
+            X[col] = rounded.astype(np.float64)
     return X
 
 
@@ -104,7 +114,7 @@ def _special_rows(model: neuraltab.Model, X: pd.DataFrame, rng: np.random.Genera
         elif _edges(model) is not None:
             far += _edges(model)[position[col]]
         far = far[: 64 - 12]
-        base.loc[12: 12 + len(far) - 1, col] = np.asarray(far, dtype=np.float32)
+        base.loc[12: 12 + len(far) - 1, col] = np.asarray(far, dtype=np.float64)  # the graph gets them as float32
     return base
 
 
@@ -295,6 +305,26 @@ def test_quantile_graph_equals_the_numpy_transform():
 
 
 # ------------------------------------------------------------------------------------------------- the file
+def test_float32_inputs_on_tied_knots_take_the_knots_score():
+    """A value repeated in training (a run of equal knots) where the transform jumps: its float32 rounding, which is
+    not the float64 knot, gets the knot's score, as the number written in a file does in neuraltab."""
+    from neuraltab.data.quantile import quantile_normal_transform
+
+    rng = np.random.default_rng(4)
+    values = rng.choice([0.38, 0.53, 0.1, 0.77, 0.9], size=600)  # none is a float32 number
+    q = np.percentile(values, np.linspace(0, 100, 40))[:, None]
+    x64 = np.concatenate([q[:, 0], rng.uniform(0, 1, 100)])[:, None]
+    g = onnx_graph.GraphBuilder()
+    snapped = snap_to_knots(g, g.input("x", onnx.TensorProto.FLOAT, ["N", 1]), q)
+    g.output(_quantile_normal(g, snapped, q), "out", onnx.TensorProto.DOUBLE, ["N", 1])
+    got = ort.InferenceSession(g.model(doc="", metadata={}).SerializeToString()).run(
+        None, {"x": x64.astype(np.float32)})[0]
+    expected = quantile_normal_transform(x64, q)
+    beside = quantile_normal_transform(x64.astype(np.float32).astype(np.float64), q)
+    assert np.max(np.abs(beside - expected)) > 0.1  # the jump this guards against
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
 def test_metadata_and_inputs(tmp_path):
     df = make_table(300, seed=1)
     model = _tiny_model(df, "label")

@@ -31,7 +31,7 @@ from ..networks.mlp import MLP
 from ..networks.tabm import TabM
 from .graph import GraphBuilder, count_knots, ndtri
 
-__all__ = ["bin_index", "build_graph", "unsupported"]
+__all__ = ["bin_index", "build_graph", "snap_to_knots", "unsupported"]
 
 _ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "sigmoid", "selu")
 _N = "N"  # the batch dimension's symbolic name
@@ -102,8 +102,12 @@ def _preprocess(g: GraphBuilder, schema: Schema, pre: Preprocessor) -> tuple[str
 
     x_num = None
     if pre.numeric_inputs:
-        raw = g.op("Cast", g.op("Concat", *[names[c] for c, _ in pre.numeric_inputs], axis=1), to=TensorProto.DOUBLE)
-        missing = g.op("Or", g.op("IsNaN", raw), g.op("IsInf", raw))  # [N, d]
+        raw32 = g.op("Concat", *[names[c] for c, _ in pre.numeric_inputs], axis=1)  # [N, d]
+        missing = g.op("Or", g.op("IsNaN", raw32), g.op("IsInf", raw32))
+        if pre.scaling == "quantile":
+            raw = snap_to_knots(g, raw32, pre.stats["quantiles"])
+        else:
+            raw = g.op("Cast", raw32, to=TensorProto.DOUBLE)
         x = g.op("Where", missing, g.const(pre.median, "median", np.float64), raw)
         x = _scale(g, x, pre)
         parts = [g.op("Cast", x, to=TensorProto.FLOAT)]
@@ -140,6 +144,26 @@ def _scale(g: GraphBuilder, x: str, pre: Preprocessor) -> str:
         std, mean = pre.stats["std"], pre.stats["mean"]
         x = g.op("Sub", g.op("Div", x, g.const(std, "std", np.float64)), g.const(mean / std, "mean_std", np.float64))
     return g.op("Min", g.op("Max", x, g.const(-limit, "limit", np.float64)), g.const(limit, "limit", np.float64))
+
+
+def snap_to_knots(g: GraphBuilder, x32: str, quantiles: np.ndarray) -> str:
+    """float64[N, d]: each float32 value that is a knot rounded to float32 becomes that knot's float64 value; others
+    are widened as they are.
+
+    The quantile transform jumps at a run of equal knots (a value repeated in training, such as 0.38), and a float32
+    input is seldom the float64 knot it stands for (0.38 is 0.3800000071525574 in float32): without this, every such
+    value would fall just beside its knot and take another score than ``Model.predict`` gives the number as written.
+    """
+    knots = np.ascontiguousarray(np.asarray(quantiles, dtype=np.float64).T)  # [d, m]
+    with np.errstate(over="ignore"):  # beyond float32's range: ±inf, which no finite input equals
+        knots32 = knots.astype(np.float32)
+    at_most = count_knots(g, x32, knots32, strict=False, hint="knots32")
+    below = count_knots(g, x32, knots32, strict=True, hint="knots32")
+    d, m = knots.shape
+    last = g.op("Max", g.op("Sub", at_most, g.const(1, "one", np.int64)), g.const(0, "zero", np.int64))
+    flat = g.op("Add", last, g.const(np.arange(d, dtype=np.int64) * m, "offsets"))
+    knot = g.op("Gather", g.const(knots.ravel(), "knots"), flat, axis=0)
+    return g.op("Where", g.op("Greater", at_most, below), knot, g.op("Cast", x32, to=TensorProto.DOUBLE))
 
 
 def _quantile_normal(g: GraphBuilder, x: str, quantiles: np.ndarray) -> str:
