@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import neuraltab
+import neuraltab.errors
 from conftest import HR_CSV, SHARED_DATA, make_table
 from neuraltab.data.preprocess import _category_keys
 from neuraltab.errors import ArtifactError, UserError
@@ -47,7 +48,7 @@ def _tiny_model(df: pd.DataFrame, target: str, **options) -> neuraltab.Model:
     return model
 
 
-def _feeds(model: neuraltab.Model, X: pd.DataFrame) -> dict[str, np.ndarray]:
+def _feeds(model: neuraltab.Model, X: pd.DataFrame, numbers: str = "float32") -> dict[str, np.ndarray]:
     """The graph's inputs for X: float32 numbers and booleans (NaN missing), category keys as strings ('' missing)."""
     feeds = {}
     for col in model.schema.features:
@@ -57,7 +58,7 @@ def _feeds(model: neuraltab.Model, X: pd.DataFrame) -> dict[str, np.ndarray]:
             feeds[col.name] = np.array(["" if k is None else k for k in keys], dtype=str).reshape(-1, 1)
         else:
             feeds[col.name] = pd.to_numeric(s.map(lambda v: float(v) if isinstance(v, (bool, np.bool_)) else v),
-                                            errors="coerce").to_numpy(np.float32, na_value=np.nan).reshape(-1, 1)
+                                            errors="coerce").to_numpy(numbers, na_value=np.nan).reshape(-1, 1)
     return feeds
 
 
@@ -150,11 +151,11 @@ def _run_onnx(jobs: list[tuple[Path, dict[str, np.ndarray]]], tmp: Path) -> list
     return results
 
 
-def _check_parity(model: neuraltab.Model, X: pd.DataFrame, tmp: Path) -> None:
-    path = model.to_onnx(tmp / "model.onnx")
+def _check_parity(model: neuraltab.Model, X: pd.DataFrame, tmp: Path, numbers: str = "float32") -> None:
+    path = model.to_onnx(tmp / "model.onnx", numbers=numbers)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-    batches = {name: _as_model_sees(model, b) for name, b in _batches(model, X).items()}
-    outputs = _run_onnx([(path, _feeds(model, b)) for b in batches.values()], tmp)
+    batches = {name: _as_model_sees(model, b) if numbers == "float32" else b for name, b in _batches(model, X).items()}
+    outputs = _run_onnx([(path, _feeds(model, b, numbers)) for b in batches.values()], tmp)
     for (name, batch), out in zip(batches.items(), outputs):
         if model.task == "regression":
             expected = model.predict(batch).to_numpy()
@@ -206,6 +207,23 @@ def test_parity_on_public_tables(table, tmp_path):
     _check_parity(model, df.drop(columns=table["target"]), tmp_path)
 
 
+def test_float64_inputs_take_numbers_exactly(tmp_path):
+    """ames' coordinates (-93.619754) have more digits than float32 holds: float64 inputs give neuraltab's predictions
+    on the numbers exactly as read, where float32 ones, rounded, may not."""
+    path = PUBLIC / "ames.csv"
+    if not path.exists():
+        pytest.skip(f"the shared public tables ({PUBLIC}) are not on this machine; they exist only in development and CI")
+    df = pd.read_csv(path)
+    model = _tiny_model(df.sample(1500, random_state=0), "Sale_Price", task="regression")
+    _check_parity(model, df.drop(columns="Sale_Price"), tmp_path, numbers="float64")
+    graph = onnx.load(str(tmp_path / "model.onnx"))
+    kinds = {c.name: c.kind for c in model.schema.features}
+    assert {i.name: i.type.tensor_type.elem_type for i in graph.graph.input if kinds[i.name] == "numeric"} == \
+        {c: onnx.TensorProto.DOUBLE for c, k in kinds.items() if k == "numeric"}
+    with pytest.raises(neuraltab.errors.ConfigError, match="'float32' or 'float64'"):
+        model.to_onnx(tmp_path / "other.onnx", numbers="float16")
+
+
 def test_parity_on_every_column_kind_and_scaling(tmp_path):
     """Booleans, integer-coded categories, columns with gaps (missing indicators), standard and no scaling (where
     the bin edges are raw values, so inputs exactly on them are tested), regression and multiclass."""
@@ -215,13 +233,16 @@ def test_parity_on_every_column_kind_and_scaling(tmp_path):
     df["code"] = rng.choice([20, 30, 45, 190], size=600)
     df.loc[rng.choice(600, 40, replace=False), "x1"] = np.nan
     for i, options in enumerate([{"scaling": "standard"}, {"scaling": "none"}, {"model": "mlp", "activation": "gelu"},
-                                 {"model": "mlp", "activation": "selu", "scaling": "none"}]):
+                                 {"model": "mlp", "activation": "selu", "scaling": "none"}, {}]):
         model = _tiny_model(df, "label", **options)
         kinds = {c.name: c.kind for c in model.schema.features}
         assert kinds["flag"] == "boolean" and kinds["code"] == "categorical"
         assert len(model.preprocessor.indicators) == 2  # x1 and x2 had gaps
         (tmp_path / str(i)).mkdir()
         _check_parity(model, df.drop(columns="label"), tmp_path / str(i))
+        if not options:  # booleans as float64 too
+            (tmp_path / "f64").mkdir()
+            _check_parity(model, df.drop(columns="label"), tmp_path / "f64", numbers="float64")
     multi = make_table(600, task="multiclass", seed=6)
     _check_parity(_tiny_model(multi, "label"), multi.drop(columns="label"), tmp_path)
 
@@ -401,7 +422,9 @@ def test_cli_export(tmp_path):
     assert [o.name for o in onnx.load(str(out)).graph.output] == ["value"]
     again = runner.invoke(app, ["export", str(tmp_path / "m.ntab"), "-o", str(out)])
     assert again.exit_code == 2 and "already exists; pass --force" in again.output
-    assert runner.invoke(app, ["export", str(tmp_path / "m.ntab"), "-o", str(out), "--force"]).exit_code == 0
+    assert runner.invoke(app, ["export", str(tmp_path / "m.ntab"), "-o", str(out), "--force", "--float64"]).exit_code == 0
+    assert {i.type.tensor_type.elem_type for i in onnx.load(str(out)).graph.input if i.name.startswith("x")} == \
+        {onnx.TensorProto.DOUBLE}
     missing = runner.invoke(app, ["export", str(tmp_path / "nope.ntab"), "-o", str(tmp_path / "x.onnx")])
     assert missing.exit_code == 2 and "model file not found" in missing.output
 

@@ -35,6 +35,7 @@ __all__ = ["bin_index", "build_graph", "snap_to_knots", "unsupported"]
 
 _ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "sigmoid", "selu")
 _N = "N"  # the batch dimension's symbolic name
+_NUMBERS = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
 
 
 def unsupported(schema: Schema, preprocessor: Preprocessor, spec: dict[str, Any], network: nn.Module) -> str | None:
@@ -55,10 +56,11 @@ def unsupported(schema: Schema, preprocessor: Preprocessor, spec: dict[str, Any]
 
 
 def build_graph(schema: Schema, preprocessor: Preprocessor, spec: dict[str, Any], network: nn.Module, *,
-                model_sha256: str) -> Any:
-    """The ``onnx.ModelProto`` of the model's whole prediction path (check :func:`unsupported` first)."""
+                model_sha256: str, numbers: str = "float32") -> Any:
+    """The ``onnx.ModelProto`` of the model's whole prediction path (check :func:`unsupported` first); ``numbers``:
+    the dtype of the numeric and boolean inputs, "float32" or "float64"."""
     g = GraphBuilder()
-    x_num, x_cat = _preprocess(g, schema, preprocessor)
+    x_num, x_cat = _preprocess(g, schema, preprocessor, numbers=numbers)
     if any(t.device.type != "cpu" for t in [*network.parameters(), *network.buffers()]):
         network = copy.deepcopy(network).to("cpu")  # a copy: moving the caller's model off its GPU would surprise
     with torch.no_grad():
@@ -83,7 +85,7 @@ def build_graph(schema: Schema, preprocessor: Preprocessor, spec: dict[str, Any]
         "classes": json.dumps(list(schema.classes)),
         "schema": json.dumps(schema.to_dict()),
         "inputs": json.dumps([{"name": c.name, "kind": c.kind,
-                               "type": "string" if c.kind == "categorical" else "float32"} for c in schema.features]),
+                               "type": "string" if c.kind == "categorical" else numbers} for c in schema.features]),
         "outputs": json.dumps(["value"] if schema.task == "regression" else ["label", "probabilities"]),
     }
     doc = (f"neuraltab {__version__} {spec['kind']} model of {schema.target!r} ({schema.task}): one [N, 1] input per "
@@ -92,19 +94,22 @@ def build_graph(schema: Schema, preprocessor: Preprocessor, spec: dict[str, Any]
 
 
 # ------------------------------------------------------------------------------------------------- preprocessing
-def _preprocess(g: GraphBuilder, schema: Schema, pre: Preprocessor) -> tuple[str | None, str | None]:
+def _preprocess(g: GraphBuilder, schema: Schema, pre: Preprocessor, *,
+                numbers: str) -> tuple[str | None, str | None]:
     """The network's inputs from the raw columns: x_num float32[N, n_num] and x_cat int64[N, n_cat] (None if empty)."""
     kinds = {c.name: c.kind for c in schema.features}
     names = {}
     for col in schema.features:  # one input per feature column, in the schema's order
-        elem = TensorProto.STRING if col.kind == "categorical" else TensorProto.FLOAT
+        elem = TensorProto.STRING if col.kind == "categorical" else _NUMBERS[numbers]
         names[col.name] = g.input(col.name, elem, [_N, 1])
 
     x_num = None
     if pre.numeric_inputs:
         raw32 = g.op("Concat", *[names[c] for c, _ in pre.numeric_inputs], axis=1)  # [N, d]
         missing = g.op("Or", g.op("IsNaN", raw32), g.op("IsInf", raw32))
-        if pre.scaling == "quantile":
+        if numbers == "float64":  # the numbers as they are: nothing to snap
+            raw = raw32
+        elif pre.scaling == "quantile":
             raw = snap_to_knots(g, raw32, pre.stats["quantiles"])
         else:
             raw = g.op("Cast", raw32, to=TensorProto.DOUBLE)
@@ -123,7 +128,7 @@ def _preprocess(g: GraphBuilder, schema: Schema, pre: Preprocessor) -> tuple[str
             code = g.op("Where", g.op("IsNaN", names[col]), zero, zero)  # [N, 1] zeros
             for key, value in (("False", 0.0), ("True", 1.0)):
                 if key in vocab:
-                    hit = g.op("Equal", names[col], g.const(value, "bool", np.float32))
+                    hit = g.op("Equal", names[col], g.const(value, "bool", np.dtype(numbers)))
                     code = g.op("Where", hit, g.const(vocab.index(key) + 1, "code", np.int64), code)
             codes.append(code)
         else:
