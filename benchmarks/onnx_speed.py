@@ -72,13 +72,14 @@ def main() -> None:
     import torch
 
     import neuraltab
+    from neuraltab.device import native_bf16
 
     df = pd.read_csv(args.data)
     model = neuraltab.load(args.model) if args.model else neuraltab.fit(df, target=args.target, epochs=args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         path = model.to_onnx(Path(tmp) / "model.onnx")
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    precision = model.config.precision if neuraltab.api.native_bf16(torch.device("cpu")) else "fp32"
+    precision = model.config.precision if native_bf16(torch.device("cpu")) else "fp32"
     X_all = df.drop(columns=[args.target], errors="ignore")
     repeats = {1: 20, 1_000: 5, 100_000: 2} if args.quick else {1: 300, 1_000: 30, 100_000: 5}
 
@@ -99,7 +100,7 @@ def main() -> None:
 
     print(f"\n{model.spec['kind']} model of {args.target!r} ({model.task}), Model.predict in {precision}; "
           f"torch {torch.get_num_threads()} threads, onnxruntime {ort.__version__}; median of the repeats")
-    print(f"| rows | Model.predict | onnxruntime | onnxruntime + arrays | speed-up | max abs difference |")
+    print("| rows | Model.predict | onnxruntime | onnxruntime + arrays | speed-up | max abs difference |")
     print("|--:|--:|--:|--:|--:|--:|")
     for r in rows:
         def cell(seconds: float) -> str:

@@ -1,7 +1,7 @@
 """The whole prediction path of a model as one ONNX graph: raw columns in, labels and probabilities (or values) out.
 
-Inputs, one per feature column, named as the column, shape ``[N, 1]``: numeric and boolean columns float32 (NaN,
-or an infinity, is missing; a boolean is 1 or 0), categorical columns strings as :func:`~neuraltab.data.schema.label_key`
+Inputs, one per feature column, named as the column, shape ``[N, 1]``: numeric and boolean columns float32, or
+float64 when asked (NaN, or an infinity, is missing; a boolean is 1 or 0), categorical columns strings as :func:`~neuraltab.data.schema.label_key`
 writes the training values (an empty string, or any value not seen in training, takes the missing/unknown slot).
 Outputs: ``label`` [N] and ``probabilities`` float32[N, classes] (classification), ``value`` float64[N] (regression).
 
@@ -105,14 +105,14 @@ def _preprocess(g: GraphBuilder, schema: Schema, pre: Preprocessor, *,
 
     x_num = None
     if pre.numeric_inputs:
-        raw32 = g.op("Concat", *[names[c] for c, _ in pre.numeric_inputs], axis=1)  # [N, d]
-        missing = g.op("Or", g.op("IsNaN", raw32), g.op("IsInf", raw32))
+        given = g.op("Concat", *[names[c] for c, _ in pre.numeric_inputs], axis=1)  # [N, d]
+        missing = g.op("Or", g.op("IsNaN", given), g.op("IsInf", given))
         if numbers == "float64":  # the numbers as they are: nothing to snap
-            raw = raw32
+            raw = given
         elif pre.scaling == "quantile":
-            raw = snap_to_knots(g, raw32, pre.stats["quantiles"])
+            raw = snap_to_knots(g, given, pre.stats["quantiles"])
         else:
-            raw = g.op("Cast", raw32, to=TensorProto.DOUBLE)
+            raw = g.op("Cast", given, to=TensorProto.DOUBLE)
         x = g.op("Where", missing, g.const(pre.median, "median", np.float64), raw)
         x = _scale(g, x, pre)
         parts = [g.op("Cast", x, to=TensorProto.FLOAT)]
