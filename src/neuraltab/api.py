@@ -258,6 +258,17 @@ class Model:
             meta["estimator"] = self.estimator
         return tensors, meta
 
+    def to_onnx(self, path: str | Path, *, force: bool = False, numbers: str = "float32") -> Path:
+        """Write the whole prediction path, preprocessing included, as one ONNX file (atomically; refuses to overwrite
+        unless ``force``): one ``[N, 1]`` input per feature column, named as the column (float32 numbers and
+        booleans, NaN missing; strings for categories, "" missing), outputs ``label`` and ``probabilities`` or
+        ``value``. ``numbers="float64"`` makes the numeric inputs float64, which take numbers of more than about 7
+        digits exactly. Its metadata records the SHA-256 of :meth:`to_bytes`, the bytes of the model's file. Needs
+        the onnx extra (``pip install 'neuraltab[onnx]'``); see :mod:`neuraltab.export`."""
+        from .export import write_onnx
+
+        return write_onnx(self, path, force=force, numbers=numbers)
+
     def info(self) -> dict[str, Any]:
         """Everything the model file records, for `neuraltab info`."""
         return {
