@@ -38,7 +38,7 @@ footer{color:#566473;font-size:12px;margin-top:32px}
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(str(value), quote=False).replace('"', "&quot;")  # ' stays readable in the source
 
 
 def _num(value: Any, digits: int = 4) -> str:

@@ -21,7 +21,7 @@ __all__ = ["learning_curves", "network_diagram", "confusion", "roc_pr", "calibra
 _STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "axes.spines.top": False,
           "axes.spines.right": False, "svg.fonttype": "none", "font.family": "sans-serif",
           "font.sans-serif": ["DejaVu Sans", "Helvetica", "Arial"], "axes.grid": True, "grid.alpha": 0.3,
-          "figure.dpi": 100, "savefig.bbox": "tight", "image.interpolation": "nearest",
+          "figure.dpi": 100, "image.interpolation": "nearest",
           "text.parse_math": False}  # a column named "price $" is text, not mathtext
 NETWORK, BASELINE, BEST = "#1f5fa8", "#9aa5b1", "#d9480f"
 _PALETTE = ["#1f5fa8", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285", "#c2255c", "#5c940d", "#364fc7",
@@ -36,7 +36,7 @@ def _figure(name: str, width: float, height: float, out: list[str], **subplots: 
     from matplotlib.figure import Figure
 
     with matplotlib.rc_context({**_STYLE, "svg.hashsalt": f"neuraltab-report-{name}"}):
-        fig = Figure(figsize=(width, height))
+        fig = Figure(figsize=(width, height), layout="constrained")
         FigureCanvasSVG(fig)
         axes = fig.subplots(**subplots) if subplots else fig.subplots()
         yield fig, axes
@@ -51,6 +51,12 @@ def _inline(svg: str, name: str) -> str:
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.DOTALL)
     svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg)
+    # matplotlib names groups axes_1, line2d_1, ... in every figure: prefix each id (and each reference to it) with
+    # the figure's name, which is unique in the page
+    ids = set(re.findall(r' id="([^"]+)"', svg))
+    prefix = re.sub(r"\W+", "-", name)
+    svg = re.sub(r' id="([^"]+)"', lambda m: f' id="{prefix}-{m.group(1)}"', svg)
+    svg = re.sub(r"#([\w.-]+)", lambda m: f"#{prefix}-{m.group(1)}" if m.group(1) in ids else m.group(0), svg)
     return svg.replace("<svg", f'<svg role="img" aria-label="{name}" class="plot"', 1)
 
 
@@ -120,7 +126,7 @@ def confusion(counts: np.ndarray, normalised: np.ndarray, classes: list[str]) ->
     with _figure("confusion matrix", 2 * size + 1, size, out, ncols=2) as (fig, axes):
         for ax, matrix, title, fmt in ((axes[0], counts, "counts", "{:,.0f}"),
                                        (axes[1], normalised, "share of each true class", "{:.2f}")):
-            ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+            ax.imshow(matrix / max(matrix.max(), 1), cmap="Blues", vmin=0, vmax=1)
             ax.grid(False)
             ax.set_title(title)
             ax.set_xticks(range(n), classes, rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center")
@@ -131,7 +137,7 @@ def confusion(counts: np.ndarray, normalised: np.ndarray, classes: list[str]) ->
                 for i in range(n):
                     for j in range(n):
                         ax.text(j, i, fmt.format(matrix[i, j]), ha="center", va="center", fontsize=8,
-                                color="white" if normalised[i, j] > 0.6 else "black")
+                                color="white" if matrix[i, j] / max(matrix.max(), 1) > 0.6 else "black")
     return out[0]
 
 
