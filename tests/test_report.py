@@ -260,11 +260,19 @@ def test_the_bootstrap_resamples_are_paired_and_computed_as_the_metrics_are():
     y, score = _scores(4, n=150)
     y = y.astype(np.int64)
     a, b = np.c_[1 - score, score], np.full((150, 2), 0.5)
-    boot = curves.bootstrap("binary", y, {"a": a, "b": b}, seed=7, n_resamples=20)
+    boot = curves.bootstrap("binary", y, {"a": a, "b": b}, seed=7, n_resamples=20, full=("a",))
     draws = np.random.default_rng(7).integers(0, 150, size=(20, 150))
+    assert set(boot["b"]) == {"accuracy"}
     for r in (0, 13):
-        assert boot["a"]["accuracy"][r] == compute("binary", y[draws[r]], a[draws[r]])["accuracy"]
-        assert boot["b"]["log_loss"][r] == compute("binary", y[draws[r]], b[draws[r]])["log_loss"]
+        assert boot["a"]["log_loss"][r] == compute("binary", y[draws[r]], a[draws[r]])["log_loss"]
+        for name, output in (("a", a), ("b", b)):
+            assert boot[name]["accuracy"][r] == pytest.approx(compute("binary", y[draws[r]], output[draws[r]])["accuracy"])
+    values = np.arange(150.0)
+    regression = curves.bootstrap("regression", values, {"network": values, "c": values + (values % 3)}, seed=7,
+                                  n_resamples=20)
+    for r in (0, 13):
+        assert regression["c"]["rmse"][r] == pytest.approx(compute("regression", values[draws[r]],
+                                                             (values + values % 3)[draws[r]])["rmse"])
     low, high = curves.interval(boot["a"]["roc_auc"])
     assert low < compute("binary", y, a)["roc_auc"] < high
 

@@ -42,13 +42,22 @@ def build_report(model: Any, data: Any = None, *, notify: Any = None, with_basel
     from .collect import collect
     from .html import render
 
+    import torch
+
     clock = time.perf_counter()
     if notify is None:
         notify = no_notice
     else:
         sink = notify
         notify = lambda message: sink(Message(message))  # noqa: E731
-    facts = collect(_model(model), data, notify=notify, with_baselines=with_baselines)
+    # one thread: the same numbers whatever the machine's cores (so the same bytes), and no OpenMP threads spinning
+    # against other processes (a report predicts small batches and fits small baselines)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        facts = collect(_model(model), data, notify=notify, with_baselines=with_baselines)
+    finally:
+        torch.set_num_threads(threads)
     collected = time.perf_counter()
     page = render(facts).encode("utf-8")
     if timings is not None:

@@ -24,7 +24,6 @@ from ..data.split import fingerprint
 from ..data.summary import column_values, drift
 from ..errors import no_notice
 from ..metrics import PRIMARY
-from ..system import available_cores
 from . import baselines as baseline_models
 from . import curves, explain
 
@@ -121,9 +120,8 @@ def collect(model: Model, data: Any, *, notify: Any = no_notice, with_baselines:
         pre = model.preprocessor
         learn = pre.transform(labelled.iloc[learn_rows], source=source, with_target=True, check_types=False)
         test = pre.transform(eval_df, source=source, with_target=True, check_types=False)
-        threads = model.config.threads or available_cores()
         fitted, skipped = baseline_models.fit_baselines(model.task, len(model.classes), pre.cat_cardinalities, learn,
-                                                        test, seed=model.config.seed, threads=threads)
+                                                        test, seed=model.config.seed, threads=1)
         outputs.update(fitted)
         facts.baselines = {"metrics": {name: curves.summary_of(model.task, y, out) for name, out in fitted.items()},
                            "skipped": skipped, "n_learn": len(learn), "intervals": {}}

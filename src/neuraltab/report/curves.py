@@ -100,20 +100,36 @@ def confusion(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> tuple[np.
     return counts, np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
 
 
+def _primary(task: str, y: np.ndarray, output: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """The task's primary metric (accuracy, or RMSE) on each resample ``draws[r]``: float[R], vectorised."""
+    if task == "regression":
+        squared = (np.asarray(y, dtype=np.float64) - np.asarray(output, dtype=np.float64)) ** 2
+        return np.sqrt(squared[draws].mean(1))
+    return (np.asarray(output).argmax(1) == y)[draws].mean(1)
+
+
 def bootstrap(task: str, y: np.ndarray, outputs: dict[str, np.ndarray], *, seed: int,
-              n_resamples: int = N_BOOTSTRAP) -> dict[str, dict[str, np.ndarray]]:
-    """Each model's metrics (:func:`neuraltab.metrics.compute`) on ``n_resamples`` resamples of the rows drawn with
-    replacement, the same resamples for every model (so their differences are paired): name → metric → float[R],
-    NaN where a resample leaves a metric undefined."""
+              n_resamples: int = N_BOOTSTRAP, full: tuple[str, ...] = ("network",)) -> dict[str, dict[str, np.ndarray]]:
+    """Metrics on ``n_resamples`` resamples of the rows drawn with replacement, the same resamples for every model
+    (so their differences are paired): name → metric → float[R], NaN where a resample leaves a metric undefined.
+    The models named in ``full`` get every metric of :func:`neuraltab.metrics.compute`, the others the primary one
+    (``PRIMARY[task]``)."""
+    from ..metrics import PRIMARY
+
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(y), size=(n_resamples, len(y)))
-    out: dict[str, dict[str, list[float]]] = {name: {} for name in outputs}
-    for rows in draws:
-        for name, output in outputs.items():
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, output in outputs.items():
+        if name not in full:
+            out[name] = {PRIMARY[task]: _primary(task, y, output, draws)}
+            continue
+        values: dict[str, list[float]] = {}
+        for rows in draws:
             for metric, value in compute(task, y[rows], output[rows]).items():
                 if metric not in ("confusion_matrix", "n"):
-                    out[name].setdefault(metric, []).append(np.nan if value is None else float(value))
-    return {name: {metric: np.asarray(values) for metric, values in metrics.items()} for name, metrics in out.items()}
+                    values.setdefault(metric, []).append(np.nan if value is None else float(value))
+        out[name] = {metric: np.asarray(v) for metric, v in values.items()}
+    return out
 
 
 def interval(values: np.ndarray) -> tuple[float, float] | None:

@@ -18,7 +18,7 @@ from ..metrics import compute
 __all__ = ["permutation_importance", "partial_dependence", "score_function", "N_REPEATS", "MAX_ROWS"]
 
 N_REPEATS = 5
-MAX_ROWS = 5_000  # rows the explanations use at most (a seeded sample of the evaluation rows beyond that)
+MAX_ROWS = 2_000  # rows the explanations use at most (a seeded sample of the evaluation rows beyond that)
 PD_ROWS = 500  # rows averaged over at each grid value
 PD_GRID = 20  # grid values per numeric column
 
