@@ -349,3 +349,26 @@ def test_the_hr_report_is_complete_small_and_quick_to_open(hr_csv, tmp_path):
     for key in SECTIONS + ["classification"]:
         assert "Not shown" not in _section(page, key), key
     assert "LightGBM" in _section(page, "baselines")
+
+
+def test_without_lightgbm_the_baselines_say_so(trained, monkeypatch):
+    import neuraltab.report.baselines as baselines
+
+    model, csv = trained["binary"]
+    monkeypatch.setattr(baselines, "lightgbm_available", lambda: False)
+    page = _section(build_report(model, str(csv)).decode(), "baselines")
+    assert \
+        "LightGBM: not installed, so not compared (pip install 'neuraltab[baselines]')" in page
+    assert "<td>LightGBM</td>" not in page and "<td>logistic regression</td>" in page
+
+
+def test_without_matplotlib_the_report_is_one_line_naming_the_extra(trained, tmp_path, monkeypatch):
+    import neuraltab.report as reporting
+    from neuraltab.cli import app
+
+    monkeypatch.setattr(reporting, "missing_dependencies", lambda: ["matplotlib"])
+    model, csv = trained["binary"]
+    result = CliRunner().invoke(app, ["report", str(model), str(csv), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 2 and result.output.strip() == \
+        "error: the report needs matplotlib: pip install 'neuraltab[report]'"
+    assert not (tmp_path / "r.html").exists()

@@ -61,7 +61,7 @@ def fit_baselines(task: str, n_classes: int, cardinalities: list[int], train: Ba
         outputs["logistic regression"] = _full_proba(logistic.predict_proba(_one_hot(test, cardinalities)),
                                                      logistic.classes_, n_classes)
     if not lightgbm_available():
-        skipped["LightGBM"] = "not installed (pip install 'neuraltab[report]' or pip install lightgbm)"
+        skipped["LightGBM"] = "not installed, so not compared (pip install 'neuraltab[baselines]')"
         return outputs, skipped
     import lightgbm
 
