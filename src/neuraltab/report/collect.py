@@ -54,7 +54,7 @@ class Facts:
     baselines: dict[str, Any] | None = None
     verdict: str | None = None
     missing: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (for benchmarks, never shown)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds from the start at each stage's end (benchmarks)
 
 
 def collect(model: Model, data: Any, *, notify: Any = no_notice, with_baselines: bool = True) -> Facts:
