@@ -54,6 +54,11 @@ def test_every_section_is_there_with_its_figures(pages, task):
     for key in SECTIONS + (["regression"] if task == "regression" else ["classification"]):
         assert "Not shown" not in _section(page, key), key
     assert "Deep learning" in page or "No clear winner" in page
+    summary = _section(page, "summary")
+    for item in ("<b>task</b>", "<b>target</b>", "<b>SHA-256</b>", "<b>training time</b>", "<b>device</b> cpu",
+                 "95% interval", 'class="verdict'):
+        assert item in summary, item
+    assert "<th>preprocessing (learned on the training rows)</th>" in _section(page, "model")
     figures = re.findall(r'aria-label="([^"]+)"', page)
     expected = {"network diagram", "learning curves", "permutation importance", "partial dependence", "baselines"}
     expected |= ({"regression diagnostics"} if task == "regression" else

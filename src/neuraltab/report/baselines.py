@@ -9,7 +9,6 @@ categories one-hot encoded for the linear model and given as categories to Light
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
 
 import numpy as np
 

@@ -161,9 +161,13 @@ def _classification(facts: Facts) -> str:
     binary = len(classes) == 2
     shown = "" if binary or c["n_classes_shown"] == len(classes) else \
         f" (the {c['n_classes_shown']} most frequent of {len(classes)} classes)"
-    parts += [f"<h3>ROC and precision-recall{' (one-vs-rest' + shown + ')' if not binary else ''}</h3>",
-              plots.roc_pr(c["roc"], c["pr"], binary=binary),
-              "<h3>calibration</h3>",
+    if c["roc"]:
+        parts += [f"<h3>ROC and precision-recall{' (one-vs-rest' + shown + ')' if not binary else ''}</h3>",
+                  plots.roc_pr(c["roc"], c["pr"], binary=binary)]
+    else:
+        parts.append('<p class="missing">Not shown: ROC and precision-recall curves need rows of more than one '
+                     "class.</p>")
+    parts += ["<h3>calibration</h3>",
               plots.calibration(**{k: c["calibration"][k] for k in ("observed", "predicted", "rows", "what")},
                                 brier=c["brier"], ece=c["ece"]),
               f'<p class="note">Brier score {c["brier"]:.4f}; expected calibration error {c["ece"]:.4f} '
