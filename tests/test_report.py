@@ -377,3 +377,26 @@ def test_without_matplotlib_the_report_is_one_line_naming_the_extra(trained, tmp
     assert result.exit_code == 2 and result.output.strip() == \
         "error: the report needs matplotlib: pip install 'neuraltab[report]'"
     assert not (tmp_path / "r.html").exists()
+
+
+def test_partial_dependence_equals_scikit_learns_brute_method(trained):
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.inspection import partial_dependence
+
+    model_path, csv = trained["multiclass"]
+    model = neuraltab.load(model_path)
+    df = pd.read_csv(csv).head(150)[model.schema.feature_names()]
+
+    class Wrapped(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            self.classes_ = np.arange(len(model.classes))
+            return self
+
+        def predict_proba(self, X):
+            return model.outputs(X)[0]
+
+    ours = explain.partial_dependence(model, df, ["x1"], seed=0)[0]
+    theirs = partial_dependence(Wrapped().fit(None, None), df, ["x1"], method="brute", kind="average",
+                                custom_values={"x1": np.array(ours["grid"])})
+    np.testing.assert_allclose(ours["mean"].T, theirs["average"], rtol=0, atol=1e-6)
+    assert np.ptp(ours["mean"][:, 0]) > 0.05  # x1 moves the prediction: the check can fail
