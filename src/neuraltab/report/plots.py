@@ -203,11 +203,11 @@ def thresholds(table: dict[str, np.ndarray], *, positive: str) -> str:
     return out[0]
 
 
-def _density(ax: Any, x: np.ndarray, y: np.ndarray, *, bins: int = 60) -> None:
+def _density(ax: Any, x: np.ndarray, y: np.ndarray) -> None:
     """A 2-D histogram drawn as one image: thousands of points in a few kilobytes, and no single row shown."""
     from matplotlib.colors import LogNorm
 
-    counts, xe, ye = np.histogram2d(x, y, bins=bins)
+    counts, xe, ye = np.histogram2d(x, y, bins=int(np.clip(np.sqrt(len(x)), 10, 60)))
     masked = np.ma.masked_equal(counts.T, 0)
     ax.imshow(masked, origin="lower", aspect="auto", extent=(xe[0], xe[-1], ye[0], ye[-1]), cmap="viridis",
               norm=LogNorm(vmin=1, vmax=max(counts.max(), 1)))
@@ -227,7 +227,7 @@ def regression(actual: np.ndarray, predicted: np.ndarray) -> str:
         _density(b, predicted, residual)
         b.axhline(0, color=BEST, linewidth=1)
         b.set(xlabel="predicted", ylabel="residual (actual − predicted)", title="residuals against predicted")
-        c.hist(residual, bins=50, color=NETWORK, histtype="stepfilled")
+        c.hist(residual, bins=int(np.clip(np.sqrt(len(residual)), 10, 50)), color=NETWORK, histtype="stepfilled")
         c.axvline(0, color=BEST, linewidth=1)
         c.set(xlabel="residual", ylabel="rows", title="residual distribution")
     return out[0]
@@ -264,11 +264,11 @@ def dependence(curves: list[dict[str, Any]], *, task: str, classes: list[str]) -
                 for i, (values, label) in enumerate(zip(series, labels)):
                     ax.plot(curve["grid"], values, color=_PALETTE[i], label=label, marker=".")
             else:
-                positions = np.arange(len(curve["grid"]))
-                width = 0.8 / len(series)
+                positions = np.arange(len(curve["grid"]))  # points, not bars: a bar from 0 hides small effects
                 for i, (values, label) in enumerate(zip(series, labels)):
-                    ax.bar(positions + i * width, values, width=width, color=_PALETTE[i], label=label)
-                ax.set_xticks(positions + 0.4 - width / 2, [str(g) for g in curve["grid"]], rotation=45, ha="right")
+                    ax.plot(positions, values, color=_PALETTE[i], label=label, marker="o", linestyle="none")
+                ax.set_xticks(positions, [str(g) for g in curve["grid"]], rotation=45, ha="right")
+                ax.margins(x=0.15)
             ax.set(xlabel=curve["feature"], title=curve["feature"])
             if len(series) > 1 or ax is axes[0][0]:
                 ax.legend(loc="best")
