@@ -165,6 +165,8 @@ def train(**given: Any) -> None:
         check_writable(out, force=overwrite)  # fail now, not after training
         report_file = given["report"]
         if report_file is not None:
+            if report_file.resolve() == out.resolve():
+                raise UserError(f"{report_file}: is also the model file; give the report another name (.html)")
             _check_report_dependencies()
             check_writable(report_file, force=force)
         progress = Progress(_stderr(), quiet=quiet)
