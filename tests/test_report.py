@@ -400,3 +400,13 @@ def test_partial_dependence_equals_scikit_learns_brute_method(trained):
                                 custom_values={"x1": np.array(ours["grid"])})
     np.testing.assert_allclose(ours["mean"].T, theirs["average"], rtol=0, atol=1e-6)
     assert np.ptp(ours["mean"][:, 0]) > 0.05  # x1 moves the prediction: the check can fail
+
+
+def test_a_model_fitted_on_a_dataframe_reports_on_that_dataframe_with_its_split(tmp_path):
+    df = make_table(200, task="regression", seed=5)
+    model = neuraltab.fit(df, target="label", **FAST)
+    out = model.report(df, tmp_path / "r.html")
+    page = out.read_text()
+    assert f"Evaluated on {model.metrics['test']['n']} rows: the test rows" in page
+    assert "Not shown" not in _section(page, "baselines") and "<td>linear regression</td>" in page
+    assert df.shape == (200, 5) and list(df.columns) == ["x1", "x2", "color", "size", "label"]  # input untouched
