@@ -23,11 +23,13 @@ LAYERS: list[set[str]] = [
     {"networks"},
     {"train", "export"},  # export sits beside training, below the api whose Model.to_onnx calls it
     {"api"},
-    {"estimators", "serve"},
+    {"estimators", "serve", "report"},
     {"cli"},
 ]
+# the one call up a layer, made inside the method only: Model.report is the report's Python front door (issue 16)
+ALLOWED_UP = {("neuraltab.api", "neuraltab.report")}
 # these predict from a saved model and must work without the training code loaded
-NEVER_TRAIN = {"serve", "export"}
+NEVER_TRAIN = {"serve", "export", "report"}
 
 
 def _group(module: str) -> str:
@@ -112,6 +114,8 @@ def test_imports_never_run_up_a_layer(graph):
             continue  # the package's face hands every public name on, lazily
         for target, _ in imports:
             group = _group(target)
+            if (module, target) in ALLOWED_UP:
+                continue
             if group != "neuraltab" and _rank(group) > _rank(_group(module)):
                 upward.append(f"{module} -> {target}")
             elif group == "neuraltab" and target == "neuraltab" and module != "neuraltab":

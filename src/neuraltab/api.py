@@ -25,6 +25,7 @@ from .data.preprocess import Batch, Preprocessor
 from .data.read import read_table, read_table_and_format, source_name
 from .data.schema import Schema, drop_missing_target, infer_schema
 from .data.split import fingerprint, split
+from .data.summary import summarize
 from .data.write import write_table
 from .device import native_bf16, resolve_device, threads_for, to_tensors
 from .errors import ArtifactError, Message, SchemaError, no_notice, option
@@ -35,7 +36,7 @@ from .system import available_cores
 if TYPE_CHECKING:  # training is imported where it runs: serving and exporting a model need none of it
     from .train import Callback, History
 
-__all__ = ["Model", "Prepared", "fit", "fit_prepared", "load", "load_bytes", "prepare"]
+__all__ = ["Model", "Prepared", "fit", "fit_prepared", "load", "load_bytes", "prepare", "split_rows"]
 
 # options that may differ between an interrupted run and its --resume (they do not change what is learned)
 _RESUMABLE_CHANGES = ("threads", "device", "time_limit")
@@ -96,7 +97,8 @@ class Model:
                  config: TrainConfig, metrics: dict[str, Any], history: History | dict[str, Any],
                  data_fingerprint: dict[str, Any], versions: dict[str, str], notices: list[str] | None = None,
                  splits: dict[str, np.ndarray] | None = None, device: torch.device | None = None,
-                 estimator: dict[str, Any] | None = None, reading: dict[str, Any] | None = None) -> None:
+                 estimator: dict[str, Any] | None = None, reading: dict[str, Any] | None = None,
+                 training_summary: dict[str, Any] | None = None) -> None:
         self.schema = schema
         self.preprocessor = preprocessor
         self.network = network
@@ -114,6 +116,8 @@ class Model:
         self.estimator = estimator
         # the training file's decimal mark, used to read the files this model predicts for (unless one is given)
         self.reading = dict(reading or _NO_NUMBER_FORMAT)
+        # per-column counts of the training rows (data.summary), for drift checks; None in files saved before it was
+        self.training_summary = training_summary
 
     # --------------------------------------------------------------------------------------------------- basics
     @property
@@ -229,6 +233,27 @@ class Model:
         _, batch = self._batch(data, with_target=True, notify=_notifier(notify), decimal=decimal)
         return compute(self.task, batch.y, self._output(batch))
 
+    def read(self, data: Any, *, decimal: str | None = None, notify: Any = None) -> pd.DataFrame:
+        """``data`` (a path or a DataFrame) read as :meth:`predict` reads it, with a notice for the columns the model
+        does not use; the target column, when present, is kept."""
+        return self._read(data, with_target=False, notify=_notifier(notify), decimal=decimal)
+
+    def outputs(self, df: pd.DataFrame, *, with_target: bool = False, source: str = "the data",
+                notify: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The network's output for the rows of a table already read (:meth:`read`): probabilities float[n, C] or
+        values float[n] in the target's units, and the target (class codes int64[n] or values float32[n]) when
+        ``with_target``. What :meth:`predict` and :meth:`evaluate` compute, for callers that vary rows themselves."""
+        batch = self.preprocessor.transform(df, source=source, notify=_notifier(notify), with_target=with_target)
+        return self._output(batch), batch.y
+
+    def report(self, data: Any, path: str | Path, *, force: bool = False, notify: Any = None) -> Path:
+        """Write the one-file HTML report of this model to ``path`` (atomically; refuses to overwrite unless
+        ``force``). ``data`` (a path or a DataFrame, or None for what the model file records) holds the target:
+        the training table gives the test split's metrics and the baselines fitted on the same split."""
+        from .report import write_report
+
+        return write_report(self, data, path, force=force, notify=notify)
+
     # --------------------------------------------------------------------------------------------------- files
     def save(self, path: str | Path, *, force: bool = False) -> Path:
         """Write the model as one safetensors file (atomically; refuses to overwrite unless ``force``)."""
@@ -256,6 +281,8 @@ class Model:
         }
         if self.estimator is not None:
             meta["estimator"] = self.estimator
+        if self.training_summary is not None:
+            meta["training_summary"] = self.training_summary
         return tensors, meta
 
     def to_onnx(self, path: str | Path, *, force: bool = False, numbers: str = "float32") -> Path:
@@ -314,6 +341,7 @@ class Prepared:
     number_format: dict[str, Any]
     notices: list[str]
     source: str
+    training_summary: dict[str, Any] | None = None  # data.summary of the training rows, saved for drift checks
 
     @property
     def n_out(self) -> int:
@@ -347,12 +375,12 @@ class Prepared:
         model = Model(schema=self.schema, preprocessor=self.preprocessor, network=network, spec=spec, config=self.cfg,
                       metrics={}, history=history, data_fingerprint=self.data_fingerprint, versions=_versions(),
                       notices=list(self.notices), device=self.device, reading=self.number_format,
-                      splits=self.splits)
+                      splits=self.splits, training_summary=self.training_summary)
         for name in ("valid", "test"):
             if len(self.batches[name]):
                 model.metrics[name] = compute(self.schema.task, self.batches[name].y, model._output(self.batches[name]))
         # timings are kept out of the saved history so that the same seed writes the same file bytes
-        model.history = {**model.history, "seconds": None,
+        model.history = {**model.history, "seconds": None, "device": str(self.device),
                          "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in history.epochs]}
         model.train_seconds = history.seconds
         return model
@@ -380,24 +408,34 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
     df = drop_missing_target(raw, target, source=source, notify=notify)
     schema = infer_schema(raw, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
                           source=source, notify=notify)
-    codes = None if schema.task == "regression" else Preprocessor(schema).encode_target(df[target], source=source)
+    rows = split_rows(df, schema, cfg, source=source, notify=notify)
+    device = resolve_device(cfg.device)
+    cfg = resolve(cfg, n_train=len(rows["train"]), device_type=device.type, native_bf16=native_bf16(device))
+    with _torch_threads(cfg.threads or available_cores()):
+        pre = Preprocessor(schema, scaling=cfg.scaling, max_categories=cfg.max_categories)
+        pre.fit(df.iloc[rows["train"]], source=source, notify=notify)
+        # the splits are rows of the table the schema was inferred from: the predict-time type check has nothing to add
+        batches = {name: pre.transform(df.iloc[idx], source=source, notify=no_notice, with_target=True,
+                                       check_types=False) for name, idx in rows.items()}
+        summary = summarize(df.iloc[rows["train"]], schema)
+    return Prepared(cfg=cfg, target=target, schema=schema, preprocessor=pre, batches=batches,
+                    splits={name: df.index[idx].to_numpy() for name, idx in rows.items()}, device=device,
+                    data_fingerprint=data_fingerprint, number_format=number_format, notices=notify.messages,
+                    source=source, training_summary=summary)
+
+
+def split_rows(df: pd.DataFrame, schema: Schema, cfg: TrainConfig, *, source: str = "the data",
+               notify: Any = no_notice) -> dict[str, np.ndarray]:
+    """Positions in ``df`` (the training table's labelled rows) of the ``"train"``, ``"valid"`` and ``"test"``
+    rows, as :func:`prepare` splits them with ``cfg``'s seed and sizes; the report recovers a model's test split
+    with it."""
+    codes = None if schema.task == "regression" else Preprocessor(schema).encode_target(df[schema.target],
+                                                                                         source=source)
     train_idx, valid_idx, test_idx = split(len(df), y=codes, test_size=cfg.test_size, valid_size=cfg.valid_size,
                                            seed=cfg.seed, notify=notify, source=source)
     if not cfg.early_stopping:  # nothing to validate against: train on every non-test row, as the classic recipe
         train_idx, valid_idx = np.sort(np.concatenate([train_idx, valid_idx])), valid_idx[:0]
-    device = resolve_device(cfg.device)
-    cfg = resolve(cfg, n_train=len(train_idx), device_type=device.type, native_bf16=native_bf16(device))
-    rows = {"train": train_idx, "valid": valid_idx, "test": test_idx}
-    with _torch_threads(cfg.threads or available_cores()):
-        pre = Preprocessor(schema, scaling=cfg.scaling, max_categories=cfg.max_categories)
-        pre.fit(df.iloc[train_idx], source=source, notify=notify)
-        # the splits are rows of the table the schema was inferred from: the predict-time type check has nothing to add
-        batches = {name: pre.transform(df.iloc[idx], source=source, notify=no_notice, with_target=True,
-                                       check_types=False) for name, idx in rows.items()}
-    return Prepared(cfg=cfg, target=target, schema=schema, preprocessor=pre, batches=batches,
-                    splits={name: df.index[idx].to_numpy() for name, idx in rows.items()}, device=device,
-                    data_fingerprint=data_fingerprint, number_format=number_format, notices=notify.messages,
-                    source=source)
+    return {"train": train_idx, "valid": valid_idx, "test": test_idx}
 
 
 def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), checkpoint: str | Path | None = None,
@@ -481,9 +519,13 @@ def _from_bundle(tensors: dict[str, torch.Tensor], meta: dict[str, Any], *, name
         if bad or spec["n_num"] != pre.n_num or list(spec["cat_cardinalities"]) != pre.cat_cardinalities \
                 or spec["n_out"] != n_out:
             raise ValueError("the preprocessing state, the schema and the network do not fit together")
+        summary = meta.get("training_summary")
+        if summary is not None and not (isinstance(summary, dict) and isinstance(summary.get("columns"), dict)):
+            raise ValueError(f"unreadable training summary {str(summary)[:100]}")
         model = Model(schema=schema, preprocessor=pre, network=network.eval(), spec=spec, config=config,
                       metrics=extras["metrics"], history=extras["history"], data_fingerprint=extras["data"],
-                      versions=extras["versions"], estimator=meta.get("estimator"), reading=reading)
+                      versions=extras["versions"], estimator=meta.get("estimator"), reading=reading,
+                      training_summary=summary)
         # a smoke run on one all-missing row exercises every stored array before a user's data does
         model._output(pre.transform(pd.DataFrame({c: [None] for c in schema.feature_names()}, dtype=object)))
     except Exception as exc:  # anything a consistent, checksummed-but-wrong file can trigger

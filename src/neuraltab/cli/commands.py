@@ -144,6 +144,9 @@ def _print_json(obj: Any) -> None:
                                                 show_default=True)),
         parameter("quiet", bool, typer.Option(False, "--quiet", "-q", help="No progress or notices.",
                                               show_default=True)),
+        parameter("report", Optional[Path], typer.Option(None, "--report", help="Also write the HTML report (see "
+                                                         "`neuraltab report`) to this file; --force overwrites it.",
+                                                         show_default="none")),
     ])
 def train(**given: Any) -> None:
     """Train a model on DATA to predict --target, report test metrics and save the model file.
@@ -160,11 +163,19 @@ def train(**given: Any) -> None:
         ckpt = out.with_name(out.name + ".ckpt")
         overwrite = force or (resume and ckpt.exists())  # resuming a run may replace its own interrupted result
         check_writable(out, force=overwrite)  # fail now, not after training
+        report_file = given["report"]
+        if report_file is not None:
+            if report_file.resolve() == out.resolve():
+                raise UserError(f"{report_file}: is also the model file; give the report another name (.html)")
+            _check_report_dependencies()
+            check_writable(report_file, force=force)
         progress = Progress(_stderr(), quiet=quiet)
         fitted = api.fit(str(data), target, callbacks=[progress], encoding=given["encoding"], decimal=given["decimal"],
                          checkpoint=ckpt, checkpoint_every=given["checkpoint_every"], resume=resume,
                          **config_values(given))
         fitted.save(out, force=overwrite)
+        if report_file is not None:
+            fitted.report(str(data), report_file, force=force, notify=progress.on_notice)
         if fitted.history["stop_reason"] == "interrupted" and not quiet:
             _stderr().print(f"interrupted: saved the best model so far; continue with the same command and --resume "
                             f"(state in {ckpt})")
@@ -172,7 +183,8 @@ def train(**given: Any) -> None:
                   "best_epoch": fitted.history["best_epoch"], "epochs_run": len(fitted.history["epochs"]),
                   "stop_reason": fitted.history["stop_reason"], "train_seconds": round(fitted.train_seconds, 3),
                   "path": fitted.history["path"], "path_reason": fitted.history["path_reason"],
-                  "notices": [cli_words(n) for n in fitted.notices]}
+                  "notices": [cli_words(n) for n in fitted.notices],
+                  **({"report_file": str(report_file)} if report_file is not None else {})}
         if as_json:
             _print_json(result)
             return
@@ -183,6 +195,43 @@ def train(**given: Any) -> None:
         elif "valid" in fitted.metrics:
             _print_metrics(console, "validation metrics", fitted.metrics["valid"], fitted.classes)
         console.print(f"model saved to {out}")
+        if report_file is not None:
+            console.print(f"report written to {report_file}")
+
+    _run(body)
+
+
+def _check_report_dependencies() -> None:
+    from .. import report as reporting
+
+    missing = reporting.missing_dependencies()
+    if missing:
+        raise UserError(f"the report needs {', '.join(missing)}: {reporting.INSTALL_HINT}")
+
+
+@app.command()
+def report(
+    model_file: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `neuraltab train`."),
+    data: Optional[Path] = typer.Argument(None, help="Table with the target column: the training table gives the "
+                                          "test split's metrics and the baselines; other rows are evaluated whole.",
+                                          show_default="none: what MODEL records"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write.",
+                                          show_default="next to MODEL, as .html"),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing report.", show_default=True),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notices.", show_default=True),
+) -> None:
+    """Write one self-contained HTML file about MODEL: summary, network, learning curves, diagnostics, importance,
+    data checks and baselines on the same split (no scripts, nothing fetched, no data rows)."""
+
+    def body() -> None:
+        out = output if output is not None else model_file.with_suffix(".html")
+        _check_report_dependencies()
+        check_writable(out, force=force)
+        progress = Progress(_stderr(), quiet=quiet)
+        fitted = api.load(model_file)
+        fitted.report(None if data is None else str(data), out, force=force, notify=progress.on_notice)
+        if not quiet:
+            _stderr().print(f"wrote the report to {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
     _run(body)
 

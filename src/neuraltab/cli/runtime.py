@@ -101,7 +101,7 @@ def choose_wait_policy(*, environ: MutableMapping[str, str] = os.environ, module
 
 
 # the commands that compute, for which the 0.1 s sample pays off (not `info` or `--help`)
-COMPUTING_COMMANDS = ("train", "evaluate", "predict", "demo")
+COMPUTING_COMMANDS = ("train", "evaluate", "predict", "demo", "report")
 WAIT_POLICY: str | None = None  # what prepare() set, for the progress line to say
 
 
