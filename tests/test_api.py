@@ -50,6 +50,25 @@ def test_predictions_come_back_as_written_and_in_order(binary_model):
     assert (model.predict(shuffled).to_numpy() == labels.to_numpy()[shuffled.index.to_numpy()]).all()
 
 
+def test_predictions_for_a_dataframe_carry_its_index(binary_model, tmp_path):
+    df, model = binary_model
+    tail = df.iloc[300:]  # a slice: its index starts at 300, so a 0..n-1 result would align with nothing
+    shuffled = df.sample(frac=1.0, random_state=2)
+    for frame in (tail, shuffled, shuffled.set_axis([f"r{i}" for i in range(len(df))])):
+        labels, proba, table = model.predict(frame), model.predict_proba(frame), model.predict_table(frame)
+        for result in (labels, proba, table):
+            assert result.index.equals(frame.index)
+        assigned = frame.assign(pred=labels)
+        assert assigned["pred"].notna().all()
+        # each row keeps its own prediction: the same as predicting that row in file order
+        in_order = model.predict(frame.reset_index(drop=True)).to_numpy()
+        assert (assigned["pred"].to_numpy() == in_order).all()
+    # a file has no index of its own: rows are numbered 0..n-1
+    path = tmp_path / "tail.csv"
+    tail.to_csv(path, index=False)
+    assert model.predict(path).index.equals(pd.RangeIndex(len(tail)))
+
+
 def test_predict_on_the_test_split_reproduces_the_test_accuracy_exactly(binary_model):
     df, model = binary_model
     test_rows = df.loc[model.splits["test"]]

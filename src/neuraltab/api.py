@@ -167,23 +167,25 @@ class Model:
         A text file is read with the training file's decimal mark (see :meth:`info`) unless ``decimal`` ("." or
         ",") is given; the same holds for :meth:`predict_proba`, :meth:`predict_table` and :meth:`evaluate`.
         """
-        _, batch = self._batch(data, with_target=False, notify=_notifier(notify), decimal=decimal)
+        df, batch = self._batch(data, with_target=False, notify=_notifier(notify), decimal=decimal)
         out = self._output(batch)
-        return pd.Series(out, name="prediction") if self.task == "regression" else self._labels(out).rename("prediction")
+        labels = pd.Series(out, name="prediction") if self.task == "regression" else self._labels(out).rename("prediction")
+        return labels.set_axis(_index_of(data, df))
 
     def predict_proba(self, data: Any, *, decimal: str | None = None, notify: Any = None) -> pd.DataFrame:
         """Class probabilities, one column per class label (classification only)."""
         if self.task == "regression":
             raise SchemaError("predict_proba is for classification models; this model does regression: use predict")
-        _, batch = self._batch(data, with_target=False, notify=_notifier(notify), decimal=decimal)
-        return pd.DataFrame(self._output(batch), columns=list(self.classes))
+        df, batch = self._batch(data, with_target=False, notify=_notifier(notify), decimal=decimal)
+        return pd.DataFrame(self._output(batch), columns=list(self.classes), index=_index_of(data, df))
 
     def predict_table(self, data: Any, *, id_column: str | None = None, decimal: str | None = None,
                       notify: Any = None) -> pd.DataFrame:
         """The table ``neuraltab predict`` writes: [id], prediction, and proba_<label> per class."""
         notify = _notifier(notify)
         df, batch = self._batch(data, with_target=False, notify=notify, decimal=decimal)
-        return self._prediction_table(df, self._output(batch), id_column=id_column, source=source_name(data))
+        table = self._prediction_table(df, self._output(batch), id_column=id_column, source=source_name(data))
+        return table.set_axis(_index_of(data, df))
 
     def predict_file(self, data: Any, output: str | Path | None, *, id_column: str | None = None,
                      decimal: str | None = None, force: bool = False, notify: Any = None,
@@ -275,6 +277,12 @@ class Model:
             "reading": self.reading,
             "versions": self.versions,
         } | ({"estimator": self.estimator} if self.estimator is not None else {})
+
+
+def _index_of(data: Any, df: pd.DataFrame) -> pd.Index:
+    """The index predictions for ``data`` carry: a DataFrame's own (so ``test["pred"] = model.predict(test)`` lines
+    up row by row), 0..n-1 for a file."""
+    return df.index if isinstance(data, pd.DataFrame) else pd.RangeIndex(len(df))
 
 
 # ======================================================================================================================
