@@ -291,3 +291,22 @@ def test_a_file_without_quotes_names_its_first_ragged_line(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match="line 150001 has 2 fields but the header has 3"):
         read_table(path)
+
+
+# ======================================================================================================================
+# read_table: spaces around values
+# ======================================================================================================================
+def test_spaces_around_text_values_are_removed_with_a_notice_when_that_merges_values(tmp_path):
+    path = _write(tmp_path, "t.csv", "size,answer,note\n1, no,a b\n2,no ,c\n3,no,d \n4,yes,e\n")
+    notices = Notices()
+    df = read_table(path, notify=notices)
+    assert df["answer"].tolist() == ["no", "no", "no", "yes"]
+    assert df["note"].tolist() == ["a b", "c", "d", "e"]  # inner spaces are the value's own
+    assert len(notices) == 1 and "'answer'" in notices.text and "'note'" not in notices.text  # 'd ' merged nothing
+    frame = pd.DataFrame({"answer": [" no", "no", None, 3], "x": [1.0, 2.0, 3.0, 4.0]})
+    notices = Notices()
+    assert read_table(frame, notify=notices)["answer"].tolist()[:2] == ["no", "no"]
+    assert frame["answer"].tolist()[0] == " no" and "'answer'" in notices.text  # the caller's frame is untouched
+    notices = Notices()
+    read_table(pd.DataFrame({"answer": ["no", "yes"]}), notify=notices)
+    assert not notices

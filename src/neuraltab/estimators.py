@@ -149,6 +149,8 @@ class _NeuralTabEstimator(BaseEstimator):
         if self._task == "regression":
             return y.astype(np.float64)
         check_classification_targets(y)
+        if y.dtype == object or y.dtype.kind == "U":  # as the model reads them: " no" and "no" are one class
+            y = np.array([v.strip() if isinstance(v, str) else v for v in y], dtype=y.dtype)
         return y
 
     # --------------------------------------------------------------------------------------------------- predict

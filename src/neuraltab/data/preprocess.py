@@ -294,7 +294,7 @@ class Preprocessor:
                                   f"must be finite and within ±{_MAX_TARGET:g}: rescale the column (divide by a power "
                                   "of ten)")
             return array.astype(np.float32)
-        lookup = {label_key(c): i for i, c in enumerate(self.schema.classes)}
+        lookup = self.schema.class_codes()
         keys = _category_keys(y)
         codes = pd.Series(keys).map(lookup)
         if codes.isna().any():

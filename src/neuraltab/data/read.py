@@ -111,7 +111,38 @@ def read_table_and_format(source: str | Path | pd.DataFrame, *, encoding: str | 
         number_format = {"decimal": decimal, "decimal_from": "given"}
     else:
         number_format = {"decimal": detected, "decimal_from": "detected" if detected else None}
-    return _clean_column_names(df, name, notify), number_format
+    return _strip_values(_clean_column_names(df, name, notify), name, notify), number_format
+
+
+def _strip_values(df: pd.DataFrame, name: str, notify: Notify) -> pd.DataFrame:
+    """``df`` with spaces around text values removed (column names are stripped too), so that " no", "no " and "no"
+    are one category or class; a notice names the columns where that merged values. The input is not modified."""
+    out = df
+    merged: list[str] = []
+    for j in range(df.shape[1]):
+        s = df.iloc[:, j]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
+            continue
+        if s.dtype == object:  # mixed cells: only the text ones change
+            stripped = s.map(lambda v: v.strip() if isinstance(v, str) else v)
+        else:
+            stripped = s.str.strip()
+        changed = (s.notna() & (stripped != s)).to_numpy(dtype=bool)
+        if not changed.any():
+            continue
+        if out is df:
+            out = df.copy()
+        out.isetitem(j, stripped)
+        raw = pd.Series(pd.unique(s.dropna()), dtype=object)
+        keys = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
+        together = keys.duplicated(keep=False).to_numpy()
+        if together.any():
+            examples = ", ".join(repr(v) for v in raw[together].iloc[:3])
+            merged.append(f"{str(df.columns[j])!r} ({examples} ...)")
+    if merged:
+        notify(f"{name}: removed spaces around text values, which made values that differed only in them one "
+               f"value, in {len(merged)} column(s): " + "; ".join(merged[:5]) + (" ..." if len(merged) > 5 else ""))
+    return out
 
 
 def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: Notify,

@@ -49,6 +49,8 @@ class Schema:
     features: tuple[Column, ...]
     classes: tuple[Any, ...] = ()  # class labels as the user wrote them (classification only), sorted
     dropped: tuple[tuple[str, str], ...] = ()  # (column, reason)
+    # other spellings of a class (label_key -> class), as "Y", "true" and "1" of a yes/no target's "yes"
+    aliases: tuple[tuple[str, Any], ...] = ()
 
     @property
     def n_classes(self) -> int:
@@ -58,13 +60,16 @@ class Schema:
         return [c.name for c in self.features]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "target": self.target,
             "task": self.task,
             "classes": list(self.classes),
             "features": [{"name": c.name, "kind": c.kind} for c in self.features],
             "dropped": [{"name": n, "reason": r} for n, r in self.dropped],
         }
+        if self.aliases:  # only then: a model without them writes the bytes it always did
+            out["aliases"] = [[k, c] for k, c in self.aliases]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Schema":
@@ -74,7 +79,15 @@ class Schema:
             classes=tuple(d["classes"]),
             features=tuple(Column(c["name"], c["kind"]) for c in d["features"]),
             dropped=tuple((c["name"], c["reason"]) for c in d["dropped"]),
+            aliases=tuple((str(k), c) for k, c in d.get("aliases", [])),  # files written before aliases have none
         )
+
+    def class_codes(self) -> dict[str, int]:
+        """Each class's position by the :func:`label_key` of every spelling of it (the class and its aliases)."""
+        codes = {label_key(c): i for i, c in enumerate(self.classes)}
+        for key, c in self.aliases:
+            codes[key] = codes[label_key(c)]
+        return codes
 
 
 def label_key(value: Any) -> str:
@@ -137,7 +150,7 @@ def infer_schema(
     if len(labelled) < 2:
         raise DataError(f"{source}: has {len(labelled)} usable row(s) (rows with a target value); training needs at "
                         "least 4 (2 with test_size=0): add rows")
-    task, classes = _infer_task(labelled[target], task, target, source, notify)
+    task, classes, aliases = _infer_task(labelled[target], task, target, source, notify)
 
     features: list[Column] = []
     dropped: list[tuple[str, str]] = []
@@ -164,7 +177,8 @@ def infer_schema(
     for col, how in _leaks(labelled, target, [c.name for c in features], task, n_unique if labelled is df else {}):
         notify(f"{source}: column {col!r} {how} the target {target!r}: a leak? The model will just copy it, which is "
                f"useless unless it is known when predicting for real; if not, drop it ({option('drop', [col])})")
-    return Schema(target=target, task=task, features=tuple(features), classes=classes, dropped=tuple(dropped))
+    return Schema(target=target, task=task, features=tuple(features), classes=classes, dropped=tuple(dropped),
+                  aliases=aliases)
 
 
 def _target_not_found(target: Any, columns: list[str], source: str) -> str:
@@ -252,9 +266,21 @@ def _leaks(df: pd.DataFrame, target: str, features: list[str], task: str,
     return found
 
 
-def _infer_task(y: pd.Series, task: str, target: str, source: str, notify: Notify) -> tuple[str, tuple[Any, ...]]:
+# spellings of yes and no a boolean-looking target mixes ("Y", "true", "1"), compared in lower case
+_TRUTH = {"yes": True, "y": True, "true": True, "t": True, "1": True,
+          "no": False, "n": False, "false": False, "f": False, "0": False}
+
+
+def _infer_task(y: pd.Series, task: str, target: str, source: str,
+                notify: Notify) -> tuple[str, tuple[Any, ...], tuple[tuple[str, Any], ...]]:
     values = y.dropna()
     n_unique = values.nunique()
+    aliases: tuple[tuple[str, Any], ...] = ()
+    if task in ("auto", "binary") and 2 < n_unique <= len(_TRUTH) and not pd.api.types.is_numeric_dtype(values):
+        aliases = _yes_no_spellings(values, target, source, notify)
+        if aliases:
+            values = values[~values.map(label_key).isin(dict(aliases))]  # the two classes' own spellings
+            n_unique = 2
     is_numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if task == "auto":
         if not is_numeric:
@@ -277,7 +303,7 @@ def _infer_task(y: pd.Series, task: str, target: str, source: str, notify: Notif
         if n_unique < 2:
             raise SchemaError(f"{source}: target {target!r} has a single value ({_plain(values.iloc[0])!r}); "
                               "a model needs a target that varies")
-        return task, ()
+        return task, (), ()
     if n_unique < 2:
         only = _plain(values.iloc[0]) if len(values) else None
         raise SchemaError(f"{source}: target {target!r} has a single class ({only!r}); "
@@ -293,7 +319,26 @@ def _infer_task(y: pd.Series, task: str, target: str, source: str, notify: Notif
         classes = tuple(sorted(by_key.values()))
     except TypeError:
         classes = tuple(sorted(by_key.values(), key=label_key))
-    return task, classes
+    return task, classes, aliases
+
+
+def _yes_no_spellings(values: pd.Series, target: str, source: str, notify: Notify) -> tuple[tuple[str, Any], ...]:
+    """For a target that writes yes and no several ways (yes/no/Y/N/true/false/1/0): each other spelling's
+    :func:`label_key` and the class it means, the most frequent spelling of each side; else ()."""
+    counts = values.map(label_key).value_counts()
+    if not all(str(k).lower() in _TRUTH for k in counts.index):
+        return ()
+    sides: dict[bool, list[str]] = {True: [], False: []}
+    for key in counts.index:  # most frequent first (ties: as value_counts ordered them)
+        sides[_TRUTH[str(key).lower()]].append(str(key))
+    if not sides[True] or not sides[False]:
+        return ()
+    first = {label_key(v): _plain(v) for v in pd.unique(values)}
+    aliases = tuple((key, first[side[0]]) for side in sides.values() for key in side[1:])
+    shown = "; ".join(f"{first[side[0]]!r} ({', '.join(repr(k) for k in side[1:]) or 'only'})"
+                      for side in sides.values())
+    notify(f"{source}: target {target!r} writes yes and no {len(counts)} ways: read as two classes, {shown}")
+    return aliases
 
 
 def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, notify: Notify,
