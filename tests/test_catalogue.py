@@ -493,7 +493,9 @@ def test_mixed_type_columns():
     data = table.assign(mostly_numbers=mostly_numbers, half=half.astype(object)).drop(columns="income")
     model, notes = fit(data)
     assert kinds(model)["mostly_numbers"] == "numeric" and kinds(model)["half"] == "categorical"
-    has(notes.text, "'mostly_numbers'", "2 value(s) are not numbers", "'unknown'")
+    # "n.a." is a missing-value marker (issue 20): missing, not a value that is not a number
+    has(notes.text, "'mostly_numbers'", "1 value(s) are not numbers", "'unknown'")
+    assert "'n.a.'" not in notes.text
     check_predictions(model, data, len(table))
 
 

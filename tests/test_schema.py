@@ -155,8 +155,9 @@ def test_numbers_stored_as_text_are_numeric_with_a_notice():
     notices = Notices()
     kinds, _ = _kinds(_base(price=values), notify=notices)
     assert kinds["price"] == "numeric"
-    # "N/A" is a missing-value marker (issue 6): missing, not one of the values that are not numbers
-    assert "'price'" in notices.text and "2 value(s)" in notices.text and "N/A" not in notices.text
+    # "N/A" (issue 6) and "-" (issue 20) are missing-value markers: missing, not values that are not numbers
+    assert "'price'" in notices.text and "1 value(s)" in notices.text and "N/A" not in notices.text
+    assert "'-'" not in notices.text
 
 
 def test_text_with_many_non_numbers_is_categorical():

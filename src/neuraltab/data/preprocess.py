@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..errors import Notify, SchemaError, no_notice, option
 from .quantile import quantile_normal_rows, quantile_normal_transform
-from .read import NULL_MARKERS
+from .read import NULL_MARKERS, parse_numbers
 from .schema import Schema, label_key, parse_datetimes
 
 __all__ = ["Batch", "Preprocessor", "quantile_normal_transform"]
@@ -342,7 +342,7 @@ def _overflow_scale(x: np.ndarray) -> np.ndarray:
 def _to_float(s: pd.Series, col: str, source: str, notify: Notify, *, check_types: bool) -> np.ndarray:
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
-    values = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
+    values = parse_numbers(s)
     if check_types:
         _check_parsed(s, values.isna().to_numpy(), col, "numbers", source, notify)
     return values.to_numpy(dtype=np.float64, na_value=np.nan)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, Notify, SchemaError, closest_names, no_notice, option
-from .read import NULL_MARKERS
+from .read import NULL_MARKERS, parse_numbers
 
 __all__ = [
     "KINDS",
@@ -358,12 +358,15 @@ def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, noti
         return "categorical", ""
     if forced == "numeric":
         if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
-            parsed = pd.to_numeric(non_null, errors="coerce")
-            if parsed.isna().any():
-                bad = non_null[parsed.isna()].iloc[0]
-                raise SchemaError(f"{source}: column {col!r} given to {option('numeric')} has non-numeric values such as "
-                                  f"{bad!r}; "
-                                  "clean them or leave the column to be inferred")
+            text = non_null.astype(str).str.strip()
+            failed = parse_numbers(text).isna().to_numpy() & ~text.isin(_MARKERS).to_numpy(dtype=bool)
+            if len(text) and failed.all():
+                raise SchemaError(f"{source}: column {col!r} given to {option('numeric')} has no numbers, only values "
+                                  f"such as {text.iloc[0]!r}; clean them or leave the column to be inferred")
+            if failed.any():  # asked for: the values that are not numbers are missing, and the notice counts them
+                examples = ", ".join(repr(v) for v in pd.unique(text[failed])[:3])
+                notify(f"{source}: column {col!r} given to {option('numeric')}: {int(failed.sum())} of {len(text)} "
+                       f"value(s) are not numbers ({examples}); they are treated as missing")
         return "numeric", ""
     if len(non_null) == 0:
         return None, "all values missing"
@@ -392,7 +395,7 @@ def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, noti
     n_unique = text.nunique()
     if n_unique == 1:
         return None, "constant"
-    parsed = pd.to_numeric(text, errors="coerce")
+    parsed = parse_numbers(text)
     n_bad = int(parsed.isna().sum())
     if n_bad <= 0.05 * len(text) and n_bad < len(text):
         if n_bad:
@@ -402,6 +405,12 @@ def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, noti
         return "numeric", ""
     if _looks_like_dates(text):
         return "datetime", ""
+    if n_bad < 0.5 * len(text):  # mostly numbers: say why it is text, and how to have numbers
+        unparsed = text[parsed.isna()].value_counts()
+        examples = ", ".join(repr(v) for v in unparsed.index[:5]) + (" ..." if len(unparsed) > 5 else "")
+        notify(f"{source}: column {col!r} looks numeric, but {n_bad} of {len(text)} value(s) are not numbers "
+               f"({examples}), so it is read as text; to read it as numbers with those values missing, pass "
+               f"{option('numeric', [col])}")
     if n_unique == n and n >= 20:
         return None, "ID-like: a distinct value per row"
     if n >= 100 and n_unique > 0.9 * n:
