@@ -27,7 +27,7 @@ from .data.schema import Schema, drop_missing_target, infer_schema
 from .data.split import fingerprint, split
 from .data.write import write_table
 from .device import native_bf16, resolve_device, threads_for, to_tensors
-from .errors import ArtifactError, Message, SchemaError, no_notice, option
+from .errors import ArtifactError, ConfigError, Message, SchemaError, no_notice, option
 from .metrics import compute
 from .networks import build, network_for, predict_output
 from .system import available_cores
@@ -416,8 +416,13 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
             if resume and not ckpt.path.exists():
                 _Notices(callbacks, into=prepared.notices)(f"{ckpt.path}: no checkpoint to resume from; training "
                                                            "from the start")
-        history = train(network, prepared.tensors("train"), prepared.tensors("valid"), task=prepared.schema.task,
-                        cfg=cfg, callbacks=callbacks, checkpoint=ckpt, resume=resume, fast=fast)
+        try:
+            history = train(network, prepared.tensors("train"), prepared.tensors("valid"), task=prepared.schema.task,
+                            cfg=cfg, callbacks=callbacks, checkpoint=ckpt, resume=resume, fast=fast)
+        except ConfigError:  # a diverged run: its checkpoint would only diverge again, so none is left behind
+            if ckpt is not None:
+                ckpt.path.unlink(missing_ok=True)
+            raise
         if ckpt is not None and history.stop_reason != "interrupted":
             ckpt.path.unlink(missing_ok=True)
         return prepared.model(network, spec, history)

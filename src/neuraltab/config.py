@@ -104,6 +104,9 @@ class TrainConfig:
     time_limit: float | None = _option(None, "Seconds of training at most; the best model so far is kept.",
                                        rule=(lambda v: v is None or (_is_num(v) and v > 0),
                                              "a positive number of seconds"), chosen="no limit")
+    keep_diverged: bool = _option(False, "When the loss explodes or becomes NaN, keep the best epoch before it (or, "
+                                  "without one, the last finite weights) instead of stopping with an error.",
+                                  rule=(lambda v: isinstance(v, bool), "True or False"))
     # --- data ---------------------------------------------------------------------------------------------------
     scaling: str = _option("auto", "Numeric scaling: quantile, standard or none; auto is quantile for the default "
                            "model and standard for the plain MLP.", choices=SCALINGS)
