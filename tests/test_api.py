@@ -375,3 +375,17 @@ def test_layers_drawn_from_a_generator_equal_torchs_own_from_the_global_one():
     torch.manual_seed(3)
     theirs = nn.Dropout(0.3).train()(x)
     assert torch.equal(Dropout(0.3, generator=torch.Generator().manual_seed(3)).train()(x), theirs)
+
+
+def test_labels_and_categories_written_with_leading_zeros_are_kept_as_written(tmp_path):
+    rows = [f"{i % 7},{['02134', '10001', '00501'][i % 3]},{['001', '002', '010'][i % 3]}" for i in range(60)]
+    path = tmp_path / "codes.csv"
+    path.write_text("x,zip,y\n" + "\n".join(rows) + "\n")
+    model = neuraltab.fit(path, "y", **(FAST | {"epochs": 2}))
+    assert model.classes == ("001", "002", "010")  # not 1, 2 and 10
+    assert dict(model.preprocessor.vocabs)["zip"] == ["00501", "02134", "10001"]
+    model.save(tmp_path / "m.ntab")
+    loaded = neuraltab.load(tmp_path / "m.ntab")
+    assert set(loaded.predict(path)) <= {"001", "002", "010"}
+    assert list(loaded.predict_table(path).columns) == ["prediction", "proba_001", "proba_002", "proba_010"]
+    assert read_table(path)["y"].tolist()[:3] == ["001", "002", "010"]

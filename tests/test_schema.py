@@ -408,3 +408,15 @@ def test_a_target_with_spaces_around_its_labels_has_one_class_per_label(tmp_path
     assert model.classes == ("no", "yes")
     assert set(model.predict(path)) <= {"no", "yes"}
     assert model.evaluate(path)["n"] == 60  # " no" is the known label "no", not one the model never saw
+
+
+@pytest.mark.parametrize(("target", "words"), [
+    ([f"2019-01-{d:02d} 10:{m:02d}" for d in range(1, 29) for m in range(0, 60, 15)], "choose another target"),
+    ([f"user-{i}" for i in range(100)], "choose another target"),
+    ([f"{v:.1f}" for v in np.linspace(0, 50, 100)], "task='regression'"),
+])
+def test_a_target_with_nearly_one_value_per_row_is_a_one_line_error(target, words):
+    with pytest.raises(SchemaError, match="nearly one per row") as info:
+        infer_schema(_frame(target), "y")
+    assert words in str(info.value) and "\n" not in str(info.value)
+    assert infer_schema(_frame([f"c{i % 15}" for i in range(100)]), "y").task == "multiclass"  # 15 classes: fine

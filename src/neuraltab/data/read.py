@@ -176,9 +176,13 @@ def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: 
     newlines = (b'"' in source if source is not None else _has_quote(path)) if utf8 or source is not None else True
     parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=newlines)
 
+    # codes written with leading zeros ("001", "02134") stay text: the parser would make them 1 and 2134
+    as_text = {name: pa.string() for name in _leading_zero_columns(text, delimiter)}
+
     def read(decimal_point: str) -> pa.Table:
         convert_opts = pacsv.ConvertOptions(null_values=NULL_MARKERS, strings_can_be_null=True,
-                                            quoted_strings_can_be_null=True, decimal_point=decimal_point)
+                                            quoted_strings_can_be_null=True, decimal_point=decimal_point,
+                                            column_types=as_text)
         return pacsv.read_csv(io.BytesIO(source) if source is not None else path, read_options=read_opts,
                               parse_options=parse_opts, convert_options=convert_opts)
 
@@ -222,6 +226,25 @@ def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: 
         for j, note in again["decimal"].items():  # columns only this read converts ("1.234.567,5" is in both)
             notes["decimal"].setdefault(j, note)
     return df, notes
+
+
+_LEADING_ZERO = re.compile(r"^[+-]?0\d+$")
+
+
+def _leading_zero_columns(text: str, delimiter: str) -> list[str]:
+    """Header names of the columns whose values in the file's first lines include whole numbers written with a
+    leading zero ("001"): codes and labels, to be kept as written."""
+    rows = list(csv.reader(text.splitlines()[:1000], delimiter=delimiter))
+    if len(rows) < 2:
+        return []
+    header = rows[0]
+    found = set()
+    for row in rows[1:-1] if len(rows) > 2 else rows[1:]:  # the last line may be cut short
+        for j, value in enumerate(row[: len(header)]):
+            if j not in found and _LEADING_ZERO.match(value.strip()):
+                found.add(j)
+    names = [header[j] for j in sorted(found)]
+    return [n for n in names if header.count(n) == 1]  # a repeated name cannot be told apart
 
 
 def _has_quote(path: Path) -> bool:

@@ -266,6 +266,9 @@ def _leaks(df: pd.DataFrame, target: str, features: list[str], task: str,
     return found
 
 
+# a classification target with at least this many classes, over half as many as rows, is not one
+_MANY_CLASSES, _CLASS_SHARE = 20, 0.5
+
 # spellings of yes and no a boolean-looking target mixes ("Y", "true", "1"), compared in lower case
 _TRUTH = {"yes": True, "y": True, "true": True, "t": True, "1": True,
           "no": False, "n": False, "false": False, "f": False, "0": False}
@@ -308,6 +311,13 @@ def _infer_task(y: pd.Series, task: str, target: str, source: str,
         only = _plain(values.iloc[0]) if len(values) else None
         raise SchemaError(f"{source}: target {target!r} has a single class ({only!r}); "
                           "classification needs at least two classes in the data")
+    if n_unique >= _MANY_CLASSES and n_unique > _CLASS_SHARE * len(values):
+        numbers = parse_numbers(values.astype(str)).notna().mean() > 0.95 if values.dtype == object or \
+            pd.api.types.is_string_dtype(values) else pd.api.types.is_numeric_dtype(values)
+        fix = (f"to predict it as a number, pass {option('task', 'regression')}; else choose another target"
+               if numbers else "choose another target (a date, an ID or free text cannot be learned as classes)")
+        raise SchemaError(f"{source}: target {target!r} has {n_unique:,} distinct values in {len(values):,} rows, "
+                          f"nearly one per row, so a class has too few rows to learn from; {fix}")
     if task == "binary" and n_unique > 2:
         raise SchemaError(f"{source}: {option('task', 'binary')} but target {target!r} has {n_unique} classes; use "
                           f"{option('task', 'multiclass')}")
@@ -397,7 +407,9 @@ def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, noti
         return None, "constant"
     parsed = parse_numbers(text)
     n_bad = int(parsed.isna().sum())
-    if n_bad <= 0.05 * len(text) and n_bad < len(text):
+    # whole numbers written with leading zeros ("001", "02134") are codes: categories kept as written
+    codes = n_bad == 0 and bool(text.str.match(r"^[+-]?0\d+$").any()) and bool(np.all(np.mod(parsed, 1) == 0))
+    if n_bad <= 0.05 * len(text) and n_bad < len(text) and not codes:
         if n_bad:
             examples = ", ".join(repr(v) for v in text[parsed.isna()].unique()[:3])
             notify(f"{source}: column {col!r} is numeric but {n_bad} value(s) are not numbers ({examples}); "
@@ -405,7 +417,7 @@ def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, noti
         return "numeric", ""
     if _looks_like_dates(text):
         return "datetime", ""
-    if n_bad < 0.5 * len(text):  # mostly numbers: say why it is text, and how to have numbers
+    if n_bad < 0.5 * len(text) and not codes:  # mostly numbers: say why it is text, and how to have numbers
         unparsed = text[parsed.isna()].value_counts()
         examples = ", ".join(repr(v) for v in unparsed.index[:5]) + (" ..." if len(unparsed) > 5 else "")
         notify(f"{source}: column {col!r} looks numeric, but {n_bad} of {len(text)} value(s) are not numbers "
