@@ -129,22 +129,23 @@ class Model:
         return f"<neuraltab.Model {self.spec['kind']} {head}, {len(self.schema.features)} features>"
 
     # --------------------------------------------------------------------------------------------------- predict
-    def _read(self, data: Any, *, with_target: bool, notify: Any, decimal: str | None = None) -> pd.DataFrame:
+    def _read(self, data: Any, *, with_target: bool, notify: Any, decimal: str | None = None,
+              id_column: str | None = None) -> pd.DataFrame:
         source = source_name(data)
         df = read_table(data, decimal=self.reading["decimal"] if decimal is None else decimal, notify=notify)
         if with_target:
             df = drop_missing_target(df, self.schema.target, source=source, notify=notify)
         else:
-            expected = set(self.schema.feature_names()) | {self.schema.target}
+            expected = set(self.schema.feature_names()) | {self.schema.target, id_column}  # the ID is copied through
             extra = [c for c in df.columns if c not in expected]
             if extra:
                 shown = ", ".join(repr(c) for c in extra[:5]) + (" ..." if len(extra) > 5 else "")
                 notify(f"{source}: ignoring {len(extra)} column(s) the model does not use: {shown}")
         return df
 
-    def _batch(self, data: Any, *, with_target: bool, notify: Any,
-               decimal: str | None = None) -> tuple[pd.DataFrame, Batch]:
-        df = self._read(data, with_target=with_target, notify=notify, decimal=decimal)
+    def _batch(self, data: Any, *, with_target: bool, notify: Any, decimal: str | None = None,
+               id_column: str | None = None) -> tuple[pd.DataFrame, Batch]:
+        df = self._read(data, with_target=with_target, notify=notify, decimal=decimal, id_column=id_column)
         return df, self.preprocessor.transform(df, source=source_name(data), notify=notify, with_target=with_target)
 
     def _output(self, batch: Batch) -> np.ndarray:
@@ -183,7 +184,7 @@ class Model:
                       notify: Any = None) -> pd.DataFrame:
         """The table ``neuraltab predict`` writes: [id], prediction, and proba_<label> per class."""
         notify = _notifier(notify)
-        df, batch = self._batch(data, with_target=False, notify=notify, decimal=decimal)
+        df, batch = self._batch(data, with_target=False, notify=notify, decimal=decimal, id_column=id_column)
         table = self._prediction_table(df, self._output(batch), id_column=id_column, source=source_name(data))
         return table.set_axis(_index_of(data, df))
 
@@ -196,7 +197,7 @@ class Model:
         notify = _notifier(notify)
         clock = time.perf_counter()
         stages = timings if timings is not None else {}
-        df = self._read(data, with_target=False, notify=notify, decimal=decimal)
+        df = self._read(data, with_target=False, notify=notify, decimal=decimal, id_column=id_column)
         stages["read_s"], clock = time.perf_counter() - clock, time.perf_counter()
         batch = self.preprocessor.transform(df, source=source_name(data), notify=notify)
         stages["transform_s"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -210,12 +211,18 @@ class Model:
     def _prediction_table(self, df: pd.DataFrame, out: np.ndarray, *, id_column: str | None,
                           source: str) -> pd.DataFrame:
         columns: dict[str, Any] = {}
+        outputs = ["prediction"] if self.task == "regression" else \
+            ["prediction", *(f"proba_{label}" for label in self.classes)]
         if id_column is not None:
             if id_column not in df.columns:
                 from .errors import closest_names
 
                 raise SchemaError(f"{source}: the {option('id_column')} column {id_column!r} not found; "
                                   f"{closest_names(id_column, list(df.columns))}")
+            if id_column in outputs:  # the predictions would replace it in the output
+                raise SchemaError(f"{source}: the {option('id_column')} column {id_column!r} has the name of an "
+                                  f"output column ({', '.join(repr(c) for c in outputs[:4])}"
+                                  f"{' ...' if len(outputs) > 4 else ''}); rename that column in the file first")
             columns[id_column] = df[id_column].to_numpy()
         if self.task == "regression":
             columns["prediction"] = out
