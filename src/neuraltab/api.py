@@ -356,9 +356,10 @@ class Prepared:
             if len(self.batches[name]):
                 model.metrics[name] = compute(self.schema.task, self.batches[name].y, model._output(self.batches[name]))
         # timings are kept out of the saved history so that the same seed writes the same file bytes
-        model.history = {**model.history, "seconds": None,
+        model.history = {**{k: v for k, v in model.history.items() if k != "signal"}, "seconds": None,
                          "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in history.epochs]}
         model.train_seconds = history.seconds
+        model.stop_signal = history.signal  # what interrupted the run, for the CLI's exit status
         return model
 
 

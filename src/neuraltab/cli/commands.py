@@ -7,6 +7,7 @@ prints one line, ``error: ...``, and exits with status 2.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -175,16 +176,21 @@ def train(**given: Any) -> None:
                   "notices": [cli_words(n) for n in fitted.notices]}
         if as_json:
             _print_json(result)
-            return
-        console = _stdout()
-        if "test" in fitted.metrics:
-            _print_metrics(console, f"test metrics ({fitted.metrics['test']['n']:,} rows)", fitted.metrics["test"],
-                           fitted.classes)
-        elif "valid" in fitted.metrics:
-            _print_metrics(console, "validation metrics", fitted.metrics["valid"], fitted.classes)
-        console.print(f"model saved to {out}")
+        else:
+            _print_train_result(_stdout(), fitted, out)
+        if fitted.history["stop_reason"] == "interrupted":  # as shells report a process a signal ended: 128 + N
+            raise typer.Exit(128 + (getattr(fitted, "stop_signal", None) or signal.SIGINT))
 
     _run(body)
+
+
+def _print_train_result(console: Console, fitted: Any, out: Path) -> None:
+    if "test" in fitted.metrics:
+        _print_metrics(console, f"test metrics ({fitted.metrics['test']['n']:,} rows)", fitted.metrics["test"],
+                       fitted.classes)
+    elif "valid" in fitted.metrics:
+        _print_metrics(console, "validation metrics", fitted.metrics["valid"], fitted.classes)
+    console.print(f"model saved to {out}")
 
 
 @app.command()

@@ -39,6 +39,7 @@ class History:
     seconds: float = 0.0
     path: str = ""  # the training step that ran: tabm-step | mlp-step (hand-derived, CPU) | autograd
     path_reason: str | None = None  # why autograd trained the run, when it did
+    signal: int | None = None  # the signal that interrupted it (2: SIGINT, 15: SIGTERM); not saved with a model
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,6 +187,7 @@ def train(
             if run.stop_training:
                 break
         history.stop_reason = run.stop_reason or "max_epochs"
+        history.signal = run.signal
     if early is not None and early.best_state is not None:
         model.load_state_dict(early.best_state)
     model.eval()
