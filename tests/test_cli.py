@@ -537,3 +537,20 @@ print("LOADED", sorted(m for m in ("sklearn", "scipy") if m in sys.modules))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "LOADED []" in out.stdout and (tmp_path / "p.csv").exists()
+
+
+def test_column_options_take_names_with_commas_given_once_each_and_comma_lists(tmp_path):
+    data = tmp_path / "data.csv"
+    make_table().assign(**{"Amount, EUR": np.arange(N_ROWS) % 13 * 1.5}).to_csv(data, index=False)
+    out = tmp_path / "m.ntab"
+    cli("train", data, "--target", "churn", *FAST, "-o", out, "--drop", "Amount, EUR", "--drop", "age,income",
+        "--categorical", "plan")
+    model = neuraltab.load(out)
+    dropped = {name: why for name, why in model.schema.dropped}
+    assert dropped["Amount, EUR"] == dropped["age"] == dropped["income"] == "dropped by request"
+    assert model.config.drop == ("Amount, EUR", "age", "income")  # the names, as the table has them
+    result = cli("train", data, "--target", "churn", *FAST, "-o", tmp_path / "n.ntab", "--drop", "Amount", ok=False)
+    assert result.exit_code == 2 and "'Amount'" in result.stderr and "Amount, EUR" in result.stderr
+    # the Python API: a string is a name or a comma list, as on the command line
+    assert neuraltab.fit(data, "churn", drop="Amount, EUR", epochs=1, k=2, d_block=8, n_blocks=1,
+                         threads=1).config.drop == ("Amount, EUR",)

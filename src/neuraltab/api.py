@@ -20,7 +20,7 @@ import torch
 
 from . import __version__
 from .artifacts import FORMAT_VERSION, bundle_bytes, load_bundle, read_bundle_bytes, save_bundle
-from .config import TrainConfig, describe_options, resolve
+from .config import COLUMN_FIELDS, TrainConfig, column_names, describe_options, resolve
 from .data.preprocess import Batch, Preprocessor
 from .data.read import read_table, read_table_and_format, source_name
 from .data.schema import Schema, drop_missing_target, infer_schema
@@ -383,6 +383,8 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
     raw, number_format = read_table_and_format(data, encoding=encoding, decimal=decimal, notify=notify)
     data_fingerprint = fingerprint(data, raw)  # hashes the whole file: once per fit
     df = drop_missing_target(raw, target, source=source, notify=notify)
+    # entries of the column options are names or comma lists of names; the config records the names
+    cfg = cfg.replace(**{name: column_names(getattr(cfg, name), list(raw.columns)) for name in COLUMN_FIELDS})
     schema = infer_schema(raw, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
                           source=source, notify=notify)
     codes = None if schema.task == "regression" else Preprocessor(schema).encode_target(df[target], source=source)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import ConfigError, closest_names, option
 
-__all__ = ["TrainConfig", "resolve", "describe_options", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS"]
+__all__ = ["COLUMN_FIELDS", "TrainConfig", "column_names", "resolve", "describe_options", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS"]
 
 MODELS = ("default", "mlp")
 TASKS = ("auto", "binary", "multiclass", "regression")
@@ -153,6 +153,8 @@ class TrainConfig:
         cleaned = {}
         for key, value in values.items():
             value = _python_scalar(value)
+            if key in COLUMN_FIELDS and isinstance(value, str):  # "a,b" or "Amount, EUR": see column_names
+                value = (value,)
             if key in _TUPLE_FIELDS and value is not None:
                 value = tuple(value) if not isinstance(value, str) else tuple(v.strip() for v in value.split(",") if v.strip())
                 value = tuple(_python_scalar(v) for v in value)
@@ -169,6 +171,25 @@ class TrainConfig:
 
 
 _TUPLE_FIELDS = {f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, tuple)}
+# options that name columns: an entry is a column's name, or a comma list of names (split by column_names)
+COLUMN_FIELDS = ("categorical", "numeric", "drop")
+
+
+def column_names(given: tuple[str, ...], columns: list[str]) -> tuple[str, ...]:
+    """The columns ``given`` names: each entry is a column's own name (which may contain commas, "Amount, EUR"), or
+    else a comma list of names ("a,b"). An entry that is neither is kept whole, for the caller to report.
+
+    >>> column_names(("Amount, EUR", "id,age"), ["Amount, EUR", "id", "age"])
+    ('Amount, EUR', 'id', 'age')
+    """
+    names: list[str] = []
+    for entry in given:
+        parts = [p.strip() for p in entry.split(",") if p.strip()]
+        if entry in columns or not all(p in columns for p in parts):
+            names.append(entry)
+        else:
+            names.extend(parts)
+    return tuple(dict.fromkeys(names))
 
 
 def _python_scalar(value: Any) -> Any:
