@@ -389,3 +389,42 @@ def test_labels_and_categories_written_with_leading_zeros_are_kept_as_written(tm
     assert set(loaded.predict(path)) <= {"001", "002", "010"}
     assert list(loaded.predict_table(path).columns) == ["prediction", "proba_001", "proba_002", "proba_010"]
     assert read_table(path)["y"].tolist()[:3] == ["001", "002", "010"]
+
+
+def _dates_table(fmt: str) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2019-01-01", periods=120, freq="D")
+    mixed = [[d.strftime("%Y-%m-%d"), d.strftime("%b %d, %Y"), d.strftime("%d %B %Y")][i % 3] for i, d in enumerate(days)]
+    return pd.DataFrame({"when": [d.strftime(fmt) for d in days], "mixed": mixed, "x": rng.normal(size=120),
+                         "y": rng.choice(["a", "b"], 120)})
+
+
+def test_day_first_dates_are_detected_per_column_recorded_and_used_for_prediction_files(tmp_path):
+    path = tmp_path / "dates.csv"
+    _dates_table("%d/%m/%Y").to_csv(path, index=False)
+    model = neuraltab.fit(path, "y", **(FAST | {"epochs": 1}))
+    kinds = {c.name: c.kind for c in model.schema.features}
+    assert kinds["when"] == "datetime" and kinds["mixed"] == "datetime"  # mixed formats: dates, not "ID-like"
+    assert dict(model.schema.date_orders) == {"when": "dayfirst"}
+    model.save(tmp_path / "m.ntab")
+    loaded = neuraltab.load(tmp_path / "m.ntab")
+    assert {f["name"]: f.get("date_order") for f in loaded.info()["features"]}["when"] == "dayfirst"
+    # a prediction file of ambiguous dates alone ("01/02/2019") is read as the training file wrote them: 1 February
+    row = {"mixed": "2019-02-01", "x": 0.0}
+    ambiguous = loaded.preprocessor.transform(pd.DataFrame([{**row, "when": "01/02/2019"}]))
+    iso = loaded.preprocessor.transform(pd.DataFrame([{**row, "when": "2019-02-01"}]))
+    np.testing.assert_array_equal(ambiguous.x_num, iso.x_num)
+    # month-first files, and the order given, are recorded the same way
+    _dates_table("%m/%d/%Y").to_csv(path, index=False)
+    assert dict(neuraltab.fit(path, "y", **(FAST | {"epochs": 1})).schema.date_orders) == {"when": "monthfirst"}
+    _dates_table("%d/%m/%Y").iloc[:12].to_csv(path, index=False)  # only 01/01 .. 12/01: ambiguous on its own
+    first12 = neuraltab.fit(path, "y", dayfirst=True, test_size=0.0, **(FAST | {"epochs": 1}))
+    assert dict(first12.schema.date_orders)["when"] == "dayfirst"
+
+
+def test_model_files_saved_before_date_orders_were_recorded_still_load(binary_model, tmp_path):
+    from neuraltab.data.schema import Schema
+
+    _, model = binary_model
+    assert "date_orders" not in model.schema.to_dict()  # no dates: the file's bytes are as they were
+    assert Schema.from_dict(model.schema.to_dict()).date_orders == ()

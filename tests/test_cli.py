@@ -554,3 +554,14 @@ def test_column_options_take_names_with_commas_given_once_each_and_comma_lists(t
     # the Python API: a string is a name or a comma list, as on the command line
     assert neuraltab.fit(data, "churn", drop="Amount, EUR", epochs=1, k=2, d_block=8, n_blocks=1,
                          threads=1).config.drop == ("Amount, EUR",)
+
+
+def test_train_takes_the_order_of_day_and_month_and_info_shows_it(tmp_path):
+    data = tmp_path / "data.csv"
+    days = pd.date_range("2019-01-01", periods=N_ROWS, freq="D")
+    make_table().assign(signed=[d.strftime("%m/%d/%Y") for d in days]).to_csv(data, index=False)
+    cli("train", data, "--target", "churn", *FAST, "-o", tmp_path / "m.ntab", "--dayfirst")
+    assert dict(neuraltab.load(tmp_path / "m.ntab").schema.date_orders) == {"signed": "dayfirst"}
+    assert "datetime (day first)" in cli("info", tmp_path / "m.ntab").stdout
+    cli("train", data, "--target", "churn", *FAST, "-o", tmp_path / "n.ntab", "--monthfirst")
+    assert dict(neuraltab.load(tmp_path / "n.ntab").schema.date_orders) == {"signed": "monthfirst"}

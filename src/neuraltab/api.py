@@ -274,7 +274,8 @@ class Model:
             "task": self.task,
             "target": self.schema.target,
             "classes": list(self.classes),
-            "features": [{"name": c.name, "kind": c.kind} for c in self.schema.features],
+            "features": [{"name": c.name, "kind": c.kind} | ({"date_order": orders[c.name]} if c.name in orders else {})
+                         for c in self.schema.features for orders in [dict(self.schema.date_orders)]],
             "dropped": [{"name": n, "reason": r} for n, r in self.schema.dropped],
             "model": {**self.spec, "n_parameters": sum(p.numel() for p in self.network.parameters())},
             "config": self.config.to_dict(),
@@ -374,7 +375,7 @@ def _torch_threads(n: int) -> Iterator[None]:
 
 
 def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding: str | None = None,
-            decimal: str | None = None, **options: Any) -> Prepared:
+            decimal: str | None = None, dayfirst: bool | None = None, **options: Any) -> Prepared:
     """Read ``data`` (a path or a DataFrame), infer its schema, split it and learn the preprocessing on the training
     rows, as :func:`fit` does; ``options`` are :class:`TrainConfig` fields. Notices go to the callbacks."""
     cfg = TrainConfig.from_dict(options)
@@ -386,7 +387,7 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
     # entries of the column options are names or comma lists of names; the config records the names
     cfg = cfg.replace(**{name: column_names(getattr(cfg, name), list(raw.columns)) for name in COLUMN_FIELDS})
     schema = infer_schema(raw, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
-                          source=source, notify=notify)
+                          dayfirst=dayfirst, source=source, notify=notify)
     codes = None if schema.task == "regression" else Preprocessor(schema).encode_target(df[target], source=source)
     train_idx, valid_idx, test_idx = split(len(df), y=codes, test_size=cfg.test_size, valid_size=cfg.valid_size,
                                            seed=cfg.seed, notify=notify, source=source)
@@ -439,7 +440,7 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
 
 
 def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding: str | None = None,
-        decimal: str | None = None, checkpoint: str | Path | None = None, checkpoint_every: int = 10, resume: bool = False,
+        decimal: str | None = None, dayfirst: bool | None = None, checkpoint: str | Path | None = None, checkpoint_every: int = 10, resume: bool = False,
         **options: Any) -> Model:
     """Train a model on a table (a path or a DataFrame) to predict column ``target``.
 
@@ -450,11 +451,15 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
     is saved with the model, which reads the files it predicts for and evaluates on with it (``model.reading``), so an
     ambiguous "1,234" in them means what it meant in the training file.
 
+    ``dayfirst`` says whether text dates such as "01/02/2019" put the day first (True) or the month (False); None
+    detects it per column ("13/02/2019" decides it). The model records each column's order and reads its dates so.
+
     With ``checkpoint`` (a file path), the whole training state is saved there every ``checkpoint_every`` epochs and
     when Ctrl-C or SIGTERM stops the run; ``resume=True`` continues from it, giving the same model as an
     uninterrupted run. The file is removed once training finishes (kept when it was interrupted).
     """
-    prepared = prepare(data, target, callbacks=callbacks, encoding=encoding, decimal=decimal, **options)
+    prepared = prepare(data, target, callbacks=callbacks, encoding=encoding, decimal=decimal, dayfirst=dayfirst,
+                       **options)
     return fit_prepared(prepared, callbacks=callbacks, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                         resume=resume)
 

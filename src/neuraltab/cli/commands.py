@@ -137,6 +137,9 @@ def _print_json(obj: Any) -> None:
         parameter("encoding", Optional[str], typer.Option(None, help="Text encoding of DATA.", show_default="sniffed")),
         parameter("decimal", Optional[str], typer.Option(None, help="Decimal mark of numbers in DATA, '.' or ','.",
                                                          show_default="sniffed")),
+        parameter("dayfirst", Optional[bool], typer.Option(None, "--dayfirst/--monthfirst",
+                                                           help="Dates such as 01/02/2019 in DATA put the day (or "
+                                                           "the month) first.", show_default="detected per column")),
         parameter("checkpoint_every", int, typer.Option(10, help="Save the training state every N epochs (next to "
                                                                  "the model file).")),
         parameter("resume", bool, typer.Option(False, "--resume", help="Continue an interrupted run from its "
@@ -163,6 +166,7 @@ def train(**given: Any) -> None:
         check_writable(out, force=overwrite)  # fail now, not after training
         progress = Progress(_stderr(), quiet=quiet)
         fitted = api.fit(str(data), target, callbacks=[progress], encoding=given["encoding"], decimal=given["decimal"],
+                         dayfirst=given["dayfirst"],
                          checkpoint=ckpt, checkpoint_every=given["checkpoint_every"], resume=resume,
                          **config_values(given))
         fitted.save(out, force=overwrite)
@@ -268,7 +272,8 @@ def info(
         features.add_column("column")
         features.add_column("kind")
         for f in details["features"]:
-            features.add_row(f["name"], f["kind"])
+            order = {"dayfirst": " (day first)", "monthfirst": " (month first)"}.get(f.get("date_order"), "")
+            features.add_row(f["name"], f["kind"] + order)
         for d in details["dropped"]:
             features.add_row(d["name"], f"dropped: {d['reason']}")
         console.print(features)

@@ -145,7 +145,7 @@ class Preprocessor:
             if col.kind == "numeric":
                 self.numeric_inputs.append((col.name, None))
             elif col.kind == "datetime":
-                parts = _datetime_parts(parse_datetimes(df[col.name]))
+                parts = _datetime_parts(parse_datetimes(df[col.name], dayfirst=self.schema.dayfirst(col.name)))
                 varying = [part for part, values in parts.items()
                            if np.nanmax(values, initial=-np.inf) > np.nanmin(values, initial=np.inf)]
                 # a column whose dates do not vary in the training rows still gives one input (every feature does)
@@ -268,7 +268,7 @@ class Preprocessor:
                 out[j] = _to_float(df[col], col, source, notify, check_types=check_types)
             else:
                 if col not in parsed:
-                    stamps = parse_datetimes(df[col])
+                    stamps = parse_datetimes(df[col], dayfirst=self.schema.dayfirst(col))
                     if check_types:
                         _check_parsed(df[col], stamps.isna().to_numpy(), col, "dates", source, notify)
                     parsed[col] = _datetime_parts(stamps)

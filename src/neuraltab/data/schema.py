@@ -51,6 +51,14 @@ class Schema:
     dropped: tuple[tuple[str, str], ...] = ()  # (column, reason)
     # other spellings of a class (label_key -> class), as "Y", "true" and "1" of a yes/no target's "yes"
     aliases: tuple[tuple[str, Any], ...] = ()
+    # the order of day and month in a text date column's "01/02/2019": (column, "dayfirst" | "monthfirst"), given or
+    # detected; a column without one is read as pandas reads it (month first where a value allows)
+    date_orders: tuple[tuple[str, str], ...] = ()
+
+    def dayfirst(self, column: str) -> bool | None:
+        """Whether ``column``'s dates are written day first (True), month first (False), or neither is known."""
+        order = dict(self.date_orders).get(column)
+        return None if order is None else order == "dayfirst"
 
     @property
     def n_classes(self) -> int:
@@ -69,6 +77,8 @@ class Schema:
         }
         if self.aliases:  # only then: a model without them writes the bytes it always did
             out["aliases"] = [[k, c] for k, c in self.aliases]
+        if self.date_orders:  # likewise
+            out["date_orders"] = [[c, o] for c, o in self.date_orders]
         return out
 
     @classmethod
@@ -80,6 +90,7 @@ class Schema:
             features=tuple(Column(c["name"], c["kind"]) for c in d["features"]),
             dropped=tuple((c["name"], c["reason"]) for c in d["dropped"]),
             aliases=tuple((str(k), c) for k, c in d.get("aliases", [])),  # files written before aliases have none
+            date_orders=tuple((str(c), _checked_order(o)) for c, o in d.get("date_orders", [])),
         )
 
     def class_codes(self) -> dict[str, int]:
@@ -127,6 +138,7 @@ def infer_schema(
     categorical: tuple[str, ...] = (),
     numeric: tuple[str, ...] = (),
     drop: tuple[str, ...] = (),
+    dayfirst: bool | None = None,
     source: str = "the data",
     notify: Notify = no_notice,
 ) -> Schema:
@@ -136,6 +148,9 @@ def infer_schema(
     :func:`drop_missing_target`): a column's kind is decided on every row, so a file gives the same kinds whichever of
     its rows are labelled, and its unlabelled rows hold what the model expects. The task, the row count and the leak
     check use the labelled rows only.
+
+    ``dayfirst`` says how text dates such as "01/02/2019" are written (True: 1 February); None detects it per column
+    (a value such as "13/02/2019" decides it), and the schema records the order of each column.
     """
     columns = list(df.columns)
     if target not in columns:
@@ -155,6 +170,7 @@ def infer_schema(
     features: list[Column] = []
     dropped: list[tuple[str, str]] = []
     n_unique: dict[str, int] = {}  # distinct non-missing values per column (of every row), counted once
+    orders: dict[str, str] = {}  # text date columns' order of day and month, where known
     for col in columns:
         if col == target:
             continue
@@ -163,7 +179,7 @@ def infer_schema(
             continue
         kind, reason = _infer_kind(df[col], col, forced="categorical" if col in categorical else
                                    "numeric" if col in numeric else None, source=source, notify=notify,
-                                   counts=n_unique)
+                                   counts=n_unique, dayfirst=dayfirst, orders=orders)
         if kind is None:
             dropped.append((col, reason))
         else:
@@ -178,7 +194,7 @@ def infer_schema(
         notify(f"{source}: column {col!r} {how} the target {target!r}: a leak? The model will just copy it, which is "
                f"useless unless it is known when predicting for real; if not, drop it ({option('drop', [col])})")
     return Schema(target=target, task=task, features=tuple(features), classes=classes, dropped=tuple(dropped),
-                  aliases=aliases)
+                  aliases=aliases, date_orders=tuple(orders.items()))
 
 
 def _target_not_found(target: Any, columns: list[str], source: str) -> str:
@@ -352,7 +368,8 @@ def _yes_no_spellings(values: pd.Series, target: str, source: str, notify: Notif
 
 
 def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, notify: Notify,
-                counts: dict[str, int] | None = None) -> tuple[str | None, str]:
+                counts: dict[str, int] | None = None, dayfirst: bool | None = None,
+                orders: dict[str, str] | None = None) -> tuple[str | None, str]:
     non_null = s.dropna()
     try:
         n, n_unique = len(s), non_null.nunique()
@@ -415,7 +432,11 @@ def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, noti
             notify(f"{source}: column {col!r} is numeric but {n_bad} value(s) are not numbers ({examples}); "
                    "they are treated as missing")
         return "numeric", ""
-    if _looks_like_dates(text):
+    if _looks_like_dates(text, dayfirst):
+        order = (("dayfirst" if dayfirst else "monthfirst") if dayfirst is not None else
+                 _date_order(text, col, source, notify))
+        if order is not None and orders is not None:
+            orders[col] = order
         return "datetime", ""
     if n_bad < 0.5 * len(text) and not codes:  # mostly numbers: say why it is text, and how to have numbers
         unparsed = text[parsed.isna()].value_counts()
@@ -430,19 +451,64 @@ def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, noti
     return "categorical", ""
 
 
-def _looks_like_dates(text: pd.Series) -> bool:
+# dates written with numbers only, day and month first in either order: "01/02/2019", "1.2.19", "13-02-2019 10:00"
+_DAY_MONTH = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.]\d{2,4}\b")
+# a date in words or numbers with a 4-digit year: "Jan 5, 2019", "5 March 2019" (format="mixed" reads each its way)
+_WRITTEN_DATE = re.compile(r"^(?=.*\b\d{4}\b)(?=.*([A-Za-z]{3}|\d[-/. ]\d)).{6,40}$")
+
+
+def _checked_order(order: Any) -> str:
+    if order not in ("dayfirst", "monthfirst"):
+        raise ValueError(f"unknown date order {order!r}")
+    return order
+
+
+def _date_order(text: pd.Series, col: str, source: str, notify: Notify) -> str | None:
+    """"dayfirst" or "monthfirst" as the column's numeric dates show (a first field over 12 is a day, and so is a
+    second one); None when none decides it, or when they disagree (then with a notice)."""
+    fields = text.str.extract(_DAY_MONTH)
+    written = fields[0].notna().to_numpy(dtype=bool)
+    if not written.any():
+        return None
+    first, second = (pd.to_numeric(fields[j][written]) for j in (0, 1))
+    day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
+    if day_first != month_first:
+        return "dayfirst" if day_first else "monthfirst"
+    example = text[written].iloc[0]
+    if day_first:
+        notify(f"{source}: column {col!r} writes dates both day first and month first; each is read as it fits (pass "
+               f"{option('dayfirst', True)} or {option('dayfirst', False)} to choose one)")
+    elif not first.eq(second).all():
+        notify(f"{source}: column {col!r}: dates such as {example!r} could be day first or month first; read month "
+               f"first (pass {option('dayfirst', True)} if the day comes first)")
+    return None
+
+
+def _looks_like_dates(text: pd.Series, dayfirst: bool | None = None) -> bool:
     sample = text.iloc[:200]
-    if not sample.str.contains(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}", regex=True).mean() > 0.95:
+    numeric = sample.str.contains(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}", regex=True)
+    if not (numeric | sample.str.match(_WRITTEN_DATE)).mean() > 0.95:
         return False
-    return parse_datetimes(sample).notna().mean() > 0.95
+    return parse_datetimes(sample, dayfirst=dayfirst).notna().mean() > 0.95
 
 
-def parse_datetimes(s: pd.Series) -> pd.Series:
-    """Parse a column into naive UTC timestamps; unparsable values become NaT."""
+def parse_datetimes(s: pd.Series, *, dayfirst: bool | None = None) -> pd.Series:
+    """Parse a column into naive UTC timestamps; unparsable values become NaT.
+
+    ``dayfirst`` (True: "01/02/2019" is 1 February; False: 2 January) applies to dates written with numbers only and
+    the day or month first; None reads them as pandas does. Other forms ("2019-02-01", "Feb 1, 2019") are unaffected.
+    """
     if pd.api.types.is_datetime64_any_dtype(s):
         out = s
     else:
-        out = pd.to_datetime(s.astype("string"), errors="coerce", format="mixed", utc=True)
+        text = s.astype("string")
+        out = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+        if dayfirst is not None:
+            ordered = text.str.strip().str.match(_DAY_MONTH).fillna(False).to_numpy(dtype=bool)
+            if ordered.any():
+                out = out.copy()
+                out[ordered] = pd.to_datetime(text[ordered], errors="coerce", format="mixed", utc=True,
+                                              dayfirst=dayfirst)
     if getattr(out.dt, "tz", None) is not None:
         out = out.dt.tz_convert("UTC").dt.tz_localize(None)
     return out
