@@ -30,7 +30,7 @@ from .device import native_bf16, resolve_device, threads_for, to_tensors
 from .errors import ArtifactError, ConfigError, Message, SchemaError, no_notice, option
 from .metrics import compute
 from .networks import build, network_for, predict_output
-from .system import available_cores
+from .system import compute_threads
 
 if TYPE_CHECKING:  # training is imported where it runs: serving and exporting a model need none of it
     from .train import Callback, History
@@ -340,12 +340,13 @@ class Prepared:
         return spec, network.to(self.device)
 
     def threads(self, network: torch.nn.Module | None = None) -> int:
-        """CPU threads to compute with: ``cfg.threads``, else all cores, or one for a network whose step is tiny."""
+        """CPU threads to compute with: ``cfg.threads``, else :func:`~neuraltab.system.compute_threads` (the cores this
+        process may use, or its share of them beside parallel siblings), or one for a network whose step is tiny."""
         if self.cfg.threads is not None:
             return self.cfg.threads
         if network is not None and self.device.type == "cpu":
-            return threads_for(network, batch_size=self.cfg.batch_size, cores=available_cores())
-        return available_cores()
+            return threads_for(network, batch_size=self.cfg.batch_size, cores=compute_threads())
+        return compute_threads()
 
     def model(self, network: torch.nn.Module, spec: dict[str, Any], history: History) -> "Model":
         """The :class:`Model` of a network trained on this data, with its validation and test metrics."""
@@ -396,7 +397,7 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
     device = resolve_device(cfg.device)
     cfg = resolve(cfg, n_train=len(train_idx), device_type=device.type, native_bf16=native_bf16(device))
     rows = {"train": train_idx, "valid": valid_idx, "test": test_idx}
-    with _torch_threads(cfg.threads or available_cores()):
+    with _torch_threads(cfg.threads or compute_threads()):
         pre = Preprocessor(schema, scaling=cfg.scaling, max_categories=cfg.max_categories)
         pre.fit(df.iloc[train_idx], source=source, notify=notify)
         # the splits are rows of the table the schema was inferred from: the predict-time type check has nothing to add
@@ -416,7 +417,7 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
     from .train.checkpoint import Checkpoint
 
     cfg = prepared.cfg
-    with _torch_threads(cfg.threads or available_cores()):
+    with _torch_threads(cfg.threads or compute_threads()):
         spec, network = prepared.new_network()
         torch.set_num_threads(prepared.threads(network))
         ckpt = None

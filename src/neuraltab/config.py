@@ -128,7 +128,8 @@ class TrainConfig:
                           rule=(lambda v: isinstance(v, str) and (v in ("auto", "cpu", "mps") or v.startswith("cuda")),
                                 "auto, cpu, cuda or cuda:N"))
     threads: int | None = _option(None, "CPU threads for torch.", rule=_int_in(1, optional=True),
-                                  chosen="1 for models whose step is tiny, else all cores")
+                                  chosen="1 for models whose step is tiny, else the cores this process may use (a "
+                                  "share of them in a joblib worker)")
     precision: str = _option("auto", "Matmul precision: fp32 or bf16; auto is bf16 for the default model where the "
                              "CPU or GPU multiplies bf16 natively, else fp32.", choices=PRECISIONS)
 
