@@ -428,3 +428,55 @@ def test_model_files_saved_before_date_orders_were_recorded_still_load(binary_mo
     _, model = binary_model
     assert "date_orders" not in model.schema.to_dict()  # no dates: the file's bytes are as they were
     assert Schema.from_dict(model.schema.to_dict()).date_orders == ()
+
+
+def test_options_of_the_other_model_are_named_in_a_notice_not_silently_ignored():
+    df = make_table(120)
+    notices: list[str] = []
+    neuraltab.fit(df, "label", layers=(64, 64), activation="tanh", callbacks=[_Collect(notices)],
+                  **(FAST | {"epochs": 1}))
+    said = [n for n in notices if "not used" in n]
+    assert len(said) == 1 and "'layers'" in said[0] and "'activation'" in said[0] and "model='mlp'" in said[0]
+    notices.clear()
+    neuraltab.fit(df, "label", model="mlp", layers=(8,), k=4, callbacks=[_Collect(notices)], epochs=1, threads=1)
+    assert [n for n in notices if "not used" in n and "'k'" in n]
+    notices.clear()
+    neuraltab.fit(df, "label", callbacks=[_Collect(notices)], **(FAST | {"epochs": 1}))
+    assert not [n for n in notices if "not used" in n]  # the default model's own options: nothing to say
+
+
+def test_a_column_differing_only_in_case_and_an_empty_column_at_predict_time(binary_model):
+    df, model = binary_model
+    with pytest.raises(SchemaError, match=r"names must match in case: 'X1' should be 'x1'"):
+        model.predict(df.rename(columns={"x1": "X1"}))
+    notices: list[str] = []
+    model.predict(df.assign(x2=np.nan), notify=notices.append)
+    assert [n for n in notices if "'x2'" in n and "empty in every row" in n]
+    notices.clear()
+    model.predict(df.iloc[:1].assign(x2=np.nan), notify=notices.append)  # one row with a gap: nothing to say
+    assert not [n for n in notices if "empty in every row" in n]
+
+
+def test_a_json_array_file_is_read_like_json_lines(tmp_path, binary_model):
+    df, model = binary_model
+    array, lines = tmp_path / "rows.json", tmp_path / "rows.jsonl"
+    df.to_json(array, orient="records")
+    df.to_json(lines, orient="records", lines=True)
+    assert read_table(array).equals(read_table(lines))
+    assert (model.predict(array) == model.predict(lines)).all()
+    (tmp_path / "bad.json").write_text('[1, 2]')
+    from neuraltab.errors import DataError
+
+    with pytest.raises(DataError, match="one object per row"):
+        read_table(tmp_path / "bad.json")
+
+
+def test_predictions_for_200_classes_give_no_pandas_warnings():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=2000), "y": [f"c{i % 200}" for i in range(2000)]})
+    model = neuraltab.fit(df, "y", **(FAST | {"epochs": 1, "k": 1}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a PerformanceWarning per inserted column was printed 100 times
+        assert model.predict_table(df).shape == (2000, 201) and model.predict_proba(df).shape == (2000, 200)

@@ -565,3 +565,33 @@ def test_train_takes_the_order_of_day_and_month_and_info_shows_it(tmp_path):
     assert "datetime (day first)" in cli("info", tmp_path / "m.ntab").stdout
     cli("train", data, "--target", "churn", *FAST, "-o", tmp_path / "n.ntab", "--monthfirst")
     assert dict(neuraltab.load(tmp_path / "n.ntab").schema.date_orders) == {"signed": "monthfirst"}
+
+
+# ======================================================================================================================
+# Smaller ones (issue 20, item 13)
+# ======================================================================================================================
+def test_dash_reads_the_table_from_standard_input(tmp_path, trained):
+    data, model, _ = trained
+    text = Path(data).read_text()
+    result = runner.invoke(app, ["predict", str(model), "-"], input=text)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == cli("predict", model, data).stdout
+    out = tmp_path / "m.ntab"
+    result = runner.invoke(app, ["train", "-", "--target", "churn", *FAST, "-o", str(out)], input=text)
+    assert result.exit_code == 0, result.stderr
+    assert neuraltab.load(out).task == "binary"
+    result = runner.invoke(app, ["train", "-", "--target", "churn", *FAST], input=text)
+    assert result.exit_code == 2 and "--output" in result.stderr
+
+
+def test_an_existing_folder_as_output_is_called_a_folder_first(tmp_path, trained):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    result = cli("train", trained[0], "--target", "churn", *FAST, "-o", folder, ok=False)
+    assert result.exit_code == 2 and "is a folder" in result.stderr and "--force" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["model.csv", "model.json", "model.parquet"])
+def test_a_model_file_named_like_a_table_is_refused_before_training(tmp_path, trained, name):
+    result = cli("train", trained[0], "--target", "churn", *FAST, "-o", tmp_path / name, ok=False)
+    assert result.exit_code == 2 and ".ntab" in result.stderr and not (tmp_path / name).exists()

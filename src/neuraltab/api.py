@@ -20,7 +20,7 @@ import torch
 
 from . import __version__
 from .artifacts import FORMAT_VERSION, bundle_bytes, load_bundle, read_bundle_bytes, save_bundle
-from .config import COLUMN_FIELDS, TrainConfig, column_names, describe_options, resolve
+from .config import COLUMN_FIELDS, TrainConfig, column_names, describe_options, ignored_options, resolve
 from .data.preprocess import Batch, Preprocessor
 from .data.read import read_table, read_table_and_format, source_name
 from .data.schema import Schema, drop_missing_target, infer_schema
@@ -381,6 +381,11 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
     rows, as :func:`fit` does; ``options`` are :class:`TrainConfig` fields. Notices go to the callbacks."""
     cfg = TrainConfig.from_dict(options)
     notify = _Notices(callbacks)
+    ignored = ignored_options(cfg)
+    if ignored:
+        other = "mlp" if cfg.model == "default" else "default"
+        notify(f"{', '.join(option(name) for name in ignored)} set but not used: they are options of "
+               f"{option('model', other)}, and this run trains {option('model', cfg.model)}")
     source = source_name(data)
     raw, number_format = read_table_and_format(data, encoding=encoding, decimal=decimal, notify=notify)
     data_fingerprint = fingerprint(data, raw)  # hashes the whole file: once per fit

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import ConfigError, closest_names, option
 
-__all__ = ["COLUMN_FIELDS", "TrainConfig", "column_names", "resolve", "describe_options", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS"]
+__all__ = ["COLUMN_FIELDS", "TrainConfig", "column_names", "ignored_options", "resolve", "describe_options", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS"]
 
 MODELS = ("default", "mlp")
 TASKS = ("auto", "binary", "multiclass", "regression")
@@ -172,6 +172,16 @@ class TrainConfig:
 
 
 _TUPLE_FIELDS = {f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, tuple)}
+# the options each model alone reads
+MODEL_OPTIONS = {"mlp": ("layers", "activation"), "default": ("k", "d_block", "n_blocks", "d_embedding", "n_bins")}
+
+
+def ignored_options(cfg: TrainConfig) -> list[str]:
+    """The options set to something other than their default that ``cfg.model`` does not read (``layers`` with the
+    default model, ``k`` with the plain MLP): a run that silently ignored them would not be the one asked for."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return [name for model, names in MODEL_OPTIONS.items() if model != cfg.model for name in names
+            if getattr(cfg, name) != defaults[name]]
 # options that name columns: an entry is a column's name, or a comma list of names (split by column_names)
 COLUMN_FIELDS = ("categorical", "numeric", "drop")
 

@@ -6,19 +6,22 @@ prints one line, ``error: ...``, and exits with status 2.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from .. import api
-from ..artifacts import atomic_write_bytes, check_writable
-from ..errors import DataError, UserError
+from ..artifacts import atomic_write_bytes, check_model_path, check_writable
+from ..errors import DataError, UserError, option
 from ..serve.settings import Settings as ServeSettings
 from .options import config_values, parameter, with_parameters
 from .progress import Progress, cli_words
@@ -51,6 +54,20 @@ def _stdout() -> Console:
 
 def _stderr() -> Console:
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _table_path(data: Path) -> Iterator[Path]:
+    """DATA as a path: ``-`` is standard input, kept in a temporary file (named ``stdin``) while the command reads it
+    (a table is read twice: its delimiter and encoding are sniffed first), then removed."""
+    if str(data) != "-":
+        yield data
+        return
+    with tempfile.TemporaryDirectory(prefix="neuraltab-") as folder:
+        path = Path(folder) / "stdin"
+        with open(path, "wb") as fh:
+            shutil.copyfileobj(sys.stdin.buffer, fh)
+        yield path
 
 
 def _run(fn: Callable[[], Any]) -> Any:
@@ -126,7 +143,7 @@ def _print_json(obj: Any) -> None:
 @with_parameters(
     before=[
         parameter("data", Path, typer.Argument(..., help="Table to learn from: CSV/TSV (delimiter sniffed), Parquet or "
-                                                         "JSON lines.")),
+                                                         "JSON lines; - reads a CSV from standard input.")),
         parameter("target", str, typer.Option(..., "--target", "-t", help="Column to predict.")),
         parameter("output", Optional[Path], typer.Option(None, "--output", "-o", help="Model file.",
                                                          show_default="next to DATA, as .ntab")),
@@ -160,15 +177,17 @@ def train(**given: Any) -> None:
     def body() -> None:
         if data.is_dir():
             raise DataError(f"{data}: is a folder, not a table file; pass a CSV, Parquet or JSON-lines file")
+        if str(data) == "-" and output is None:
+            raise DataError(f"DATA - (standard input) has no name to put the model next to; pass {option('output')}")
         out = output if output is not None else data.with_suffix(MODEL_SUFFIX)
         ckpt = out.with_name(out.name + ".ckpt")
         overwrite = force or (resume and ckpt.exists())  # resuming a run may replace its own interrupted result
-        check_writable(out, force=overwrite)  # fail now, not after training
+        check_model_path(out, force=overwrite)  # fail now, not after training
         progress = Progress(_stderr(), quiet=quiet)
-        fitted = api.fit(str(data), target, callbacks=[progress], encoding=given["encoding"], decimal=given["decimal"],
-                         dayfirst=given["dayfirst"],
-                         checkpoint=ckpt, checkpoint_every=given["checkpoint_every"], resume=resume,
-                         **config_values(given))
+        with _table_path(data) as path:
+            fitted = api.fit(str(path), target, callbacks=[progress], encoding=given["encoding"],
+                             decimal=given["decimal"], dayfirst=given["dayfirst"], checkpoint=ckpt,
+                             checkpoint_every=given["checkpoint_every"], resume=resume, **config_values(given))
         fitted.save(out, force=overwrite)
         if fitted.history["stop_reason"] == "interrupted" and not quiet:
             _stderr().print(f"interrupted: saved the best model so far; continue with the same command and --resume "
@@ -200,7 +219,7 @@ def _print_train_result(console: Console, fitted: Any, out: Path) -> None:
 @app.command()
 def evaluate(
     model_file: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `neuraltab train`."),
-    data: Path = typer.Argument(..., help="Table with the target column."),
+    data: Path = typer.Argument(..., help="Table with the target column (- : standard input)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON.", show_default=True),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No notices.", show_default=True),
     decimal: Optional[str] = typer.Option(None, help="Decimal mark of numbers in DATA, '.' or ','.",
@@ -211,7 +230,8 @@ def evaluate(
     def body() -> None:
         progress = Progress(_stderr(), quiet=quiet)
         fitted = api.load(model_file)
-        metrics = fitted.evaluate(str(data), decimal=decimal, notify=progress.on_notice)
+        with _table_path(data) as path:
+            metrics = fitted.evaluate(str(path), decimal=decimal, notify=progress.on_notice)
         if as_json:
             _print_json(metrics)
         else:
@@ -223,7 +243,8 @@ def evaluate(
 @app.command()
 def predict(
     model_file: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `neuraltab train`."),
-    data: Path = typer.Argument(..., help="Table with the feature columns (a target column is ignored)."),
+    data: Path = typer.Argument(..., help="Table with the feature columns (a target column is ignored; - : "
+                                                    "standard input)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="Predictions file (.csv, .tsv, .parquet, .jsonl).",
                                           show_default="CSV on stdout"),
@@ -241,8 +262,9 @@ def predict(
             check_writable(output, force=force)
         progress = Progress(_stderr(), quiet=quiet)
         fitted = api.load(model_file)
-        rows = fitted.predict_file(str(data), output, id_column=id_column, decimal=decimal, force=force,
-                                   notify=progress.on_notice)
+        with _table_path(data) as path:
+            rows = fitted.predict_file(str(path), output, id_column=id_column, decimal=decimal, force=force,
+                                       notify=progress.on_notice)
         if output is not None and not quiet:
             _stderr().print(f"wrote {rows:,} predictions to {output}")
 

@@ -220,8 +220,18 @@ class Preprocessor:
         missing_cols = [c for c in expected if c not in df.columns]
         if missing_cols:
             shown = ", ".join(repr(c) for c in missing_cols[:5]) + (" ..." if len(missing_cols) > 5 else "")
+            by_case = {str(c).casefold(): c for c in df.columns}
+            cased = [(c, by_case[c.casefold()]) for c in missing_cols if c.casefold() in by_case]
+            hint = ("; names must match in case: " + ", ".join(f"{have!r} should be {want!r}" for want, have in
+                                                                cased[:5]) + ", rename them") if cased else ""
             raise SchemaError(f"{source}: missing {len(missing_cols)} feature column(s) the model was trained on: "
-                              f"{shown}; add them (values may be empty)")
+                              f"{shown}{hint or '; add them (values may be empty)'}")
+        if len(df) > 1:  # one row with a gap is common; a whole column of gaps is likely a mistake in the file
+            empty = [c for c in expected if not df[c].notna().any()]
+            if empty:
+                shown = ", ".join(repr(c) for c in empty[:5]) + (" ..." if len(empty) > 5 else "")
+                notify(f"{source}: {len(empty)} feature column(s) are empty in every row: {shown}; each is filled in "
+                       "as in training (the median, or the unknown category), so predictions ignore it")
         raw = self._numeric_rows(df, source=source, notify=notify, check_types=check_types)  # float64[d, n]
         missing = np.isnan(raw)
         # in place: memory touched for the first time is slow to come by (a page fault per 4 KiB)

@@ -541,10 +541,28 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def _read_json_lines(path: Path) -> pd.DataFrame:
     import pyarrow.json as pajson
 
+    with open(path, "rb") as fh:
+        first = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if first == b"[":  # a JSON array of objects, as many tools write a .json table
+        return _read_json_array(path)
     try:
         return pajson.read_json(path).to_pandas(date_as_object=False)
     except Exception as exc:
         raise DataError(f"{path}: cannot read as JSON lines, one object per line ({str(exc).splitlines()[0]})") from None
+
+
+def _read_json_array(path: Path) -> pd.DataFrame:
+    import json
+
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            rows = json.load(fh)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read as JSON ({str(exc).splitlines()[0]}); check the file is complete") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise DataError(f"{path}: a JSON array must hold one object per row ({{\"column\": value, ...}}); "
+                        "write the table that way or as JSON lines")
+    return pd.DataFrame.from_records(rows)
 
 
 def _clean_column_names(df: pd.DataFrame, name: str, notify: Notify) -> pd.DataFrame:
