@@ -50,6 +50,25 @@ def test_predictions_come_back_as_written_and_in_order(binary_model):
     assert (model.predict(shuffled).to_numpy() == labels.to_numpy()[shuffled.index.to_numpy()]).all()
 
 
+def test_predictions_for_a_dataframe_carry_its_index(binary_model, tmp_path):
+    df, model = binary_model
+    tail = df.iloc[300:]  # a slice: its index starts at 300, so a 0..n-1 result would align with nothing
+    shuffled = df.sample(frac=1.0, random_state=2)
+    for frame in (tail, shuffled, shuffled.set_axis([f"r{i}" for i in range(len(df))])):
+        labels, proba, table = model.predict(frame), model.predict_proba(frame), model.predict_table(frame)
+        for result in (labels, proba, table):
+            assert result.index.equals(frame.index)
+        assigned = frame.assign(pred=labels)
+        assert assigned["pred"].notna().all()
+        # each row keeps its own prediction: the same as predicting that row in file order
+        in_order = model.predict(frame.reset_index(drop=True)).to_numpy()
+        assert (assigned["pred"].to_numpy() == in_order).all()
+    # a file has no index of its own: rows are numbered 0..n-1
+    path = tmp_path / "tail.csv"
+    tail.to_csv(path, index=False)
+    assert model.predict(path).index.equals(pd.RangeIndex(len(tail)))
+
+
 def test_predict_on_the_test_split_reproduces_the_test_accuracy_exactly(binary_model):
     df, model = binary_model
     test_rows = df.loc[model.splits["test"]]
@@ -356,3 +375,108 @@ def test_layers_drawn_from_a_generator_equal_torchs_own_from_the_global_one():
     torch.manual_seed(3)
     theirs = nn.Dropout(0.3).train()(x)
     assert torch.equal(Dropout(0.3, generator=torch.Generator().manual_seed(3)).train()(x), theirs)
+
+
+def test_labels_and_categories_written_with_leading_zeros_are_kept_as_written(tmp_path):
+    rows = [f"{i % 7},{['02134', '10001', '00501'][i % 3]},{['001', '002', '010'][i % 3]}" for i in range(60)]
+    path = tmp_path / "codes.csv"
+    path.write_text("x,zip,y\n" + "\n".join(rows) + "\n")
+    model = neuraltab.fit(path, "y", **(FAST | {"epochs": 2}))
+    assert model.classes == ("001", "002", "010")  # not 1, 2 and 10
+    assert dict(model.preprocessor.vocabs)["zip"] == ["00501", "02134", "10001"]
+    model.save(tmp_path / "m.ntab")
+    loaded = neuraltab.load(tmp_path / "m.ntab")
+    assert set(loaded.predict(path)) <= {"001", "002", "010"}
+    assert list(loaded.predict_table(path).columns) == ["prediction", "proba_001", "proba_002", "proba_010"]
+    assert read_table(path)["y"].tolist()[:3] == ["001", "002", "010"]
+
+
+def _dates_table(fmt: str) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2019-01-01", periods=120, freq="D")
+    mixed = [[d.strftime("%Y-%m-%d"), d.strftime("%b %d, %Y"), d.strftime("%d %B %Y")][i % 3] for i, d in enumerate(days)]
+    return pd.DataFrame({"when": [d.strftime(fmt) for d in days], "mixed": mixed, "x": rng.normal(size=120),
+                         "y": rng.choice(["a", "b"], 120)})
+
+
+def test_day_first_dates_are_detected_per_column_recorded_and_used_for_prediction_files(tmp_path):
+    path = tmp_path / "dates.csv"
+    _dates_table("%d/%m/%Y").to_csv(path, index=False)
+    model = neuraltab.fit(path, "y", **(FAST | {"epochs": 1}))
+    kinds = {c.name: c.kind for c in model.schema.features}
+    assert kinds["when"] == "datetime" and kinds["mixed"] == "datetime"  # mixed formats: dates, not "ID-like"
+    assert dict(model.schema.date_orders) == {"when": "dayfirst"}
+    model.save(tmp_path / "m.ntab")
+    loaded = neuraltab.load(tmp_path / "m.ntab")
+    assert {f["name"]: f.get("date_order") for f in loaded.info()["features"]}["when"] == "dayfirst"
+    # a prediction file of ambiguous dates alone ("01/02/2019") is read as the training file wrote them: 1 February
+    row = {"mixed": "2019-02-01", "x": 0.0}
+    ambiguous = loaded.preprocessor.transform(pd.DataFrame([{**row, "when": "01/02/2019"}]))
+    iso = loaded.preprocessor.transform(pd.DataFrame([{**row, "when": "2019-02-01"}]))
+    np.testing.assert_array_equal(ambiguous.x_num, iso.x_num)
+    # month-first files, and the order given, are recorded the same way
+    _dates_table("%m/%d/%Y").to_csv(path, index=False)
+    assert dict(neuraltab.fit(path, "y", **(FAST | {"epochs": 1})).schema.date_orders) == {"when": "monthfirst"}
+    _dates_table("%d/%m/%Y").iloc[:12].to_csv(path, index=False)  # only 01/01 .. 12/01: ambiguous on its own
+    first12 = neuraltab.fit(path, "y", dayfirst=True, test_size=0.0, **(FAST | {"epochs": 1}))
+    assert dict(first12.schema.date_orders)["when"] == "dayfirst"
+
+
+def test_model_files_saved_before_date_orders_were_recorded_still_load(binary_model, tmp_path):
+    from neuraltab.data.schema import Schema
+
+    _, model = binary_model
+    assert "date_orders" not in model.schema.to_dict()  # no dates: the file's bytes are as they were
+    assert Schema.from_dict(model.schema.to_dict()).date_orders == ()
+
+
+def test_options_of_the_other_model_are_named_in_a_notice_not_silently_ignored():
+    df = make_table(120)
+    notices: list[str] = []
+    neuraltab.fit(df, "label", layers=(64, 64), activation="tanh", callbacks=[_Collect(notices)],
+                  **(FAST | {"epochs": 1}))
+    said = [n for n in notices if "not used" in n]
+    assert len(said) == 1 and "'layers'" in said[0] and "'activation'" in said[0] and "model='mlp'" in said[0]
+    notices.clear()
+    neuraltab.fit(df, "label", model="mlp", layers=(8,), k=4, callbacks=[_Collect(notices)], epochs=1, threads=1)
+    assert [n for n in notices if "not used" in n and "'k'" in n]
+    notices.clear()
+    neuraltab.fit(df, "label", callbacks=[_Collect(notices)], **(FAST | {"epochs": 1}))
+    assert not [n for n in notices if "not used" in n]  # the default model's own options: nothing to say
+
+
+def test_a_column_differing_only_in_case_and_an_empty_column_at_predict_time(binary_model):
+    df, model = binary_model
+    with pytest.raises(SchemaError, match=r"names must match in case: 'X1' should be 'x1'"):
+        model.predict(df.rename(columns={"x1": "X1"}))
+    notices: list[str] = []
+    model.predict(df.assign(x2=np.nan), notify=notices.append)
+    assert [n for n in notices if "'x2'" in n and "empty in every row" in n]
+    notices.clear()
+    model.predict(df.iloc[:1].assign(x2=np.nan), notify=notices.append)  # one row with a gap: nothing to say
+    assert not [n for n in notices if "empty in every row" in n]
+
+
+def test_a_json_array_file_is_read_like_json_lines(tmp_path, binary_model):
+    df, model = binary_model
+    array, lines = tmp_path / "rows.json", tmp_path / "rows.jsonl"
+    df.to_json(array, orient="records")
+    df.to_json(lines, orient="records", lines=True)
+    assert read_table(array).equals(read_table(lines))
+    assert (model.predict(array) == model.predict(lines)).all()
+    (tmp_path / "bad.json").write_text('[1, 2]')
+    from neuraltab.errors import DataError
+
+    with pytest.raises(DataError, match="one object per row"):
+        read_table(tmp_path / "bad.json")
+
+
+def test_predictions_for_200_classes_give_no_pandas_warnings():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=2000), "y": [f"c{i % 200}" for i in range(2000)]})
+    model = neuraltab.fit(df, "y", **(FAST | {"epochs": 1, "k": 1}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a PerformanceWarning per inserted column was printed 100 times
+        assert model.predict_table(df).shape == (2000, 201) and model.predict_proba(df).shape == (2000, 200)

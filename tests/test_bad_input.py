@@ -373,6 +373,15 @@ def test_predict_unknown_id_column(tmp_path, model_file, hr_csv):
                   "'employee_id'", "--id")
 
 
+@pytest.mark.parametrize("name", ["prediction", "proba_1"])
+def test_predict_id_column_named_like_an_output_column(tmp_path, model_file, name):
+    data = tmp_path / "new.csv"
+    make_hr().assign(**{name: [f"e{i}" for i in range(200)]}).to_csv(data, index=False)
+    # the ID would be overwritten by the predictions: refused, naming the clash
+    check_bad_cli(tmp_path, ["predict", model_file, data, "--id", name, "-o", tmp_path / "pred.csv"],
+                  f"'{name}'", "--id", "output column", "rename")
+
+
 def test_evaluate_without_the_target_column(tmp_path, model_file):
     data = tmp_path / "new.csv"
     make_hr().drop(columns=["left"]).to_csv(data, index=False)

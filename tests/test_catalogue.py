@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 import neuraltab
 from neuraltab.data import read as nt_reading
 from neuraltab.cli import app
-from neuraltab.errors import DataError, SchemaError, UserError
+from neuraltab.errors import ConfigError, DataError, SchemaError, UserError
 from neuraltab.data.read import read_table
 
 # conftest's FAST settings (k=2, d_block=32, n_blocks=1, epochs=8, threads=1)
@@ -443,8 +443,9 @@ def test_floats_of_extreme_magnitude_give_finite_predictions():
     check_predictions(model, pd.DataFrame({"x": [tiny / 2, tiny * 2, -1e300, 1e308]}), 4)
 
 
+# raw 1e30 inputs (scaling="none") make the loss explode: a one-line error since issue 20, unless keep_diverged
 @pytest.mark.parametrize("options", [{}, {"model": "mlp", "layers": [16]}, {"model": "mlp", "layers": [16],
-                                                                          "scaling": "none"}],
+                                                                          "scaling": "none", "keep_diverged": True}],
                          ids=["default-quantile", "mlp-standard", "mlp-none"])
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # no overflow on the way, not just a finite end result
 def test_values_near_the_float64_limit_give_finite_predictions(options):
@@ -456,6 +457,8 @@ def test_values_near_the_float64_limit_give_finite_predictions(options):
     model, _ = fit(table, **options)
     check_predictions(model, table, 60)
     check_predictions(model, pd.DataFrame({"x": [1e308, -1e308, 0.0], "z": [1e300, -1e300, 0.0]}), 3)
+    if options.get("keep_diverged"):
+        has(fit_error(ConfigError, table, **{**options, "keep_diverged": False}), "diverged", "scaling='quantile'")
 
 
 def test_numbers_as_text_with_missing_markers_in_a_file(tmp_path):
@@ -493,7 +496,9 @@ def test_mixed_type_columns():
     data = table.assign(mostly_numbers=mostly_numbers, half=half.astype(object)).drop(columns="income")
     model, notes = fit(data)
     assert kinds(model)["mostly_numbers"] == "numeric" and kinds(model)["half"] == "categorical"
-    has(notes.text, "'mostly_numbers'", "2 value(s) are not numbers", "'unknown'")
+    # "n.a." is a missing-value marker (issue 20): missing, not a value that is not a number
+    has(notes.text, "'mostly_numbers'", "1 value(s) are not numbers", "'unknown'")
+    assert "'n.a.'" not in notes.text
     check_predictions(model, data, len(table))
 
 

@@ -537,3 +537,61 @@ print("LOADED", sorted(m for m in ("sklearn", "scipy") if m in sys.modules))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "LOADED []" in out.stdout and (tmp_path / "p.csv").exists()
+
+
+def test_column_options_take_names_with_commas_given_once_each_and_comma_lists(tmp_path):
+    data = tmp_path / "data.csv"
+    make_table().assign(**{"Amount, EUR": np.arange(N_ROWS) % 13 * 1.5}).to_csv(data, index=False)
+    out = tmp_path / "m.ntab"
+    cli("train", data, "--target", "churn", *FAST, "-o", out, "--drop", "Amount, EUR", "--drop", "age,income",
+        "--categorical", "plan")
+    model = neuraltab.load(out)
+    dropped = {name: why for name, why in model.schema.dropped}
+    assert dropped["Amount, EUR"] == dropped["age"] == dropped["income"] == "dropped by request"
+    assert model.config.drop == ("Amount, EUR", "age", "income")  # the names, as the table has them
+    result = cli("train", data, "--target", "churn", *FAST, "-o", tmp_path / "n.ntab", "--drop", "Amount", ok=False)
+    assert result.exit_code == 2 and "'Amount'" in result.stderr and "Amount, EUR" in result.stderr
+    # the Python API: a string is a name or a comma list, as on the command line
+    assert neuraltab.fit(data, "churn", drop="Amount, EUR", epochs=1, k=2, d_block=8, n_blocks=1,
+                         threads=1).config.drop == ("Amount, EUR",)
+
+
+def test_train_takes_the_order_of_day_and_month_and_info_shows_it(tmp_path):
+    data = tmp_path / "data.csv"
+    days = pd.date_range("2019-01-01", periods=N_ROWS, freq="D")
+    make_table().assign(signed=[d.strftime("%m/%d/%Y") for d in days]).to_csv(data, index=False)
+    cli("train", data, "--target", "churn", *FAST, "-o", tmp_path / "m.ntab", "--dayfirst")
+    assert dict(neuraltab.load(tmp_path / "m.ntab").schema.date_orders) == {"signed": "dayfirst"}
+    assert "datetime (day first)" in cli("info", tmp_path / "m.ntab").stdout
+    cli("train", data, "--target", "churn", *FAST, "-o", tmp_path / "n.ntab", "--monthfirst")
+    assert dict(neuraltab.load(tmp_path / "n.ntab").schema.date_orders) == {"signed": "monthfirst"}
+
+
+# ======================================================================================================================
+# Smaller ones (issue 20, item 13)
+# ======================================================================================================================
+def test_dash_reads_the_table_from_standard_input(tmp_path, trained):
+    data, model, _ = trained
+    text = Path(data).read_text()
+    result = runner.invoke(app, ["predict", str(model), "-"], input=text)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == cli("predict", model, data).stdout
+    out = tmp_path / "m.ntab"
+    result = runner.invoke(app, ["train", "-", "--target", "churn", *FAST, "-o", str(out)], input=text)
+    assert result.exit_code == 0, result.stderr
+    assert neuraltab.load(out).task == "binary"
+    result = runner.invoke(app, ["train", "-", "--target", "churn", *FAST], input=text)
+    assert result.exit_code == 2 and "--output" in result.stderr
+
+
+def test_an_existing_folder_as_output_is_called_a_folder_first(tmp_path, trained):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    result = cli("train", trained[0], "--target", "churn", *FAST, "-o", folder, ok=False)
+    assert result.exit_code == 2 and "is a folder" in result.stderr and "--force" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["model.csv", "model.json", "model.parquet"])
+def test_a_model_file_named_like_a_table_is_refused_before_training(tmp_path, trained, name):
+    result = cli("train", trained[0], "--target", "churn", *FAST, "-o", tmp_path / name, ok=False)
+    assert result.exit_code == 2 and ".ntab" in result.stderr and not (tmp_path / name).exists()

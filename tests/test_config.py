@@ -245,9 +245,14 @@ def test_default_config_round_trips():
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
 
 
-def test_from_dict_splits_comma_separated_column_lists():
+def test_column_lists_are_split_on_commas_against_the_tables_columns():
+    from neuraltab.config import column_names
+
     cfg = TrainConfig.from_dict({"categorical": "a,b", "drop": ["x"]})
-    assert cfg.categorical == ("a", "b") and cfg.drop == ("x",)
+    assert cfg.categorical == ("a,b",) and cfg.drop == ("x",)  # a name may hold a comma: the table decides
+    assert column_names(cfg.categorical, ["a", "b", "c"]) == ("a", "b")
+    assert column_names(("a,b",), ["a,b", "a", "b"]) == ("a,b",)  # a column of that very name wins
+    assert column_names(("a,zz",), ["a", "b"]) == ("a,zz",)  # not all names: kept whole, reported as not found
 
 
 @pytest.mark.parametrize("layers", ["64,32", ["64", "32"]])

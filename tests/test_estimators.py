@@ -287,3 +287,31 @@ def test_estimator_and_the_cli_give_identical_predictions(tmp_path):
     np.testing.assert_array_equal(clf.predict(table.drop(columns="label")), cli["prediction"].to_numpy())
     np.testing.assert_allclose(clf.predict_proba(table.drop(columns="label")),
                                cli[[f"proba_{c}" for c in clf.classes_]].to_numpy(), rtol=1e-6)
+
+
+def _threads_in_a_worker(_):
+    from neuraltab.system import compute_threads
+
+    return compute_threads()
+
+
+def test_threads_are_the_share_of_the_cores_joblib_gives_each_parallel_worker(monkeypatch):
+    from joblib import Parallel, delayed
+
+    from neuraltab.system import available_cores, compute_threads
+
+    cores = available_cores()
+    # joblib tells each of its n_jobs workers its share of the cores in OMP_NUM_THREADS
+    shares = Parallel(n_jobs=2)(delayed(_threads_in_a_worker)(i) for i in range(2))
+    assert shares == [max(cores // 2, 1)] * 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert compute_threads() == 1
+    X, y = np.random.default_rng(0).normal(size=(80, 3)), np.arange(80) % 2
+    from neuraltab.api import prepare
+
+    prepared = prepare(pd.DataFrame(X).set_axis(["a", "b", "c"], axis=1).assign(y=y), "y", epochs=1)
+    assert prepared.threads() == 1  # not every core: a sibling worker has the others
+    monkeypatch.setenv("OMP_NUM_THREADS", "4,2")  # nested levels: no single share stated
+    assert compute_threads() == cores
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert compute_threads() == cores

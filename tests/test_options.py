@@ -22,7 +22,7 @@ from neuraltab.errors import ConfigError, UserError, option, render
 SRC = Path(neuraltab.__file__).parent
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # train's own options: where the data and the model go, and how the command reports
-TRAIN_RUN_OPTIONS = {"data", "target", "output", "force", "encoding", "decimal", "checkpoint_every", "resume",
+TRAIN_RUN_OPTIONS = {"data", "target", "output", "force", "encoding", "decimal", "dayfirst", "checkpoint_every", "resume",
                      "as_json", "quiet", "report"}
 # the estimators train on every row they are given, with the task their class states
 NOT_ESTIMATOR_PARAMETERS = {"task", "test_size"}

@@ -291,3 +291,67 @@ def test_a_file_without_quotes_names_its_first_ragged_line(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match="line 150001 has 2 fields but the header has 3"):
         read_table(path)
+
+
+# ======================================================================================================================
+# read_table: spaces around values
+# ======================================================================================================================
+def test_spaces_around_text_values_are_removed_with_a_notice_when_that_merges_values(tmp_path):
+    path = _write(tmp_path, "t.csv", "size,answer,note\n1, no,a b\n2,no ,c\n3,no,d \n4,yes,e\n")
+    notices = Notices()
+    df = read_table(path, notify=notices)
+    assert df["answer"].tolist() == ["no", "no", "no", "yes"]
+    assert df["note"].tolist() == ["a b", "c", "d", "e"]  # inner spaces are the value's own
+    assert len(notices) == 1 and "'answer'" in notices.text and "'note'" not in notices.text  # 'd ' merged nothing
+    frame = pd.DataFrame({"answer": [" no", "no", None, 3], "x": [1.0, 2.0, 3.0, 4.0]})
+    notices = Notices()
+    assert read_table(frame, notify=notices)["answer"].tolist()[:2] == ["no", "no"]
+    assert frame["answer"].tolist()[0] == " no" and "'answer'" in notices.text  # the caller's frame is untouched
+    notices = Notices()
+    read_table(pd.DataFrame({"answer": ["no", "yes"]}), notify=notices)
+    assert not notices
+
+
+# ======================================================================================================================
+# read_table: missing-value words, percentages, currency
+# ======================================================================================================================
+@pytest.mark.parametrize("token", ["-", ".", "--", "missing", "(blank)", "#DIV/0!", "#VALUE!", "n.a."])
+def test_spreadsheet_words_for_no_value_are_missing_and_the_column_stays_numeric(tmp_path, token):
+    values = [str(v) for v in range(1, 21)] * 5
+    for i in range(0, 100, 10):  # 10%: beyond the 5% of stray words a number column tolerates
+        values[i] = token
+    path = _write(tmp_path, "t.csv", "amount,y\n" + "\n".join(f"{v},{i % 2}" for i, v in enumerate(values)) + "\n")
+    df = read_table(path)
+    assert df["amount"].isna().sum() == 10 and pd.api.types.is_numeric_dtype(df["amount"])
+    frame = pd.DataFrame({"amount": values, "y": [i % 2 for i in range(100)]})
+    schema = infer_schema(frame, "y")
+    assert [c.kind for c in schema.features] == ["numeric"]
+
+
+def test_percentages_and_currency_are_numbers(tmp_path):
+    path = _write(tmp_path, "t.csv", 'rate,price,eur,balance\n12%,"$1,200",1.200 €,"(1,200)"\n12 %,$5,"3,5 €",300\n'
+                                     '1.5%,$7.25,10 €,(7)\n')
+    notices = Notices()
+    df = read_table(path, notify=notices)
+    assert df["rate"].tolist() == pytest.approx([0.12, 0.12, 0.015])
+    assert df["price"].tolist() == [1200.0, 5.0, 7.25]
+    assert df["eur"].tolist() == [1200.0, 3.5, 10.0]
+    assert df["balance"].tolist() == [-1200.0, 300.0, -7.0]
+    assert "'12%' -> 0.12" in notices.text
+    frame = pd.DataFrame({"rate": ["12%", "50 %", "7%", None], "y": ["a", "b", "a", "b"]})
+    assert read_table(frame)["rate"].tolist()[:3] == pytest.approx([0.12, 0.5, 0.07])
+    assert frame["rate"][0] == "12%"  # the caller's frame is untouched
+
+
+def test_a_numeric_looking_text_column_says_which_values_did_not_parse_and_how_to_force_it():
+    values = [str(v) for v in range(60)] + ["pending", "tbd", "pending", "n/k"] * 10
+    frame = pd.DataFrame({"amount": values, "x": np.arange(100) % 7, "y": ["a", "b"] * 50})
+    notices = Notices()
+    schema = infer_schema(frame, "y", notify=notices)
+    assert {c.name: c.kind for c in schema.features}["amount"] != "numeric"
+    assert "'amount' looks numeric" in notices.text and "'pending'" in notices.text and "'tbd'" in notices.text
+    assert "numeric=['amount']" in notices.text  # the option to force it, in the caller's words
+    notices = Notices()
+    schema = infer_schema(frame, "y", numeric=("amount",), notify=notices)
+    assert {c.name: c.kind for c in schema.features}["amount"] == "numeric"
+    assert "40 of 100 value(s) are not numbers" in notices.text

@@ -119,7 +119,8 @@ def test_sigkill_mid_training_then_resume_gives_the_same_model_file(tmp_path):
     assert not ckpt.exists()
 
 
-def test_sigterm_saves_the_best_model_so_far_and_the_checkpoint(tmp_path):
+@pytest.mark.parametrize(("sent", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_saves_the_best_model_so_far_and_the_checkpoint(tmp_path, sent, status):
     data = tmp_path / "data.csv"
     make_table(3000).to_csv(data, index=False)
     out = tmp_path / "run.ntab"
@@ -129,11 +130,25 @@ def test_sigterm_saves_the_best_model_so_far_and_the_checkpoint(tmp_path):
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)  # the first checkpoint means training is under way and the handlers are installed
     assert proc.poll() is None, "training finished before it could be stopped; make the run longer"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sent)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == status, stderr  # as a shell reports it: a script can tell the run did not finish
     assert "Traceback" not in stderr
     model = neuraltab.load(out)
     assert model.history["stop_reason"] == "interrupted"
     assert len(model.history["epochs"]) < 40
     assert ckpt.exists()  # kept, so that --resume can continue the run
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line_and_status_130(monkeypatch, capsys):
+    from neuraltab import cli
+    from neuraltab.cli import runtime
+
+    def interrupted(argv):  # Ctrl-C lands while the entry point sets up and loads the commands (torch, pandas)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runtime, "prepare", interrupted)
+    with pytest.raises(SystemExit) as info:
+        cli.run()
+    assert info.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"

@@ -155,8 +155,9 @@ def test_numbers_stored_as_text_are_numeric_with_a_notice():
     notices = Notices()
     kinds, _ = _kinds(_base(price=values), notify=notices)
     assert kinds["price"] == "numeric"
-    # "N/A" is a missing-value marker (issue 6): missing, not one of the values that are not numbers
-    assert "'price'" in notices.text and "2 value(s)" in notices.text and "N/A" not in notices.text
+    # "N/A" (issue 6) and "-" (issue 20) are missing-value markers: missing, not values that are not numbers
+    assert "'price'" in notices.text and "1 value(s)" in notices.text and "N/A" not in notices.text
+    assert "'-'" not in notices.text
 
 
 def test_text_with_many_non_numbers_is_categorical():
@@ -374,3 +375,48 @@ def test_two_rows_without_a_test_split_train_on_both_without_validation():
     train, valid, test = split(2, y=np.array([0, 1]), test_size=0.0, valid_size=0.2, seed=0, notify=notices)
     assert train.tolist() == [0, 1] and len(valid) == 0 and len(test) == 0
     assert "too few to hold some out for validation" in notices.text and "without early stopping" in notices.text
+
+
+# ======================================================================================================================
+# infer_schema: targets written with stray spaces, and yes/no written several ways
+# ======================================================================================================================
+def test_a_target_that_writes_yes_and_no_several_ways_has_two_classes():
+    spellings = ["yes", "no", "Y", "N", "true", "false", "1", "0", "yes", "no", "yes", "no"]
+    notices = Notices()
+    schema = infer_schema(_frame(spellings * 5), "y", notify=notices)
+    assert schema.task == "binary" and schema.classes == ("no", "yes")  # the most frequent spelling of each
+    codes = schema.class_codes()
+    assert {k: codes[k] for k in ("Y", "true", "1")} == {"Y": 1, "true": 1, "1": 1}
+    assert codes["0"] == codes["N"] == 0
+    assert "two classes" in notices.text
+    assert infer_schema(_frame(["red", "green", "yes", "no"] * 5), "y").task == "multiclass"  # not yes/no only
+    assert infer_schema(_frame(["Y", "N"] * 10), "y").aliases == ()
+    # the spellings survive the model file's JSON
+    from neuraltab.data.schema import Schema
+
+    assert Schema.from_dict(schema.to_dict()) == schema
+    assert "aliases" not in infer_schema(_frame(["Y", "N"] * 10), "y").to_dict()  # unaffected files keep their bytes
+
+
+def test_a_target_with_spaces_around_its_labels_has_one_class_per_label(tmp_path):
+    import neuraltab
+    from conftest import FAST
+
+    rows = [f"{i % 7},{v}" for i, v in enumerate([" no", "no ", "no", "yes", " yes", "yes"] * 10)]
+    path = _write(tmp_path, "t.csv", "x,y\n" + "\n".join(rows) + "\n")
+    model = neuraltab.fit(path, "y", **(FAST | {"epochs": 1}))
+    assert model.classes == ("no", "yes")
+    assert set(model.predict(path)) <= {"no", "yes"}
+    assert model.evaluate(path)["n"] == 60  # " no" is the known label "no", not one the model never saw
+
+
+@pytest.mark.parametrize(("target", "words"), [
+    ([f"2019-01-{d:02d} 10:{m:02d}" for d in range(1, 29) for m in range(0, 60, 15)], "choose another target"),
+    ([f"user-{i}" for i in range(100)], "choose another target"),
+    ([f"{v:.1f}" for v in np.linspace(0, 50, 100)], "task='regression'"),
+])
+def test_a_target_with_nearly_one_value_per_row_is_a_one_line_error(target, words):
+    with pytest.raises(SchemaError, match="nearly one per row") as info:
+        infer_schema(_frame(target), "y")
+    assert words in str(info.value) and "\n" not in str(info.value)
+    assert infer_schema(_frame([f"c{i % 15}" for i in range(100)]), "y").task == "multiclass"  # 15 classes: fine

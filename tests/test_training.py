@@ -14,6 +14,8 @@ from neuraltab.networks import predict_output
 from neuraltab.train import Callback, train
 from neuraltab.train.autograd import ensemble_loss
 
+from conftest import make_table
+
 
 def test_classification_loss_is_the_mean_of_the_members_losses_not_the_loss_of_their_mean():
     torch.manual_seed(0)
@@ -107,10 +109,10 @@ class _PoisonAfter(Callback):
         self.notices.append(message)
 
 
-def _diverging_run(early_stopping):
+def _diverging_run(early_stopping, keep_diverged=True):
     x_num, x_cat, y = _toy()
     cfg = resolve(TrainConfig(model="mlp", layers=(8,), epochs=10, patience=10, early_stopping=early_stopping,
-                              scaling="standard"), n_train=len(y), device_type="cpu")
+                              scaling="standard", keep_diverged=keep_diverged), n_train=len(y), device_type="cpu")
     from neuraltab.networks.mlp import MLP
 
     torch.manual_seed(0)
@@ -128,6 +130,39 @@ def test_a_diverging_run_without_a_best_epoch_is_a_one_line_config_error():
                                           r"0\.001\) or scale the inputs with scaling='quantile'$") as info:
         _diverging_run(early_stopping=False)
     assert info.value.render("cli").endswith("lower --lr (now 0.001) or scale the inputs with --scaling quantile")
+
+
+def test_a_diverging_run_is_an_error_naming_the_way_to_keep_its_best_epoch_unless_asked():
+    from neuraltab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^training diverged in epoch 3 \(the loss became nan\); lower 'lr'") as info:
+        _diverging_run(early_stopping=True, keep_diverged=False)
+    assert "\n" not in str(info.value) and info.value.render("cli").endswith("pass --keep-diverged")
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_an_exploding_loss_stops_training_with_one_line_suggesting_a_lower_learning_rate(task):
+    import neuraltab
+    from neuraltab.errors import ConfigError
+
+    df = make_table(200, task=task)
+    options = {"lr": 10.0, "epochs": 30, "k": 2, "d_block": 16, "n_blocks": 1, "threads": 1}  # the issue's --lr 10
+    with pytest.raises(ConfigError, match=r"^training diverged in epoch \d+ \(the loss became [^;]*times an "
+                                          r"untrained model's\); lower 'lr' \(now 10\)") as info:
+        neuraltab.fit(df, "label", **options)
+    assert "\n" not in str(info.value)
+    # asked to: the best epoch before it is kept, with a notice
+    notices = []
+
+    class Collect(Callback):
+        def on_notice(self, message):
+            notices.append(message)
+
+    model = neuraltab.fit(df, "label", keep_diverged=True, callbacks=[Collect()], **options)
+    assert model.history["stop_reason"] == "diverged"
+    assert [n for n in notices if n.startswith("training diverged")]
+    # an ordinary learning rate never trips it
+    assert neuraltab.fit(df, "label", **(options | {"lr": None})).history["stop_reason"] != "diverged"
 
 
 def test_a_diverging_run_keeps_the_best_epoch_before_it_with_a_notice():

@@ -20,7 +20,7 @@ import torch
 
 from . import __version__
 from .artifacts import FORMAT_VERSION, bundle_bytes, load_bundle, read_bundle_bytes, save_bundle
-from .config import TrainConfig, describe_options, resolve
+from .config import COLUMN_FIELDS, TrainConfig, column_names, describe_options, ignored_options, resolve
 from .data.preprocess import Batch, Preprocessor
 from .data.read import read_table, read_table_and_format, source_name
 from .data.schema import Schema, drop_missing_target, infer_schema
@@ -28,10 +28,10 @@ from .data.split import fingerprint, split
 from .data.summary import summarize
 from .data.write import write_table
 from .device import native_bf16, resolve_device, threads_for, to_tensors
-from .errors import ArtifactError, Message, SchemaError, no_notice, option
+from .errors import ArtifactError, ConfigError, Message, SchemaError, no_notice, option
 from .metrics import compute
 from .networks import build, network_for, predict_output
-from .system import available_cores
+from .system import compute_threads
 
 if TYPE_CHECKING:  # training is imported where it runs: serving and exporting a model need none of it
     from .train import Callback, History
@@ -133,22 +133,23 @@ class Model:
         return f"<neuraltab.Model {self.spec['kind']} {head}, {len(self.schema.features)} features>"
 
     # --------------------------------------------------------------------------------------------------- predict
-    def _read(self, data: Any, *, with_target: bool, notify: Any, decimal: str | None = None) -> pd.DataFrame:
+    def _read(self, data: Any, *, with_target: bool, notify: Any, decimal: str | None = None,
+              id_column: str | None = None) -> pd.DataFrame:
         source = source_name(data)
         df = read_table(data, decimal=self.reading["decimal"] if decimal is None else decimal, notify=notify)
         if with_target:
             df = drop_missing_target(df, self.schema.target, source=source, notify=notify)
         else:
-            expected = set(self.schema.feature_names()) | {self.schema.target}
+            expected = set(self.schema.feature_names()) | {self.schema.target, id_column}  # the ID is copied through
             extra = [c for c in df.columns if c not in expected]
             if extra:
                 shown = ", ".join(repr(c) for c in extra[:5]) + (" ..." if len(extra) > 5 else "")
                 notify(f"{source}: ignoring {len(extra)} column(s) the model does not use: {shown}")
         return df
 
-    def _batch(self, data: Any, *, with_target: bool, notify: Any,
-               decimal: str | None = None) -> tuple[pd.DataFrame, Batch]:
-        df = self._read(data, with_target=with_target, notify=notify, decimal=decimal)
+    def _batch(self, data: Any, *, with_target: bool, notify: Any, decimal: str | None = None,
+               id_column: str | None = None) -> tuple[pd.DataFrame, Batch]:
+        df = self._read(data, with_target=with_target, notify=notify, decimal=decimal, id_column=id_column)
         return df, self.preprocessor.transform(df, source=source_name(data), notify=notify, with_target=with_target)
 
     def _output(self, batch: Batch) -> np.ndarray:
@@ -171,23 +172,25 @@ class Model:
         A text file is read with the training file's decimal mark (see :meth:`info`) unless ``decimal`` ("." or
         ",") is given; the same holds for :meth:`predict_proba`, :meth:`predict_table` and :meth:`evaluate`.
         """
-        _, batch = self._batch(data, with_target=False, notify=_notifier(notify), decimal=decimal)
+        df, batch = self._batch(data, with_target=False, notify=_notifier(notify), decimal=decimal)
         out = self._output(batch)
-        return pd.Series(out, name="prediction") if self.task == "regression" else self._labels(out).rename("prediction")
+        labels = pd.Series(out, name="prediction") if self.task == "regression" else self._labels(out).rename("prediction")
+        return labels.set_axis(_index_of(data, df))
 
     def predict_proba(self, data: Any, *, decimal: str | None = None, notify: Any = None) -> pd.DataFrame:
         """Class probabilities, one column per class label (classification only)."""
         if self.task == "regression":
             raise SchemaError("predict_proba is for classification models; this model does regression: use predict")
-        _, batch = self._batch(data, with_target=False, notify=_notifier(notify), decimal=decimal)
-        return pd.DataFrame(self._output(batch), columns=list(self.classes))
+        df, batch = self._batch(data, with_target=False, notify=_notifier(notify), decimal=decimal)
+        return pd.DataFrame(self._output(batch), columns=list(self.classes), index=_index_of(data, df))
 
     def predict_table(self, data: Any, *, id_column: str | None = None, decimal: str | None = None,
                       notify: Any = None) -> pd.DataFrame:
         """The table ``neuraltab predict`` writes: [id], prediction, and proba_<label> per class."""
         notify = _notifier(notify)
-        df, batch = self._batch(data, with_target=False, notify=notify, decimal=decimal)
-        return self._prediction_table(df, self._output(batch), id_column=id_column, source=source_name(data))
+        df, batch = self._batch(data, with_target=False, notify=notify, decimal=decimal, id_column=id_column)
+        table = self._prediction_table(df, self._output(batch), id_column=id_column, source=source_name(data))
+        return table.set_axis(_index_of(data, df))
 
     def predict_file(self, data: Any, output: str | Path | None, *, id_column: str | None = None,
                      decimal: str | None = None, force: bool = False, notify: Any = None,
@@ -198,7 +201,7 @@ class Model:
         notify = _notifier(notify)
         clock = time.perf_counter()
         stages = timings if timings is not None else {}
-        df = self._read(data, with_target=False, notify=notify, decimal=decimal)
+        df = self._read(data, with_target=False, notify=notify, decimal=decimal, id_column=id_column)
         stages["read_s"], clock = time.perf_counter() - clock, time.perf_counter()
         batch = self.preprocessor.transform(df, source=source_name(data), notify=notify)
         stages["transform_s"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -212,12 +215,18 @@ class Model:
     def _prediction_table(self, df: pd.DataFrame, out: np.ndarray, *, id_column: str | None,
                           source: str) -> pd.DataFrame:
         columns: dict[str, Any] = {}
+        outputs = ["prediction"] if self.task == "regression" else \
+            ["prediction", *(f"proba_{label}" for label in self.classes)]
         if id_column is not None:
             if id_column not in df.columns:
                 from .errors import closest_names
 
                 raise SchemaError(f"{source}: the {option('id_column')} column {id_column!r} not found; "
                                   f"{closest_names(id_column, list(df.columns))}")
+            if id_column in outputs:  # the predictions would replace it in the output
+                raise SchemaError(f"{source}: the {option('id_column')} column {id_column!r} has the name of an "
+                                  f"output column ({', '.join(repr(c) for c in outputs[:4])}"
+                                  f"{' ...' if len(outputs) > 4 else ''}); rename that column in the file first")
             columns[id_column] = df[id_column].to_numpy()
         if self.task == "regression":
             columns["prediction"] = out
@@ -303,7 +312,8 @@ class Model:
             "task": self.task,
             "target": self.schema.target,
             "classes": list(self.classes),
-            "features": [{"name": c.name, "kind": c.kind} for c in self.schema.features],
+            "features": [{"name": c.name, "kind": c.kind} | ({"date_order": orders[c.name]} if c.name in orders else {})
+                         for c in self.schema.features for orders in [dict(self.schema.date_orders)]],
             "dropped": [{"name": n, "reason": r} for n, r in self.schema.dropped],
             "model": {**self.spec, "n_parameters": sum(p.numel() for p in self.network.parameters())},
             "config": self.config.to_dict(),
@@ -313,6 +323,12 @@ class Model:
             "reading": self.reading,
             "versions": self.versions,
         } | ({"estimator": self.estimator} if self.estimator is not None else {})
+
+
+def _index_of(data: Any, df: pd.DataFrame) -> pd.Index:
+    """The index predictions for ``data`` carry: a DataFrame's own (so ``test["pred"] = model.predict(test)`` lines
+    up row by row), 0..n-1 for a file."""
+    return df.index if isinstance(data, pd.DataFrame) else pd.RangeIndex(len(df))
 
 
 # ======================================================================================================================
@@ -363,12 +379,13 @@ class Prepared:
         return spec, network.to(self.device)
 
     def threads(self, network: torch.nn.Module | None = None) -> int:
-        """CPU threads to compute with: ``cfg.threads``, else all cores, or one for a network whose step is tiny."""
+        """CPU threads to compute with: ``cfg.threads``, else :func:`~neuraltab.system.compute_threads` (the cores this
+        process may use, or its share of them beside parallel siblings), or one for a network whose step is tiny."""
         if self.cfg.threads is not None:
             return self.cfg.threads
         if network is not None and self.device.type == "cpu":
-            return threads_for(network, batch_size=self.cfg.batch_size, cores=available_cores())
-        return available_cores()
+            return threads_for(network, batch_size=self.cfg.batch_size, cores=compute_threads())
+        return compute_threads()
 
     def model(self, network: torch.nn.Module, spec: dict[str, Any], history: History) -> "Model":
         """The :class:`Model` of a network trained on this data, with its validation and test metrics."""
@@ -380,9 +397,11 @@ class Prepared:
             if len(self.batches[name]):
                 model.metrics[name] = compute(self.schema.task, self.batches[name].y, model._output(self.batches[name]))
         # timings are kept out of the saved history so that the same seed writes the same file bytes
-        model.history = {**model.history, "seconds": None, "device": str(self.device),
+        model.history = {**{k: v for k, v in model.history.items() if k != "signal"}, "seconds": None,
+                         "device": str(self.device),
                          "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in history.epochs]}
         model.train_seconds = history.seconds
+        model.stop_signal = history.signal  # what interrupted the run, for the CLI's exit status
         return model
 
 
@@ -397,21 +416,28 @@ def _torch_threads(n: int) -> Iterator[None]:
 
 
 def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding: str | None = None,
-            decimal: str | None = None, **options: Any) -> Prepared:
+            decimal: str | None = None, dayfirst: bool | None = None, **options: Any) -> Prepared:
     """Read ``data`` (a path or a DataFrame), infer its schema, split it and learn the preprocessing on the training
     rows, as :func:`fit` does; ``options`` are :class:`TrainConfig` fields. Notices go to the callbacks."""
     cfg = TrainConfig.from_dict(options)
     notify = _Notices(callbacks)
+    ignored = ignored_options(cfg)
+    if ignored:
+        other = "mlp" if cfg.model == "default" else "default"
+        notify(f"{', '.join(option(name) for name in ignored)} set but not used: they are options of "
+               f"{option('model', other)}, and this run trains {option('model', cfg.model)}")
     source = source_name(data)
     raw, number_format = read_table_and_format(data, encoding=encoding, decimal=decimal, notify=notify)
     data_fingerprint = fingerprint(data, raw)  # hashes the whole file: once per fit
     df = drop_missing_target(raw, target, source=source, notify=notify)
+    # entries of the column options are names or comma lists of names; the config records the names
+    cfg = cfg.replace(**{name: column_names(getattr(cfg, name), list(raw.columns)) for name in COLUMN_FIELDS})
     schema = infer_schema(raw, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
-                          source=source, notify=notify)
+                          dayfirst=dayfirst, source=source, notify=notify)
     rows = split_rows(df, schema, cfg, source=source, notify=notify)
     device = resolve_device(cfg.device)
     cfg = resolve(cfg, n_train=len(rows["train"]), device_type=device.type, native_bf16=native_bf16(device))
-    with _torch_threads(cfg.threads or available_cores()):
+    with _torch_threads(cfg.threads or compute_threads()):
         pre = Preprocessor(schema, scaling=cfg.scaling, max_categories=cfg.max_categories)
         pre.fit(df.iloc[rows["train"]], source=source, notify=notify)
         # the splits are rows of the table the schema was inferred from: the predict-time type check has nothing to add
@@ -446,7 +472,7 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
     from .train.checkpoint import Checkpoint
 
     cfg = prepared.cfg
-    with _torch_threads(cfg.threads or available_cores()):
+    with _torch_threads(cfg.threads or compute_threads()):
         spec, network = prepared.new_network()
         torch.set_num_threads(prepared.threads(network))
         ckpt = None
@@ -457,15 +483,20 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
             if resume and not ckpt.path.exists():
                 _Notices(callbacks, into=prepared.notices)(f"{ckpt.path}: no checkpoint to resume from; training "
                                                            "from the start")
-        history = train(network, prepared.tensors("train"), prepared.tensors("valid"), task=prepared.schema.task,
-                        cfg=cfg, callbacks=callbacks, checkpoint=ckpt, resume=resume, fast=fast)
+        try:
+            history = train(network, prepared.tensors("train"), prepared.tensors("valid"), task=prepared.schema.task,
+                            cfg=cfg, callbacks=callbacks, checkpoint=ckpt, resume=resume, fast=fast)
+        except ConfigError:  # a diverged run: its checkpoint would only diverge again, so none is left behind
+            if ckpt is not None:
+                ckpt.path.unlink(missing_ok=True)
+            raise
         if ckpt is not None and history.stop_reason != "interrupted":
             ckpt.path.unlink(missing_ok=True)
         return prepared.model(network, spec, history)
 
 
 def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding: str | None = None,
-        decimal: str | None = None, checkpoint: str | Path | None = None, checkpoint_every: int = 10, resume: bool = False,
+        decimal: str | None = None, dayfirst: bool | None = None, checkpoint: str | Path | None = None, checkpoint_every: int = 10, resume: bool = False,
         **options: Any) -> Model:
     """Train a model on a table (a path or a DataFrame) to predict column ``target``.
 
@@ -476,11 +507,15 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
     is saved with the model, which reads the files it predicts for and evaluates on with it (``model.reading``), so an
     ambiguous "1,234" in them means what it meant in the training file.
 
+    ``dayfirst`` says whether text dates such as "01/02/2019" put the day first (True) or the month (False); None
+    detects it per column ("13/02/2019" decides it). The model records each column's order and reads its dates so.
+
     With ``checkpoint`` (a file path), the whole training state is saved there every ``checkpoint_every`` epochs and
     when Ctrl-C or SIGTERM stops the run; ``resume=True`` continues from it, giving the same model as an
     uninterrupted run. The file is removed once training finishes (kept when it was interrupted).
     """
-    prepared = prepare(data, target, callbacks=callbacks, encoding=encoding, decimal=decimal, **options)
+    prepared = prepare(data, target, callbacks=callbacks, encoding=encoding, decimal=decimal, dayfirst=dayfirst,
+                       **options)
     return fit_prepared(prepared, callbacks=callbacks, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                         resume=resume)
 

@@ -24,7 +24,10 @@ import torch
 from .errors import ArtifactError, option
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_bundle", "load_bundle", "bundle_bytes", "read_bundle_bytes",
-           "atomic_write_bytes", "check_writable"]
+           "atomic_write_bytes", "check_writable", "check_model_path"]
+
+# what a table file is named: a model file under such a name would be taken for data (and `predict` would read it)
+_TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".tab", ".parquet", ".pq", ".jsonl", ".ndjson", ".json", ".xlsx", ".xls"}
 
 FORMAT = "neuraltab"
 FORMAT_VERSION = 1
@@ -48,11 +51,11 @@ def _checksum(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
 def check_writable(path: Path, *, force: bool) -> None:
     """Fail early (before a long training run) if ``path`` cannot be written."""
     path = Path(path)
+    if path.is_dir():  # before --force is suggested: forcing would not help
+        raise ArtifactError(f"{path}: is a folder; give a file name for the output")
     if path.exists() and not force:
         raise ArtifactError(f"{path}: already exists; pass {option('force', True)} to overwrite it or write to "
                             "another file")
-    if path.is_dir():
-        raise ArtifactError(f"{path}: is a folder; give a file name for the output")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ArtifactError(f"{path}: the folder {parent} does not exist; create it or write to another folder")
@@ -160,8 +163,18 @@ def bundle_bytes(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> byte
     return save(tensors, metadata=header)
 
 
+def check_model_path(path: Path, *, force: bool) -> None:
+    """Fail early if a model file cannot be written at ``path``, or would be named like a table (``model.csv``)."""
+    path = Path(path)
+    if path.suffix.lower() in _TABLE_SUFFIXES:
+        raise ArtifactError(f"{path}: a model file named like a {path.suffix} table would be taken for data; name "
+                            f"it {path.with_suffix('.ntab').name} (predictions are written by predict)")
+    check_writable(path, force=force)
+
+
 def save_bundle(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], *, force: bool = False) -> Path:
     """Write tensors + JSON metadata as one safetensors file, atomically. Returns the path."""
+    check_model_path(Path(path), force=force)
     atomic_write_bytes(Path(path), bundle_bytes(tensors, meta), force=force)
     return Path(path)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import ConfigError, closest_names, option
 
-__all__ = ["TrainConfig", "resolve", "describe_options", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS"]
+__all__ = ["COLUMN_FIELDS", "TrainConfig", "column_names", "ignored_options", "resolve", "describe_options", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS"]
 
 MODELS = ("default", "mlp")
 TASKS = ("auto", "binary", "multiclass", "regression")
@@ -104,6 +104,9 @@ class TrainConfig:
     time_limit: float | None = _option(None, "Seconds of training at most; the best model so far is kept.",
                                        rule=(lambda v: v is None or (_is_num(v) and v > 0),
                                              "a positive number of seconds"), chosen="no limit")
+    keep_diverged: bool = _option(False, "When the loss explodes or becomes NaN, keep the best epoch before it (or, "
+                                  "without one, the last finite weights) instead of stopping with an error.",
+                                  rule=(lambda v: isinstance(v, bool), "True or False"))
     # --- data ---------------------------------------------------------------------------------------------------
     scaling: str = _option("auto", "Numeric scaling: quantile, standard or none; auto is quantile for the default "
                            "model and standard for the plain MLP.", choices=SCALINGS)
@@ -125,7 +128,8 @@ class TrainConfig:
                           rule=(lambda v: isinstance(v, str) and (v in ("auto", "cpu", "mps") or v.startswith("cuda")),
                                 "auto, cpu, cuda or cuda:N"))
     threads: int | None = _option(None, "CPU threads for torch.", rule=_int_in(1, optional=True),
-                                  chosen="1 for models whose step is tiny, else all cores")
+                                  chosen="1 for models whose step is tiny, else the cores this process may use (a "
+                                  "share of them in a joblib worker)")
     precision: str = _option("auto", "Matmul precision: fp32 or bf16; auto is bf16 for the default model where the "
                              "CPU or GPU multiplies bf16 natively, else fp32.", choices=PRECISIONS)
 
@@ -150,6 +154,8 @@ class TrainConfig:
         cleaned = {}
         for key, value in values.items():
             value = _python_scalar(value)
+            if key in COLUMN_FIELDS and isinstance(value, str):  # "a,b" or "Amount, EUR": see column_names
+                value = (value,)
             if key in _TUPLE_FIELDS and value is not None:
                 value = tuple(value) if not isinstance(value, str) else tuple(v.strip() for v in value.split(",") if v.strip())
                 value = tuple(_python_scalar(v) for v in value)
@@ -166,6 +172,35 @@ class TrainConfig:
 
 
 _TUPLE_FIELDS = {f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, tuple)}
+# the options each model alone reads
+MODEL_OPTIONS = {"mlp": ("layers", "activation"), "default": ("k", "d_block", "n_blocks", "d_embedding", "n_bins")}
+
+
+def ignored_options(cfg: TrainConfig) -> list[str]:
+    """The options set to something other than their default that ``cfg.model`` does not read (``layers`` with the
+    default model, ``k`` with the plain MLP): a run that silently ignored them would not be the one asked for."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return [name for model, names in MODEL_OPTIONS.items() if model != cfg.model for name in names
+            if getattr(cfg, name) != defaults[name]]
+# options that name columns: an entry is a column's name, or a comma list of names (split by column_names)
+COLUMN_FIELDS = ("categorical", "numeric", "drop")
+
+
+def column_names(given: tuple[str, ...], columns: list[str]) -> tuple[str, ...]:
+    """The columns ``given`` names: each entry is a column's own name (which may contain commas, "Amount, EUR"), or
+    else a comma list of names ("a,b"). An entry that is neither is kept whole, for the caller to report.
+
+    >>> column_names(("Amount, EUR", "id,age"), ["Amount, EUR", "id", "age"])
+    ('Amount, EUR', 'id', 'age')
+    """
+    names: list[str] = []
+    for entry in given:
+        parts = [p.strip() for p in entry.split(",") if p.strip()]
+        if entry in columns or not all(p in columns for p in parts):
+            names.append(entry)
+        else:
+            names.extend(parts)
+    return tuple(dict.fromkeys(names))
 
 
 def _python_scalar(value: Any) -> Any:

@@ -69,8 +69,8 @@ def render(text: str, style: str = "python", *, flags: Mapping[str, str] | None 
         flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
         if value is _UNSET or value is True:
             return flag
-        if value is False:
-            return "--no-" + flag[2:]
+        if value is False:  # a pair of flags not named --x/--no-x is in ``flags`` as "no_<name>"
+            return (flags or {}).get(f"no_{name}", "--no-" + flag[2:])
         if isinstance(value, list):  # a list option: one flag per name that holds a comma, else a comma list
             if any("," in str(v) for v in value):
                 return " ".join(f"{flag} {shlex.quote(str(v))}" for v in value)

@@ -46,7 +46,7 @@ class _NeuralTabEstimator(BaseEstimator):
                  n_bins: int = 48, dropout: float | None = None, optimizer: str = "adamw", lr: float | None = None,
                  weight_decay: float | None = None, grad_clip: float | None = None, batch_size: int | None = None,
                  epochs: int | None = None, early_stopping: bool = True, patience: int = 16,
-                 time_limit: float | None = None, scaling: str = "auto", valid_size: float = 0.2,
+                 time_limit: float | None = None, keep_diverged: bool = False, scaling: str = "auto", valid_size: float = 0.2,
                  categorical: tuple[str, ...] = (), numeric: tuple[str, ...] = (), drop: tuple[str, ...] = (),
                  max_categories: int = 1000, seed: int = 0, device: str = "auto", threads: int | None = None,
                  precision: str = "auto") -> None:
@@ -68,6 +68,7 @@ class _NeuralTabEstimator(BaseEstimator):
         self.early_stopping = early_stopping
         self.patience = patience
         self.time_limit = time_limit
+        self.keep_diverged = keep_diverged
         self.scaling = scaling
         self.valid_size = valid_size
         self.categorical = categorical
@@ -149,6 +150,8 @@ class _NeuralTabEstimator(BaseEstimator):
         if self._task == "regression":
             return y.astype(np.float64)
         check_classification_targets(y)
+        if y.dtype == object or y.dtype.kind == "U":  # as the model reads them: " no" and "no" are one class
+            y = np.array([v.strip() if isinstance(v, str) else v for v in y], dtype=y.dtype)
         return y
 
     # --------------------------------------------------------------------------------------------------- predict

@@ -16,12 +16,15 @@ def run() -> None:
     and exit without the interpreter's teardown. Library callers use :func:`main`, which does neither."""
     import sys
 
-    from . import runtime
+    try:
+        from . import runtime
 
-    runtime.keep_freed_memory()
-    runtime.prepare(sys.argv)
-    from .commands import main
-
+        runtime.keep_freed_memory()
+        runtime.prepare(sys.argv)
+        from .commands import main
+    except KeyboardInterrupt:  # Ctrl-C while the command starts (torch and pandas load): one line, as in a command
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     runtime.exit_after(main)
 
 

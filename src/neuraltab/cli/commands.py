@@ -6,18 +6,22 @@ prints one line, ``error: ...``, and exits with status 2.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import signal
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from .. import api
-from ..artifacts import atomic_write_bytes, check_writable
-from ..errors import DataError, UserError
+from ..artifacts import atomic_write_bytes, check_model_path, check_writable
+from ..errors import DataError, UserError, option
 from ..serve.settings import Settings as ServeSettings
 from .options import config_values, parameter, with_parameters
 from .progress import Progress, cli_words
@@ -50,6 +54,20 @@ def _stdout() -> Console:
 
 def _stderr() -> Console:
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _table_path(data: Path) -> Iterator[Path]:
+    """DATA as a path: ``-`` is standard input, kept in a temporary file (named ``stdin``) while the command reads it
+    (a table is read twice: its delimiter and encoding are sniffed first), then removed."""
+    if str(data) != "-":
+        yield data
+        return
+    with tempfile.TemporaryDirectory(prefix="neuraltab-") as folder:
+        path = Path(folder) / "stdin"
+        with open(path, "wb") as fh:
+            shutil.copyfileobj(sys.stdin.buffer, fh)
+        yield path
 
 
 def _run(fn: Callable[[], Any]) -> Any:
@@ -125,7 +143,7 @@ def _print_json(obj: Any) -> None:
 @with_parameters(
     before=[
         parameter("data", Path, typer.Argument(..., help="Table to learn from: CSV/TSV (delimiter sniffed), Parquet or "
-                                                         "JSON lines.")),
+                                                         "JSON lines; - reads a CSV from standard input.")),
         parameter("target", str, typer.Option(..., "--target", "-t", help="Column to predict.")),
         parameter("output", Optional[Path], typer.Option(None, "--output", "-o", help="Model file.",
                                                          show_default="next to DATA, as .ntab")),
@@ -136,6 +154,9 @@ def _print_json(obj: Any) -> None:
         parameter("encoding", Optional[str], typer.Option(None, help="Text encoding of DATA.", show_default="sniffed")),
         parameter("decimal", Optional[str], typer.Option(None, help="Decimal mark of numbers in DATA, '.' or ','.",
                                                          show_default="sniffed")),
+        parameter("dayfirst", Optional[bool], typer.Option(None, "--dayfirst/--monthfirst",
+                                                           help="Dates such as 01/02/2019 in DATA put the day (or "
+                                                           "the month) first.", show_default="detected per column")),
         parameter("checkpoint_every", int, typer.Option(10, help="Save the training state every N epochs (next to "
                                                                  "the model file).")),
         parameter("resume", bool, typer.Option(False, "--resume", help="Continue an interrupted run from its "
@@ -159,10 +180,12 @@ def train(**given: Any) -> None:
     def body() -> None:
         if data.is_dir():
             raise DataError(f"{data}: is a folder, not a table file; pass a CSV, Parquet or JSON-lines file")
+        if str(data) == "-" and output is None:
+            raise DataError(f"DATA - (standard input) has no name to put the model next to; pass {option('output')}")
         out = output if output is not None else data.with_suffix(MODEL_SUFFIX)
         ckpt = out.with_name(out.name + ".ckpt")
         overwrite = force or (resume and ckpt.exists())  # resuming a run may replace its own interrupted result
-        check_writable(out, force=overwrite)  # fail now, not after training
+        check_model_path(out, force=overwrite)  # fail now, not after training
         report_file = given["report"]
         if report_file is not None:
             if report_file.resolve() == out.resolve():
@@ -170,12 +193,13 @@ def train(**given: Any) -> None:
             _check_report_dependencies()
             check_writable(report_file, force=force)
         progress = Progress(_stderr(), quiet=quiet)
-        fitted = api.fit(str(data), target, callbacks=[progress], encoding=given["encoding"], decimal=given["decimal"],
-                         checkpoint=ckpt, checkpoint_every=given["checkpoint_every"], resume=resume,
-                         **config_values(given))
-        fitted.save(out, force=overwrite)
-        if report_file is not None:
-            fitted.report(str(data), report_file, force=force, notify=progress.on_notice)
+        with _table_path(data) as path:
+            fitted = api.fit(str(path), target, callbacks=[progress], encoding=given["encoding"],
+                             decimal=given["decimal"], dayfirst=given["dayfirst"], checkpoint=ckpt,
+                             checkpoint_every=given["checkpoint_every"], resume=resume, **config_values(given))
+            fitted.save(out, force=overwrite)
+            if report_file is not None:  # while standard input's copy still exists
+                fitted.report(str(path), report_file, force=force, notify=progress.on_notice)
         if fitted.history["stop_reason"] == "interrupted" and not quiet:
             _stderr().print(f"interrupted: saved the best model so far; continue with the same command and --resume "
                             f"(state in {ckpt})")
@@ -187,16 +211,12 @@ def train(**given: Any) -> None:
                   **({"report_file": str(report_file)} if report_file is not None else {})}
         if as_json:
             _print_json(result)
-            return
-        console = _stdout()
-        if "test" in fitted.metrics:
-            _print_metrics(console, f"test metrics ({fitted.metrics['test']['n']:,} rows)", fitted.metrics["test"],
-                           fitted.classes)
-        elif "valid" in fitted.metrics:
-            _print_metrics(console, "validation metrics", fitted.metrics["valid"], fitted.classes)
-        console.print(f"model saved to {out}")
-        if report_file is not None:
-            console.print(f"report written to {report_file}")
+        else:
+            _print_train_result(_stdout(), fitted, out)
+            if report_file is not None:
+                _stdout().print(f"report written to {report_file}")
+        if fitted.history["stop_reason"] == "interrupted":  # as shells report a process a signal ended: 128 + N
+            raise typer.Exit(128 + (getattr(fitted, "stop_signal", None) or signal.SIGINT))
 
     _run(body)
 
@@ -236,10 +256,19 @@ def report(
     _run(body)
 
 
+def _print_train_result(console: Console, fitted: Any, out: Path) -> None:
+    if "test" in fitted.metrics:
+        _print_metrics(console, f"test metrics ({fitted.metrics['test']['n']:,} rows)", fitted.metrics["test"],
+                       fitted.classes)
+    elif "valid" in fitted.metrics:
+        _print_metrics(console, "validation metrics", fitted.metrics["valid"], fitted.classes)
+    console.print(f"model saved to {out}")
+
+
 @app.command()
 def evaluate(
     model_file: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `neuraltab train`."),
-    data: Path = typer.Argument(..., help="Table with the target column."),
+    data: Path = typer.Argument(..., help="Table with the target column (- : standard input)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON.", show_default=True),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No notices.", show_default=True),
     decimal: Optional[str] = typer.Option(None, help="Decimal mark of numbers in DATA, '.' or ','.",
@@ -250,7 +279,8 @@ def evaluate(
     def body() -> None:
         progress = Progress(_stderr(), quiet=quiet)
         fitted = api.load(model_file)
-        metrics = fitted.evaluate(str(data), decimal=decimal, notify=progress.on_notice)
+        with _table_path(data) as path:
+            metrics = fitted.evaluate(str(path), decimal=decimal, notify=progress.on_notice)
         if as_json:
             _print_json(metrics)
         else:
@@ -262,7 +292,8 @@ def evaluate(
 @app.command()
 def predict(
     model_file: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `neuraltab train`."),
-    data: Path = typer.Argument(..., help="Table with the feature columns (a target column is ignored)."),
+    data: Path = typer.Argument(..., help="Table with the feature columns (a target column is ignored; - : "
+                                                    "standard input)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="Predictions file (.csv, .tsv, .parquet, .jsonl).",
                                           show_default="CSV on stdout"),
@@ -280,8 +311,9 @@ def predict(
             check_writable(output, force=force)
         progress = Progress(_stderr(), quiet=quiet)
         fitted = api.load(model_file)
-        rows = fitted.predict_file(str(data), output, id_column=id_column, decimal=decimal, force=force,
-                                   notify=progress.on_notice)
+        with _table_path(data) as path:
+            rows = fitted.predict_file(str(path), output, id_column=id_column, decimal=decimal, force=force,
+                                       notify=progress.on_notice)
         if output is not None and not quiet:
             _stderr().print(f"wrote {rows:,} predictions to {output}")
 
@@ -311,7 +343,8 @@ def info(
         features.add_column("column")
         features.add_column("kind")
         for f in details["features"]:
-            features.add_row(f["name"], f["kind"])
+            order = {"dayfirst": " (day first)", "monthfirst": " (month first)"}.get(f.get("date_order"), "")
+            features.add_row(f["name"], f["kind"] + order)
         for d in details["dropped"]:
             features.add_row(d["name"], f"dropped: {d['reason']}")
         console.print(features)

@@ -10,7 +10,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-from ..config import TrainConfig
+from ..config import COLUMN_FIELDS, TrainConfig
 
 __all__ = ["config_parameters", "with_parameters", "config_values"]
 
@@ -65,7 +65,9 @@ def config_values(values: dict[str, Any]) -> dict[str, Any]:
         value = values.get(field.name)
         if value is None:
             continue
-        if isinstance(field.default, tuple):
+        if field.name in COLUMN_FIELDS:  # a name may hold a comma ("Amount, EUR"): split against the table's columns
+            value = [item.strip() for item in value if item.strip()]
+        elif isinstance(field.default, tuple):
             value = [part.strip() for item in value for part in item.split(",") if part.strip()]
         options[field.name] = value
     return options

@@ -16,7 +16,7 @@ from . import runtime
 __all__ = ["Progress", "cli_words"]
 
 # options whose flag is not "--" + the name with dashes
-FLAG_NAMES = {"id_column": "--id"}
+FLAG_NAMES = {"id_column": "--id", "no_dayfirst": "--monthfirst"}
 
 
 def cli_words(text: str) -> str:

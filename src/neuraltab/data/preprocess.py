@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..errors import Notify, SchemaError, no_notice, option
 from .quantile import quantile_normal_rows, quantile_normal_transform
-from .read import NULL_MARKERS
+from .read import NULL_MARKERS, parse_numbers
 from .schema import Schema, label_key, parse_datetimes
 
 __all__ = ["Batch", "Preprocessor", "quantile_normal_transform"]
@@ -145,7 +145,7 @@ class Preprocessor:
             if col.kind == "numeric":
                 self.numeric_inputs.append((col.name, None))
             elif col.kind == "datetime":
-                parts = _datetime_parts(parse_datetimes(df[col.name]))
+                parts = _datetime_parts(parse_datetimes(df[col.name], dayfirst=self.schema.dayfirst(col.name)))
                 varying = [part for part, values in parts.items()
                            if np.nanmax(values, initial=-np.inf) > np.nanmin(values, initial=np.inf)]
                 # a column whose dates do not vary in the training rows still gives one input (every feature does)
@@ -220,8 +220,18 @@ class Preprocessor:
         missing_cols = [c for c in expected if c not in df.columns]
         if missing_cols:
             shown = ", ".join(repr(c) for c in missing_cols[:5]) + (" ..." if len(missing_cols) > 5 else "")
+            by_case = {str(c).casefold(): c for c in df.columns}
+            cased = [(c, by_case[c.casefold()]) for c in missing_cols if c.casefold() in by_case]
+            hint = ("; names must match in case: " + ", ".join(f"{have!r} should be {want!r}" for want, have in
+                                                                cased[:5]) + ", rename them") if cased else ""
             raise SchemaError(f"{source}: missing {len(missing_cols)} feature column(s) the model was trained on: "
-                              f"{shown}; add them (values may be empty)")
+                              f"{shown}{hint or '; add them (values may be empty)'}")
+        if len(df) > 1:  # one row with a gap is common; a whole column of gaps is likely a mistake in the file
+            empty = [c for c in expected if not df[c].notna().any()]
+            if empty:
+                shown = ", ".join(repr(c) for c in empty[:5]) + (" ..." if len(empty) > 5 else "")
+                notify(f"{source}: {len(empty)} feature column(s) are empty in every row: {shown}; each is filled in "
+                       "as in training (the median, or the unknown category), so predictions ignore it")
         raw = self._numeric_rows(df, source=source, notify=notify, check_types=check_types)  # float64[d, n]
         missing = np.isnan(raw)
         # in place: memory touched for the first time is slow to come by (a page fault per 4 KiB)
@@ -268,7 +278,7 @@ class Preprocessor:
                 out[j] = _to_float(df[col], col, source, notify, check_types=check_types)
             else:
                 if col not in parsed:
-                    stamps = parse_datetimes(df[col])
+                    stamps = parse_datetimes(df[col], dayfirst=self.schema.dayfirst(col))
                     if check_types:
                         _check_parsed(df[col], stamps.isna().to_numpy(), col, "dates", source, notify)
                     parsed[col] = _datetime_parts(stamps)
@@ -294,7 +304,7 @@ class Preprocessor:
                                   f"must be finite and within ±{_MAX_TARGET:g}: rescale the column (divide by a power "
                                   "of ten)")
             return array.astype(np.float32)
-        lookup = {label_key(c): i for i, c in enumerate(self.schema.classes)}
+        lookup = self.schema.class_codes()
         keys = _category_keys(y)
         codes = pd.Series(keys).map(lookup)
         if codes.isna().any():
@@ -342,7 +352,7 @@ def _overflow_scale(x: np.ndarray) -> np.ndarray:
 def _to_float(s: pd.Series, col: str, source: str, notify: Notify, *, check_types: bool) -> np.ndarray:
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
-    values = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
+    values = parse_numbers(s)
     if check_types:
         _check_parsed(s, values.isna().to_numpy(), col, "numbers", source, notify)
     return values.to_numpy(dtype=np.float64, na_value=np.nan)

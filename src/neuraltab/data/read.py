@@ -23,6 +23,7 @@ from ..system import available_memory
 
 __all__ = [
     "NULL_MARKERS",
+    "parse_numbers",
     "check_memory",
     "estimate_memory",
     "read_table",
@@ -32,7 +33,10 @@ __all__ = [
 
 
 NULL_MARKERS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-                "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null", "?", "None", "none"]
+                "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null", "?", "None", "none",
+                # what spreadsheets and people write for "no value": dashes, a dot, words, and formula errors
+                "-", "--", ".", "missing", "Missing", "MISSING", "(blank)", "n.a.", "N.A.", "n.a", "N.A",
+                "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!"]
 _SNIFF_BYTES = 1 << 16
 _DELIMITERS = [",", ";", "\t", "|"]
 _CSV_SUFFIXES = {".csv", ".tsv", ".txt", ".tab", ".data", ".dat", ""}
@@ -72,8 +76,10 @@ def read_table_and_format(source: str | Path | pd.DataFrame, *, encoding: str | 
         raise DataError(f"{option('decimal')} must be '.' or ',' (or None to detect it from the file), got {decimal!r}")
     detected = None
     if isinstance(source, pd.DataFrame):
-        df = source
         name = "the DataFrame"
+        # text cells of numbers written for people ("$1,200", "12%") are numbers, as in a file
+        df, notes = _parse_formatted_numbers(source, delimiter=",", decimal=decimal)
+        _notify_formatted(notes, name, notify)
     elif isinstance(source, (str, Path)):
         path = Path(source)
         name = str(source)
@@ -111,7 +117,38 @@ def read_table_and_format(source: str | Path | pd.DataFrame, *, encoding: str | 
         number_format = {"decimal": decimal, "decimal_from": "given"}
     else:
         number_format = {"decimal": detected, "decimal_from": "detected" if detected else None}
-    return _clean_column_names(df, name, notify), number_format
+    return _strip_values(_clean_column_names(df, name, notify), name, notify), number_format
+
+
+def _strip_values(df: pd.DataFrame, name: str, notify: Notify) -> pd.DataFrame:
+    """``df`` with spaces around text values removed (column names are stripped too), so that " no", "no " and "no"
+    are one category or class; a notice names the columns where that merged values. The input is not modified."""
+    out = df
+    merged: list[str] = []
+    for j in range(df.shape[1]):
+        s = df.iloc[:, j]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
+            continue
+        if s.dtype == object:  # mixed cells: only the text ones change
+            stripped = s.map(lambda v: v.strip() if isinstance(v, str) else v)
+        else:
+            stripped = s.str.strip()
+        changed = (s.notna() & (stripped != s)).to_numpy(dtype=bool)
+        if not changed.any():
+            continue
+        if out is df:
+            out = df.copy()
+        out.isetitem(j, stripped)
+        raw = pd.Series(pd.unique(s.dropna()), dtype=object)
+        keys = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
+        together = keys.duplicated(keep=False).to_numpy()
+        if together.any():
+            examples = ", ".join(repr(v) for v in raw[together].iloc[:3])
+            merged.append(f"{str(df.columns[j])!r} ({examples} ...)")
+    if merged:
+        notify(f"{name}: removed spaces around text values, which made values that differed only in them one "
+               f"value, in {len(merged)} column(s): " + "; ".join(merged[:5]) + (" ..." if len(merged) > 5 else ""))
+    return out
 
 
 def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: Notify,
@@ -139,9 +176,13 @@ def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: 
     newlines = (b'"' in source if source is not None else _has_quote(path)) if utf8 or source is not None else True
     parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=newlines)
 
+    # codes written with leading zeros ("001", "02134") stay text: the parser would make them 1 and 2134
+    as_text = {name: pa.string() for name in _leading_zero_columns(text, delimiter)}
+
     def read(decimal_point: str) -> pa.Table:
         convert_opts = pacsv.ConvertOptions(null_values=NULL_MARKERS, strings_can_be_null=True,
-                                            quoted_strings_can_be_null=True, decimal_point=decimal_point)
+                                            quoted_strings_can_be_null=True, decimal_point=decimal_point,
+                                            column_types=as_text)
         return pacsv.read_csv(io.BytesIO(source) if source is not None else path, read_options=read_opts,
                               parse_options=parse_opts, convert_options=convert_opts)
 
@@ -187,6 +228,25 @@ def _read_csv(path: Path, *, encoding: str | None, decimal: str | None, notify: 
     return df, notes
 
 
+_LEADING_ZERO = re.compile(r"^[+-]?0\d+$")
+
+
+def _leading_zero_columns(text: str, delimiter: str) -> list[str]:
+    """Header names of the columns whose values in the file's first lines include whole numbers written with a
+    leading zero ("001"): codes and labels, to be kept as written."""
+    rows = list(csv.reader(text.splitlines()[:1000], delimiter=delimiter))
+    if len(rows) < 2:
+        return []
+    header = rows[0]
+    found = set()
+    for row in rows[1:-1] if len(rows) > 2 else rows[1:]:  # the last line may be cut short
+        for j, value in enumerate(row[: len(header)]):
+            if j not in found and _LEADING_ZERO.match(value.strip()):
+                found.add(j)
+    names = [header[j] for j in sorted(found)]
+    return [n for n in names if header.count(n) == 1]  # a repeated name cannot be told apart
+
+
 def _has_quote(path: Path) -> bool:
     """Whether the (ASCII-compatible) file has a double quote anywhere: read through one buffer, with no mapping."""
     buf = bytearray(1 << 20)
@@ -213,6 +273,40 @@ def _without_blank_lines(path: Path, encoding: str) -> bytes | None:
 _THOUSANDS_COMMA = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?(\d{1,3}([.\u00a0\u202f]\d{3})+|\d+)(,\d+)?$")
 _FORMATTED_SHARE = 0.95  # this share of a column's values must be numbers in the format for it to be converted
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+# a number with a currency sign before or after it, a percent sign, or in parentheses (accounting's negatives)
+_CURRENCY = "$€£¥₹"
+_AFFIXED = re.compile(rf"^(?P<open>\()?\s*(?P<sign>[+-])?\s*(?P<pre>[{_CURRENCY}])?\s*(?P<sign2>[+-])?\s*"
+                      rf"(?P<core>\.?\d[\d.,\u00a0\u202f]*)\s*(?P<post>[{_CURRENCY}])?\s*(?P<pct>%)?\s*(?P<close>\))?$")
+
+
+def _split_affixes(text: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
+    """Text values without their currency signs, percent signs and accounting parentheses: (the number's own text,
+    its factor (-1 for "(1,200)", 0.01 for "12%"), which values had such signs, which had a currency sign after the
+    number, as "1.200 €" is written where the comma is the decimal mark). Other values are left as they are."""
+    n = len(text)
+    if n == 0 or not text.str.contains(rf"[{_CURRENCY}%()]", regex=True).any():
+        return text, np.ones(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    m = text.str.extract(_AFFIXED)
+    opened, closed = m["open"].notna().to_numpy(), m["close"].notna().to_numpy()
+    pct, pre, post = (m[g].notna().to_numpy() for g in ("pct", "pre", "post"))
+    affixed = m["core"].notna().to_numpy() & (opened == closed) & (opened | pct | pre | post) & ~(pre & post)
+    negative = opened | (m["sign"].eq("-") | m["sign2"].eq("-")).fillna(False).to_numpy(dtype=bool)
+    factor = np.where(affixed & negative, -1.0, 1.0) * np.where(affixed & pct, 0.01, 1.0)
+    core = text.where(~affixed, m["core"])
+    return core, factor, affixed, affixed & post & ~pct
+
+
+def parse_numbers(text: pd.Series) -> pd.Series:
+    """Text as numbers (float; NaN where a value is not one): plain numbers, and numbers with a currency sign, a
+    percent sign ("12%" is 0.12) or in parentheses ("(1,200)" is -1200, its commas grouping thousands)."""
+    text = text.astype("string").str.strip()
+    core, factor, affixed, euro = _split_affixes(text)
+    if affixed.any():
+        grouped = core.str.replace(",", "", regex=False)
+        european = core.str.replace(r"[.\u00a0\u202f]", "", regex=True).str.replace(",", ".", regex=False)
+        core = core.where(~affixed, grouped.where(~euro, european))
+    return pd.to_numeric(core, errors="coerce").astype(float) * factor
 
 
 def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str,
@@ -227,7 +321,8 @@ def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str,
     thousands even in a column without commas ("1.234" is 1234).
     """
     separator = r"\d[.,\u00a0\u202f]\d" if decimal == "," else r"\d[,\u00a0\u202f]\d"
-    found: list[tuple[int, pd.Series, np.ndarray, dict[str, np.ndarray], np.ndarray, list[str], bool]] = []
+    found: list[tuple[int, pd.Series, np.ndarray, dict[str, np.ndarray], np.ndarray, list[str], bool, np.ndarray,
+                      pd.Series]] = []
     for j in range(df.shape[1]):
         s = df.iloc[:, j]
         if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
@@ -238,12 +333,17 @@ def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str,
         if len(where) < 1000:
             where = np.flatnonzero(present)
         end = where[999] + 1 if len(where) >= 1000 else len(s)
-        head = s.iloc[:end][present[:end]].astype(str).str.strip()
+        head = _split_affixes(s.iloc[:end][present[:end]].astype(str).str.strip())[0]
+        head = head[~head.isin(_MARKER_SET)]  # a DataFrame's "-" or "N/A": missing, not a number that failed
         if head.empty or (head.str.match(_THOUSANDS_COMMA) | head.str.match(_DECIMAL_COMMA)).mean() < _FORMATTED_SHARE:
             continue
-        text = s[present].astype(str).str.strip()
+        present = present & ~s.astype(str).str.strip().isin(_MARKER_SET).to_numpy(dtype=bool)
+        original = s[present].astype(str).str.strip()
+        text, factor, affixed, euro = _split_affixes(original)
         separated = text.str.contains(separator, regex=True).to_numpy()
-        if not separated.any():
+        if euro.mean() > 0.5 and decimal != ".":  # "1.200 €": the dot groups thousands where the euro sign follows
+            separated = text.str.contains(r"\d[.,\u00a0\u202f]\d", regex=True).to_numpy()
+        if not separated.any() and not affixed.any():
             continue
         fits: dict[str, np.ndarray] = {}
         if decimal != ",":
@@ -251,16 +351,21 @@ def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str,
         if decimal != ".":
             fits["decimal"] = text.str.match(_DECIMAL_COMMA).to_numpy()
         usable = [style for style, ok in fits.items() if ok.mean() >= _FORMATTED_SHARE and (ok & separated).any()]
+        if euro.mean() > 0.5 and "decimal" in usable:
+            usable = ["decimal"]
+        if not usable and affixed.any():  # "12%", "$5": signs around plain numbers
+            fits["plain"] = text.str.match(_PLAIN_NUMBER).to_numpy()
+            usable = ["plain"] if fits["plain"].mean() >= _FORMATTED_SHARE else []
         if usable:
             # "999" next to "1,234": numbers under 1000 written without a separator
             short = len(usable) == 2 and bool(text[~separated].str.fullmatch(r"[+-]?\d{1,3}").any())
-            found.append((j, text, present, fits, separated, usable, short))
+            found.append((j, text, present, fits, separated, usable, short, factor, original))
     # the file's evidence: the styles of the columns that fit only one
-    firm = {usable[0] for *_, usable, _ in found if len(usable) == 1}
+    firm = {usable[0] for *_, usable, _, _, _ in found if len(usable) == 1 and usable[0] != "plain"}
 
     out = df
-    notes: dict[str, dict[int, str]] = {"thousands": {}, "decimal": {}}
-    for j, text, present, fits, separated, usable, short in found:
+    notes: dict[str, dict[int, str]] = {"thousands": {}, "decimal": {}, "plain": {}}
+    for j, text, present, fits, separated, usable, short, factor, original in found:
         why = ""
         if len(usable) == 1:
             style = usable[0]
@@ -276,26 +381,31 @@ def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str,
         ok = fits[style]
         if style == "thousands":
             plain = text.str.replace(",", "", regex=False)
-        else:
+        elif style == "decimal":
             plain = text.str.replace(r"[.\u00a0\u202f]", "", regex=True).str.replace(",", ".", regex=False)
-        parsed = pd.to_numeric(plain.where(ok), errors="coerce").to_numpy(dtype=float)
+        else:
+            plain = text
+        parsed = pd.to_numeric(plain.where(ok), errors="coerce").to_numpy(dtype=float) * factor
         values = np.full(len(present), np.nan)
         values[present] = parsed
         if out is df:
             out = df.copy()
         out.isetitem(j, values)
-        first = int(np.flatnonzero(ok & separated)[0])
-        note = f"{str(df.columns[j])!r} ({text.iloc[first]!r} -> {parsed[first]:.10g})"
+        shown = np.flatnonzero(ok & (separated | (text != original).to_numpy(dtype=bool)))
+        first = int(shown[0]) if len(shown) else int(np.flatnonzero(ok)[0])
+        note = f"{str(df.columns[j])!r} ({original.iloc[first]!r} -> {parsed[first]:.10g})"
         if why:
             note += f" (ambiguous: {why})"
         if not ok.all():
-            examples = ", ".join(repr(v) for v in pd.unique(text[~ok])[:3])
+            examples = ", ".join(repr(v) for v in pd.unique(original[~ok])[:3])
             note += f" with {int((~ok).sum())} value(s) that are not numbers ({examples}) as missing"
         notes[style][j] = note
     return out, notes
 
 
-_STYLE_NAMES = {"thousands": "thousands separators", "decimal": "decimal commas"}
+_STYLE_NAMES = {"thousands": "thousands separators", "decimal": "decimal commas",
+                "plain": "currency or percent signs or in parentheses"}
+_MARKER_SET = frozenset(NULL_MARKERS)
 
 
 def _notify_formatted(notes: dict[str, dict[int, str]], name: str, notify: Notify) -> None:
@@ -431,10 +541,28 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def _read_json_lines(path: Path) -> pd.DataFrame:
     import pyarrow.json as pajson
 
+    with open(path, "rb") as fh:
+        first = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if first == b"[":  # a JSON array of objects, as many tools write a .json table
+        return _read_json_array(path)
     try:
         return pajson.read_json(path).to_pandas(date_as_object=False)
     except Exception as exc:
         raise DataError(f"{path}: cannot read as JSON lines, one object per line ({str(exc).splitlines()[0]})") from None
+
+
+def _read_json_array(path: Path) -> pd.DataFrame:
+    import json
+
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            rows = json.load(fh)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read as JSON ({str(exc).splitlines()[0]}); check the file is complete") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise DataError(f"{path}: a JSON array must hold one object per row ({{\"column\": value, ...}}); "
+                        "write the table that way or as JSON lines")
+    return pd.DataFrame.from_records(rows)
 
 
 def _clean_column_names(df: pd.DataFrame, name: str, notify: Notify) -> pd.DataFrame:

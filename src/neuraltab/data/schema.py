@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, Notify, SchemaError, closest_names, no_notice, option
-from .read import NULL_MARKERS
+from .read import NULL_MARKERS, parse_numbers
 
 __all__ = [
     "KINDS",
@@ -49,6 +49,16 @@ class Schema:
     features: tuple[Column, ...]
     classes: tuple[Any, ...] = ()  # class labels as the user wrote them (classification only), sorted
     dropped: tuple[tuple[str, str], ...] = ()  # (column, reason)
+    # other spellings of a class (label_key -> class), as "Y", "true" and "1" of a yes/no target's "yes"
+    aliases: tuple[tuple[str, Any], ...] = ()
+    # the order of day and month in a text date column's "01/02/2019": (column, "dayfirst" | "monthfirst"), given or
+    # detected; a column without one is read as pandas reads it (month first where a value allows)
+    date_orders: tuple[tuple[str, str], ...] = ()
+
+    def dayfirst(self, column: str) -> bool | None:
+        """Whether ``column``'s dates are written day first (True), month first (False), or neither is known."""
+        order = dict(self.date_orders).get(column)
+        return None if order is None else order == "dayfirst"
 
     @property
     def n_classes(self) -> int:
@@ -58,13 +68,18 @@ class Schema:
         return [c.name for c in self.features]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "target": self.target,
             "task": self.task,
             "classes": list(self.classes),
             "features": [{"name": c.name, "kind": c.kind} for c in self.features],
             "dropped": [{"name": n, "reason": r} for n, r in self.dropped],
         }
+        if self.aliases:  # only then: a model without them writes the bytes it always did
+            out["aliases"] = [[k, c] for k, c in self.aliases]
+        if self.date_orders:  # likewise
+            out["date_orders"] = [[c, o] for c, o in self.date_orders]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Schema":
@@ -74,7 +89,16 @@ class Schema:
             classes=tuple(d["classes"]),
             features=tuple(Column(c["name"], c["kind"]) for c in d["features"]),
             dropped=tuple((c["name"], c["reason"]) for c in d["dropped"]),
+            aliases=tuple((str(k), c) for k, c in d.get("aliases", [])),  # files written before aliases have none
+            date_orders=tuple((str(c), _checked_order(o)) for c, o in d.get("date_orders", [])),
         )
+
+    def class_codes(self) -> dict[str, int]:
+        """Each class's position by the :func:`label_key` of every spelling of it (the class and its aliases)."""
+        codes = {label_key(c): i for i, c in enumerate(self.classes)}
+        for key, c in self.aliases:
+            codes[key] = codes[label_key(c)]
+        return codes
 
 
 def label_key(value: Any) -> str:
@@ -114,6 +138,7 @@ def infer_schema(
     categorical: tuple[str, ...] = (),
     numeric: tuple[str, ...] = (),
     drop: tuple[str, ...] = (),
+    dayfirst: bool | None = None,
     source: str = "the data",
     notify: Notify = no_notice,
 ) -> Schema:
@@ -123,6 +148,9 @@ def infer_schema(
     :func:`drop_missing_target`): a column's kind is decided on every row, so a file gives the same kinds whichever of
     its rows are labelled, and its unlabelled rows hold what the model expects. The task, the row count and the leak
     check use the labelled rows only.
+
+    ``dayfirst`` says how text dates such as "01/02/2019" are written (True: 1 February); None detects it per column
+    (a value such as "13/02/2019" decides it), and the schema records the order of each column.
     """
     columns = list(df.columns)
     if target not in columns:
@@ -137,11 +165,12 @@ def infer_schema(
     if len(labelled) < 2:
         raise DataError(f"{source}: has {len(labelled)} usable row(s) (rows with a target value); training needs at "
                         "least 4 (2 with test_size=0): add rows")
-    task, classes = _infer_task(labelled[target], task, target, source, notify)
+    task, classes, aliases = _infer_task(labelled[target], task, target, source, notify)
 
     features: list[Column] = []
     dropped: list[tuple[str, str]] = []
     n_unique: dict[str, int] = {}  # distinct non-missing values per column (of every row), counted once
+    orders: dict[str, str] = {}  # text date columns' order of day and month, where known
     for col in columns:
         if col == target:
             continue
@@ -150,7 +179,7 @@ def infer_schema(
             continue
         kind, reason = _infer_kind(df[col], col, forced="categorical" if col in categorical else
                                    "numeric" if col in numeric else None, source=source, notify=notify,
-                                   counts=n_unique)
+                                   counts=n_unique, dayfirst=dayfirst, orders=orders)
         if kind is None:
             dropped.append((col, reason))
         else:
@@ -164,7 +193,8 @@ def infer_schema(
     for col, how in _leaks(labelled, target, [c.name for c in features], task, n_unique if labelled is df else {}):
         notify(f"{source}: column {col!r} {how} the target {target!r}: a leak? The model will just copy it, which is "
                f"useless unless it is known when predicting for real; if not, drop it ({option('drop', [col])})")
-    return Schema(target=target, task=task, features=tuple(features), classes=classes, dropped=tuple(dropped))
+    return Schema(target=target, task=task, features=tuple(features), classes=classes, dropped=tuple(dropped),
+                  aliases=aliases, date_orders=tuple(orders.items()))
 
 
 def _target_not_found(target: Any, columns: list[str], source: str) -> str:
@@ -252,9 +282,24 @@ def _leaks(df: pd.DataFrame, target: str, features: list[str], task: str,
     return found
 
 
-def _infer_task(y: pd.Series, task: str, target: str, source: str, notify: Notify) -> tuple[str, tuple[Any, ...]]:
+# a classification target with at least this many classes, over half as many as rows, is not one
+_MANY_CLASSES, _CLASS_SHARE = 20, 0.5
+
+# spellings of yes and no a boolean-looking target mixes ("Y", "true", "1"), compared in lower case
+_TRUTH = {"yes": True, "y": True, "true": True, "t": True, "1": True,
+          "no": False, "n": False, "false": False, "f": False, "0": False}
+
+
+def _infer_task(y: pd.Series, task: str, target: str, source: str,
+                notify: Notify) -> tuple[str, tuple[Any, ...], tuple[tuple[str, Any], ...]]:
     values = y.dropna()
     n_unique = values.nunique()
+    aliases: tuple[tuple[str, Any], ...] = ()
+    if task in ("auto", "binary") and 2 < n_unique <= len(_TRUTH) and not pd.api.types.is_numeric_dtype(values):
+        aliases = _yes_no_spellings(values, target, source, notify)
+        if aliases:
+            values = values[~values.map(label_key).isin(dict(aliases))]  # the two classes' own spellings
+            n_unique = 2
     is_numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if task == "auto":
         if not is_numeric:
@@ -277,11 +322,18 @@ def _infer_task(y: pd.Series, task: str, target: str, source: str, notify: Notif
         if n_unique < 2:
             raise SchemaError(f"{source}: target {target!r} has a single value ({_plain(values.iloc[0])!r}); "
                               "a model needs a target that varies")
-        return task, ()
+        return task, (), ()
     if n_unique < 2:
         only = _plain(values.iloc[0]) if len(values) else None
         raise SchemaError(f"{source}: target {target!r} has a single class ({only!r}); "
                           "classification needs at least two classes in the data")
+    if n_unique >= _MANY_CLASSES and n_unique > _CLASS_SHARE * len(values):
+        numbers = parse_numbers(values.astype(str)).notna().mean() > 0.95 if values.dtype == object or \
+            pd.api.types.is_string_dtype(values) else pd.api.types.is_numeric_dtype(values)
+        fix = (f"to predict it as a number, pass {option('task', 'regression')}; else choose another target"
+               if numbers else "choose another target (a date, an ID or free text cannot be learned as classes)")
+        raise SchemaError(f"{source}: target {target!r} has {n_unique:,} distinct values in {len(values):,} rows, "
+                          f"nearly one per row, so a class has too few rows to learn from; {fix}")
     if task == "binary" and n_unique > 2:
         raise SchemaError(f"{source}: {option('task', 'binary')} but target {target!r} has {n_unique} classes; use "
                           f"{option('task', 'multiclass')}")
@@ -293,11 +345,31 @@ def _infer_task(y: pd.Series, task: str, target: str, source: str, notify: Notif
         classes = tuple(sorted(by_key.values()))
     except TypeError:
         classes = tuple(sorted(by_key.values(), key=label_key))
-    return task, classes
+    return task, classes, aliases
+
+
+def _yes_no_spellings(values: pd.Series, target: str, source: str, notify: Notify) -> tuple[tuple[str, Any], ...]:
+    """For a target that writes yes and no several ways (yes/no/Y/N/true/false/1/0): each other spelling's
+    :func:`label_key` and the class it means, the most frequent spelling of each side; else ()."""
+    counts = values.map(label_key).value_counts()
+    if not all(str(k).lower() in _TRUTH for k in counts.index):
+        return ()
+    sides: dict[bool, list[str]] = {True: [], False: []}
+    for key in counts.index:  # most frequent first (ties: as value_counts ordered them)
+        sides[_TRUTH[str(key).lower()]].append(str(key))
+    if not sides[True] or not sides[False]:
+        return ()
+    first = {label_key(v): _plain(v) for v in pd.unique(values)}
+    aliases = tuple((key, first[side[0]]) for side in sides.values() for key in side[1:])
+    shown = "; ".join(f"{first[side[0]]!r} ({', '.join(repr(k) for k in side[1:]) or 'only'})"
+                      for side in sides.values())
+    notify(f"{source}: target {target!r} writes yes and no {len(counts)} ways: read as two classes, {shown}")
+    return aliases
 
 
 def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, notify: Notify,
-                counts: dict[str, int] | None = None) -> tuple[str | None, str]:
+                counts: dict[str, int] | None = None, dayfirst: bool | None = None,
+                orders: dict[str, str] | None = None) -> tuple[str | None, str]:
     non_null = s.dropna()
     try:
         n, n_unique = len(s), non_null.nunique()
@@ -313,12 +385,15 @@ def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, noti
         return "categorical", ""
     if forced == "numeric":
         if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
-            parsed = pd.to_numeric(non_null, errors="coerce")
-            if parsed.isna().any():
-                bad = non_null[parsed.isna()].iloc[0]
-                raise SchemaError(f"{source}: column {col!r} given to {option('numeric')} has non-numeric values such as "
-                                  f"{bad!r}; "
-                                  "clean them or leave the column to be inferred")
+            text = non_null.astype(str).str.strip()
+            failed = parse_numbers(text).isna().to_numpy() & ~text.isin(_MARKERS).to_numpy(dtype=bool)
+            if len(text) and failed.all():
+                raise SchemaError(f"{source}: column {col!r} given to {option('numeric')} has no numbers, only values "
+                                  f"such as {text.iloc[0]!r}; clean them or leave the column to be inferred")
+            if failed.any():  # asked for: the values that are not numbers are missing, and the notice counts them
+                examples = ", ".join(repr(v) for v in pd.unique(text[failed])[:3])
+                notify(f"{source}: column {col!r} given to {option('numeric')}: {int(failed.sum())} of {len(text)} "
+                       f"value(s) are not numbers ({examples}); they are treated as missing")
         return "numeric", ""
     if len(non_null) == 0:
         return None, "all values missing"
@@ -347,16 +422,28 @@ def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, noti
     n_unique = text.nunique()
     if n_unique == 1:
         return None, "constant"
-    parsed = pd.to_numeric(text, errors="coerce")
+    parsed = parse_numbers(text)
     n_bad = int(parsed.isna().sum())
-    if n_bad <= 0.05 * len(text) and n_bad < len(text):
+    # whole numbers written with leading zeros ("001", "02134") are codes: categories kept as written
+    codes = n_bad == 0 and bool(text.str.match(r"^[+-]?0\d+$").any()) and bool(np.all(np.mod(parsed, 1) == 0))
+    if n_bad <= 0.05 * len(text) and n_bad < len(text) and not codes:
         if n_bad:
             examples = ", ".join(repr(v) for v in text[parsed.isna()].unique()[:3])
             notify(f"{source}: column {col!r} is numeric but {n_bad} value(s) are not numbers ({examples}); "
                    "they are treated as missing")
         return "numeric", ""
-    if _looks_like_dates(text):
+    if _looks_like_dates(text, dayfirst):
+        order = (("dayfirst" if dayfirst else "monthfirst") if dayfirst is not None else
+                 _date_order(text, col, source, notify))
+        if order is not None and orders is not None:
+            orders[col] = order
         return "datetime", ""
+    if n_bad < 0.5 * len(text) and not codes:  # mostly numbers: say why it is text, and how to have numbers
+        unparsed = text[parsed.isna()].value_counts()
+        examples = ", ".join(repr(v) for v in unparsed.index[:5]) + (" ..." if len(unparsed) > 5 else "")
+        notify(f"{source}: column {col!r} looks numeric, but {n_bad} of {len(text)} value(s) are not numbers "
+               f"({examples}), so it is read as text; to read it as numbers with those values missing, pass "
+               f"{option('numeric', [col])}")
     if n_unique == n and n >= 20:
         return None, "ID-like: a distinct value per row"
     if n >= 100 and n_unique > 0.9 * n:
@@ -364,19 +451,64 @@ def _infer_kind(s: pd.Series, col: str, *, forced: str | None, source: str, noti
     return "categorical", ""
 
 
-def _looks_like_dates(text: pd.Series) -> bool:
+# dates written with numbers only, day and month first in either order: "01/02/2019", "1.2.19", "13-02-2019 10:00"
+_DAY_MONTH = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.]\d{2,4}\b")
+# a date in words or numbers with a 4-digit year: "Jan 5, 2019", "5 March 2019" (format="mixed" reads each its way)
+_WRITTEN_DATE = re.compile(r"^(?=.*\b\d{4}\b)(?=.*([A-Za-z]{3}|\d[-/. ]\d)).{6,40}$")
+
+
+def _checked_order(order: Any) -> str:
+    if order not in ("dayfirst", "monthfirst"):
+        raise ValueError(f"unknown date order {order!r}")
+    return order
+
+
+def _date_order(text: pd.Series, col: str, source: str, notify: Notify) -> str | None:
+    """"dayfirst" or "monthfirst" as the column's numeric dates show (a first field over 12 is a day, and so is a
+    second one); None when none decides it, or when they disagree (then with a notice)."""
+    fields = text.str.extract(_DAY_MONTH)
+    written = fields[0].notna().to_numpy(dtype=bool)
+    if not written.any():
+        return None
+    first, second = (pd.to_numeric(fields[j][written]) for j in (0, 1))
+    day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
+    if day_first != month_first:
+        return "dayfirst" if day_first else "monthfirst"
+    example = text[written].iloc[0]
+    if day_first:
+        notify(f"{source}: column {col!r} writes dates both day first and month first; each is read as it fits (pass "
+               f"{option('dayfirst', True)} or {option('dayfirst', False)} to choose one)")
+    elif not first.eq(second).all():
+        notify(f"{source}: column {col!r}: dates such as {example!r} could be day first or month first; read month "
+               f"first (pass {option('dayfirst', True)} if the day comes first)")
+    return None
+
+
+def _looks_like_dates(text: pd.Series, dayfirst: bool | None = None) -> bool:
     sample = text.iloc[:200]
-    if not sample.str.contains(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}", regex=True).mean() > 0.95:
+    numeric = sample.str.contains(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}", regex=True)
+    if not (numeric | sample.str.match(_WRITTEN_DATE)).mean() > 0.95:
         return False
-    return parse_datetimes(sample).notna().mean() > 0.95
+    return parse_datetimes(sample, dayfirst=dayfirst).notna().mean() > 0.95
 
 
-def parse_datetimes(s: pd.Series) -> pd.Series:
-    """Parse a column into naive UTC timestamps; unparsable values become NaT."""
+def parse_datetimes(s: pd.Series, *, dayfirst: bool | None = None) -> pd.Series:
+    """Parse a column into naive UTC timestamps; unparsable values become NaT.
+
+    ``dayfirst`` (True: "01/02/2019" is 1 February; False: 2 January) applies to dates written with numbers only and
+    the day or month first; None reads them as pandas does. Other forms ("2019-02-01", "Feb 1, 2019") are unaffected.
+    """
     if pd.api.types.is_datetime64_any_dtype(s):
         out = s
     else:
-        out = pd.to_datetime(s.astype("string"), errors="coerce", format="mixed", utc=True)
+        text = s.astype("string")
+        out = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+        if dayfirst is not None:
+            ordered = text.str.strip().str.match(_DAY_MONTH).fillna(False).to_numpy(dtype=bool)
+            if ordered.any():
+                out = out.copy()
+                out[ordered] = pd.to_datetime(text[ordered], errors="coerce", format="mixed", utc=True,
+                                              dayfirst=dayfirst)
     if getattr(out.dt, "tz", None) is not None:
         out = out.dt.tz_convert("UTC").dt.tz_localize(None)
     return out

@@ -33,6 +33,7 @@ class Run:
         self.stop_training = False
         self.stop_reason = ""
         self.discard_epoch = False
+        self.signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM), if one did
         self.step = 0
         self.epoch = 0
 
@@ -143,6 +144,8 @@ class StopOnSignal:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signalled and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if not self.signalled:
+            self.run.signal = signum
         self.signalled = True
         self.run.stop("interrupted", discard_epoch=True)
 

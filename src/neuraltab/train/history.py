@@ -20,6 +20,7 @@ class History:
     seconds: float = 0.0
     path: str = ""  # the training step that ran: tabm-step | mlp-step (hand-derived, CPU) | autograd
     path_reason: str | None = None  # why autograd trained the run, when it did
+    signal: int | None = None  # the signal that interrupted it (2: SIGINT, 15: SIGTERM); not saved with a model
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,6 +27,8 @@ from .history import History
 
 __all__ = ["Callback", "History", "train"]
 
+_EXPLODED = 100.0  # times an untrained model's loss: a loss above it has diverged
+
 
 def _score(task: str, pred: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(validation loss, validation score where higher is better) from averaged predictions."""
@@ -86,6 +88,11 @@ def train(
             early.load_state(c, snap.best)
         history.best_epoch, history.best_score = c["best_epoch"], c["best_score"]
         history.epochs = list(c["epochs"])
+    # a training loss this far above an untrained model's (log of the class count, or predicting 0 for a standardised
+    # target) has exploded: no run that is learning gets there, not even in its first epoch
+    baseline = (max(1.0, float((y.double() ** 2).mean())) if task == "regression" else
+                math.log(max(2, int(y.max()) + 1)) if len(y) else 1.0)
+    exploded = _EXPLODED * baseline
     started = time.perf_counter()
 
     def snapshot(epochs_done: int) -> Snapshot:
@@ -131,16 +138,21 @@ def train(
                 if checkpoint is not None and at_epoch_start is not None:
                     checkpoint.save(at_epoch_start)
                 break
-            if not math.isfinite(train_loss):
-                # the weights are now NaN/inf: keep the best epoch if validation found one, else there is no model
+            if not math.isfinite(train_loss) or train_loss > exploded:
+                # a model from here on would predict nonsense: no model, unless the caller asked for the best before it
                 fix = (f"lower {option('lr')} (now {cfg.lr:g})" + ("" if cfg.scaling in ("quantile", "auto") else
                                                                   f" or scale the inputs with {option('scaling', 'quantile')}"))
-                if early is None or early.best_state is None:
-                    raise ConfigError(f"training diverged in epoch {epoch} (the loss became {train_loss}); {fix}")
+                became = f"the loss became {train_loss:.3g}" + ("" if not math.isfinite(train_loss) else
+                                                               f", {train_loss / baseline:.3g} times an untrained model's")
+                kept = early.best_state is not None if early is not None else False
+                if not cfg.keep_diverged or not (kept or math.isfinite(train_loss)):
+                    keep = "" if cfg.keep_diverged else (f"; to keep the best epoch before it instead, pass "
+                                                         f"{option('keep_diverged', True)}")
+                    raise ConfigError(f"training diverged in epoch {epoch} ({became}); {fix}{keep}")
                 run.stop_training, run.stop_reason = True, "diverged"  # whatever else asked to stop meanwhile
+                what = f"epoch {history.best_epoch}, the best before it" if kept else "the last weights, as asked"
                 for cb in callbacks:
-                    cb.on_notice(Message(f"training diverged in epoch {epoch} (the loss became {train_loss}); keeping epoch "
-                                 f"{history.best_epoch}, the best before it; {fix}"))
+                    cb.on_notice(Message(f"training diverged in epoch {epoch} ({became}); keeping {what}; {fix}"))
                 break
             logs: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
             if use_valid:
@@ -160,6 +172,7 @@ def train(
             if run.stop_training:
                 break
         history.stop_reason = run.stop_reason or "max_epochs"
+        history.signal = run.signal
     if early is not None and early.best_state is not None:
         model.load_state_dict(early.best_state)
     model.eval()
