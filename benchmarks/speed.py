@@ -221,9 +221,9 @@ def classic(args: argparse.Namespace, tmp: Path, results: dict[str, Any]) -> Non
 def paired_classic(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """neuraltab's and Keras' s/epoch measured back to back, a few times, in alternating order.
 
-    The runs above are minutes apart, and this shared machine's speed drifts by up to 1.5x over minutes, so their
+    The runs above are minutes apart, and a shared machine's speed drifts over minutes, so their
     ratio mixes the two systems with the machine's mood. Here each round runs both within seconds of each other
-    (neuraltab ``--paired-epochs`` epochs, Keras a tenth as many: its epochs take ~20x longer), and the verdict is the
+    (neuraltab ``--paired-epochs`` epochs, Keras a tenth as many: its epochs are far longer), and the verdict is the
     median of the rounds' ratios.
     """
     rounds = []

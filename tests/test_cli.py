@@ -518,7 +518,7 @@ def test_keep_freed_memory_sets_glibc_thresholds_unless_the_user_did(monkeypatch
 
 
 def test_train_evaluate_and_predict_never_import_sklearn_or_scipy(tmp_path):
-    # together they cost ~1.2 s of every start (scipy.stats via scikit-learn, scipy.special); the split, the
+    # together they are a large share of every start (scipy.stats via scikit-learn, scipy.special); the split, the
     # metrics and the inverse normal CDF are done without them
     make_table(200, target="multiclass").to_csv(tmp_path / "t.csv", index=False)
     code = """

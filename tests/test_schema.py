@@ -301,7 +301,7 @@ def test_stratified_split_keeps_class_ratios_like_sklearn():
 
 @pytest.mark.parametrize("case", range(40))
 def test_split_draws_the_same_rows_as_sklearn_train_test_split(case):
-    # neuraltab makes scikit-learn's draws itself (importing scikit-learn costs ~0.8 s a start): the same seed
+    # neuraltab makes scikit-learn's draws itself (importing scikit-learn slows every start): the same seed
     # must hold out the same rows, in the same order, stratified or not, with absent class codes and tied remainders
     from sklearn.model_selection import train_test_split
 

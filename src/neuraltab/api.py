@@ -76,7 +76,7 @@ def _versions() -> dict[str, str]:
 
 
 def _installed_version(package: str) -> str:
-    """A package's version from its metadata, without importing it (scikit-learn's import takes ~0.8 s)."""
+    """A package's version from its metadata, without importing it (scikit-learn's import is slow)."""
     from importlib import metadata
 
     try:
@@ -284,6 +284,17 @@ class Model:
         if self.training_summary is not None:
             meta["training_summary"] = self.training_summary
         return tensors, meta
+
+    def to_onnx(self, path: str | Path, *, force: bool = False, numbers: str = "float32") -> Path:
+        """Write the whole prediction path, preprocessing included, as one ONNX file (atomically; refuses to overwrite
+        unless ``force``): one ``[N, 1]`` input per feature column, named as the column (float32 numbers and
+        booleans, NaN missing; strings for categories, "" missing), outputs ``label`` and ``probabilities`` or
+        ``value``. ``numbers="float64"`` makes the numeric inputs float64, which take numbers of more than about 7
+        digits exactly. Its metadata records the SHA-256 of :meth:`to_bytes`, the bytes of the model's file. Needs
+        the onnx extra (``pip install 'neuraltab[onnx]'``); see :mod:`neuraltab.export`."""
+        from .export import write_onnx
+
+        return write_onnx(self, path, force=force, numbers=numbers)
 
     def info(self) -> dict[str, Any]:
         """Everything the model file records, for `neuraltab info`."""

@@ -230,7 +230,7 @@ def resolve(cfg: TrainConfig, *, n_train: int, device_type: str, native_bf16: bo
     is_default = cfg.model == "default"
     changes: dict[str, Any] = {}
     if cfg.precision == "auto":
-        # bf16 autocast halves the matmul time of the default model (2-core AVX512-BF16 CPU: 190 -> 400 GFLOP/s);
+        # bf16 autocast where the hardware has it: its matmuls run much faster than float32's;
         # weights, optimizer and loss stay float32. The plain MLP keeps float32: it reproduces the classic recipe.
         changes["precision"] = "bf16" if is_default and native_bf16 else "fp32"
     if cfg.scaling == "auto":
@@ -250,8 +250,8 @@ def resolve(cfg: TrainConfig, *, n_train: int, device_type: str, native_bf16: bo
     if is_default:
         on_gpu = device_type == "cuda"
         # On a CPU the ensemble is the cost: k members multiply every matmul. The paper's k=32, d_block=512 is
-        # affordable on a GPU; on a 2-core CPU it is ~150 ms a step. k=8, d_block=128 is ~10 ms a step and, on
-        # hr.csv, as accurate within seed noise (mean test accuracy 0.984 vs 0.983 for d_block=256, seeds 0-2).
+        # affordable on a GPU but far too slow a step on a small CPU; k=8, d_block=128 is much cheaper and, on hr.csv,
+        # as accurate within seed noise (benchmarks/README.md).
         if cfg.k is None:
             changes["k"] = 32 if on_gpu else 8
         if cfg.d_block is None:

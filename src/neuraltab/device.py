@@ -76,8 +76,7 @@ def threads_for(model: nn.Module, *, batch_size: int, cores: int) -> int:
     """CPU threads for training: 1 when a step is too small to share out, else ``cores``.
 
     Below a few MFLOP a step, OpenMP's hand-offs cost more than the second core saves, and a busy neighbour process
-    makes them far worse. Measured on 2 cores, 8 epochs of hr.csv: the 64-64 MLP at batch 32 (1.1 MFLOP a step)
-    took 0.16 s on 1 thread vs 0.19 s on 2; at batch 256 (8.5 MFLOP) 0.076 vs 0.072. Deterministic: the choice
+    makes them far worse (``benchmarks/README.md`` has the timings behind the cut). Deterministic: the choice
     depends only on the model's FLOP count, never on a timing, so a seed still gives the same result.
     """
     if cores <= 1:
@@ -90,7 +89,7 @@ def matmul_flops_per_row(model: nn.Module) -> int:
     """Forward multiply-add FLOPs of one input row through the model's linear layers, counted from their shapes.
 
     A TabM's ``k`` members each run the backbone and their own head. (Counted by hand: torch's FLOP counter imports
-    torch._dynamo, 1.6 s of start-up.)
+    torch._dynamo, which slows start-up.)
     """
     macs = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
     head = getattr(model, "head_weight", None)
@@ -100,8 +99,8 @@ def matmul_flops_per_row(model: nn.Module) -> int:
 
 @contextlib.contextmanager
 def flush_denormals(device: torch.device) -> Iterator[None]:
-    """Weights that stop moving let Adam's second moments decay into subnormal floats, which x86 handles ~100×
-    slower: the classic recipe on raw (unscaled) inputs slowed from 0.03 to 0.28 s an epoch. Flush them to zero."""
+    """Weights that stop moving let Adam's second moments decay into subnormal floats, which x86 handles far more
+    slowly (the classic recipe on raw, unscaled inputs slows several-fold). Flush them to zero."""
     flushing = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
         yield

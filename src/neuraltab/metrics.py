@@ -1,8 +1,8 @@
 """Metric tables per task, in numpy.
 
 Each metric is defined as scikit-learn defines it (tests/test_metrics.py checks every one against scikit-learn's
-function on random and edge-case inputs), but computed here: importing scikit-learn loads scipy.stats, ~0.8 s of
-every ``neuraltab train`` and ``evaluate`` on a 2-core machine, for a dozen lines of arithmetic.
+function on random and edge-case inputs), but computed here: importing scikit-learn loads scipy.stats, a large
+share of every ``neuraltab train`` and ``evaluate`` start, for a dozen lines of arithmetic.
 """
 
 from __future__ import annotations

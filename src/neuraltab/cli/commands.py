@@ -416,6 +416,39 @@ def serve(
     _run(body)
 
 
+@app.command()
+def export(
+    model_file: Path = typer.Argument(..., metavar="MODEL", help="Model file written by `neuraltab train`."),
+    output: Path = typer.Option(..., "--output", "-o", help="ONNX file to write, e.g. model.onnx."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file.", show_default=True),
+    float64: bool = typer.Option(False, "--float64", help="Numeric inputs in float64 (exact for numbers of more "
+                                 "than about 7 digits) instead of float32.", show_default=True),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line.", show_default=True),
+) -> None:
+    """Write MODEL's whole prediction path, preprocessing included, as one ONNX file (raw columns in, labels and
+    probabilities or values out) for ONNX Runtime and other runtimes. Needs `pip install 'neuraltab[onnx]'`."""
+
+    def body() -> None:
+        import hashlib
+
+        from .. import export as exporting
+
+        missing = exporting.missing_dependencies()
+        if missing:
+            raise UserError(f"neuraltab export needs {', '.join(missing)}: {exporting.INSTALL_HINT}")
+        check_writable(output, force=force)
+        fitted = api.load(model_file)
+        sha = hashlib.sha256(model_file.read_bytes()).hexdigest()
+        exporting.write_onnx(fitted, output, force=force, numbers="float64" if float64 else "float32",
+                             model_sha256=sha, source=str(model_file))
+        if not quiet:
+            inputs = len(fitted.schema.features)
+            outputs = "value" if fitted.task == "regression" else "label, probabilities"
+            _stderr().print(f"wrote {output}: {inputs} input column(s) -> {outputs}")
+
+    _run(body)
+
+
 def main() -> None:
     """Console entry point: like ``app()``, but option-parsing errors are one ``error:`` line too (exit 2)."""
     try:

@@ -124,8 +124,8 @@ def prepare(argv: list[str]) -> str | None:
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed blocks of up to 64 MiB in the heap instead of returning them to the system.
 
-    By default blocks over 128 KiB are mapped fresh each time and every page faults in again on first use: a
-    million-row prediction spent 1.5 s of its 4 s forward pass on that. This does what ``MALLOC_MMAP_THRESHOLD_`` and
+    By default blocks over 128 KiB are mapped fresh each time and every page faults in again on first use, which
+    costs a large prediction a good part of its forward pass. This does what ``MALLOC_MMAP_THRESHOLD_`` and
     ``MALLOC_TRIM_THRESHOLD_`` would; it is left alone when either is set, and elsewhere than glibc it does nothing.
     The CLI owns its process, so it sets this; a program using the library decides for itself.
     """

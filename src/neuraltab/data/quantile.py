@@ -1,10 +1,10 @@
 """Quantile → standard normal scaling, as scikit-learn's ``QuantileTransformer(output_distribution="normal")``.
 
-Fitting is a percentile call in :class:`~neuraltab.preprocessing.Preprocessor`; this module applies the stored
+Fitting is a percentile call in :class:`~neuraltab.data.preprocess.Preprocessor`; this module applies the stored
 quantiles to new values quickly (a bucketed search per value instead of two interpolations, in cache-sized chunks
 over torch's number of threads) and bit for bit as the straightforward two-``np.interp`` version. The inverse normal
 CDF is torch's (Cephes' algorithm, as SciPy's, equal to a few ulps): torch is loaded wherever data is transformed,
-while importing scipy.special would add ~0.4 s to every start.
+while importing scipy.special would slow every start.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class _InterpolationPlan:
             first = np.searchsorted(uq, lowest, side="left")
             span = np.searchsorted(uq, highest, side="right") - first
             # the share of values in each bucket, by the quantiles; a step costs each value about what a search
-            # (~50 ns) costs 3% of the values: take the number of steps that costs least
+            # costs 3% of the values: take the number of steps that costs least
             share = np.r_[0.0, np.diff(np.interp(edges, q, refs)), 0.0]
             plan.n_steps = min((1, 2, 3), key=lambda s: s + 30 * share[span > s].sum())
             plan.first = np.where(span > plan.n_steps, -1, first)

@@ -77,7 +77,7 @@ def _shuffle_split(idx: np.ndarray, size: float, *, seed: int, strata: np.ndarra
 
     These are the draws of scikit-learn's ``train_test_split(idx, test_size=size, random_state=seed,
     stratify=strata)`` (tests/test_schema.py checks that they are equal), made here because importing scikit-learn
-    costs ~0.8 s of every start. A seed therefore splits a table as it did when neuraltab called scikit-learn.
+    slows every start. A seed therefore splits a table as it did when neuraltab called scikit-learn.
     With ``strata`` (class codes), each class is held out in proportion: the counts are apportioned by largest
     remainder (ties broken at random), then each class's rows are shuffled and cut.
     """

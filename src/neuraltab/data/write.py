@@ -59,8 +59,8 @@ def write_table(table: pd.DataFrame, path: Path | None, *, force: bool = False) 
 def csv_bytes(arrow: Any, *, delimiter: str = ",", rows_per_part: int = 100_000) -> bytes:
     """The table as CSV bytes, identical to one ``pyarrow.csv.write_csv`` call but formatted on every core.
 
-    pyarrow's writer runs on one thread and formatting numbers is nearly all of its time (0.4 s for a million rows
-    of predictions); blocks of rows are independent, so each core formats its own block and the bytes are joined.
+    pyarrow's writer runs on one thread and formatting numbers is nearly all of its time; blocks of rows are
+    independent, so each core formats its own block and the bytes are joined.
     """
     import pyarrow.csv as pacsv
 

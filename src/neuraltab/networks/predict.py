@@ -41,17 +41,16 @@ def predict_output(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *
 def _mean_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """float32[B, k, C] logits → the members' mean probabilities [B, C].
 
-    PyTorch's CPU softmax over a short last dimension is slow: for 2 or 7 classes, a softmax over the classes laid
-    out class-major ([B, C, k], contiguous) took a third of the time (2,100 rows: 0.15 vs 0.45 ms); for 26 classes it
-    was 7x slower instead, hence the cut-off.
+    PyTorch's CPU softmax over a short last dimension is slow, so up to 8 classes are laid out class-major
+    ([B, C, k], contiguous) first; with many classes that layout is the slower one, hence the cut-off.
     """
     if logits.shape[-1] <= 8:
         return logits.transpose(1, 2).contiguous().softmax(1).mean(2)
     return logits.softmax(-1).mean(1)
 
 
-# model -> (weights' identity, plan): predicting a few rows, building the plan (folding and casting every weight) took
-# a large share of the time, so it is rebuilt only when a weight has changed
+# model -> (weights' identity, plan): for a few rows, building the plan (folding and casting every weight) would
+# dominate the prediction, so it is rebuilt only when a weight has changed
 _PLANS: "weakref.WeakKeyDictionary[nn.Module, tuple[Any, Any]]" = weakref.WeakKeyDictionary()
 
 

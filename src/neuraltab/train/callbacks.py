@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from .loop import History
+    from .history import History
 
 __all__ = ["Run", "Callback", "EarlyStopping", "TimeLimit", "StopOnSignal"]
 

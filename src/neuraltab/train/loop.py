@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,22 +23,9 @@ from .autograd import autograd_epoch, make_optimizer
 from .callbacks import Callback, EarlyStopping, Run, StopOnSignal, TimeLimit, overrides_step
 from .checkpoint import Checkpoint, Snapshot
 from .fast import select
+from .history import History
 
 __all__ = ["Callback", "History", "train"]
-
-
-@dataclass
-class History:
-    epochs: list[dict[str, Any]] = field(default_factory=list)  # one dict per epoch, as given to on_epoch_end
-    best_epoch: int = 0
-    best_score: float | None = None
-    stop_reason: str = ""  # early_stopping | max_epochs | time_limit | interrupted | diverged | a callback's reason
-    seconds: float = 0.0
-    path: str = ""  # the training step that ran: tabm-step | mlp-step (hand-derived, CPU) | autograd
-    path_reason: str | None = None  # why autograd trained the run, when it did
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _score(task: str, pred: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

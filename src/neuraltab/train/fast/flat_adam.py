@@ -1,4 +1,4 @@
-"""Adam/AdamW over weights kept in one flat buffer, for the hand-derived training steps (dense.py, tabm_step.py).
+"""Adam/AdamW over weights kept in one flat buffer, for the hand-derived training steps (mlp_step.py, tabm_step.py).
 
 Weights, gradients and both moments each live in one flat float32 buffer, so a step is one call of PyTorch's own
 fused Adam/AdamW kernel (the one ``torch.optim.Adam(fused=True)`` calls). No ``torch.optim`` object is built: its
@@ -54,8 +54,8 @@ class FlatAdam:
         kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
         # the kernel with its arguments bound once: :meth:`step` is ``steps.add_(1)`` then ``update()``.
         # ``step_slot[0]`` is the step-count tensor the kernel reads: ``self.steps``, except while a caller that knows
-        # its steps' counts in advance puts one of them there. The classic recipe's loop (dense.py: ~330 steps an
-        # epoch of ~37 µs, where every operation and Python call shows) does that and calls ``update`` directly
+        # its steps' counts in advance puts one of them there. The classic recipe's loop (mlp_step.py: ~330 tiny steps
+        # an epoch, where every operation and Python call shows) does that and calls ``update`` directly
         self.step_slot = [self.steps]
         self.update = functools.partial(
             kernel, [flat["w"]], [flat["grad"]], [flat["m"]], [flat["v"]], [], self.step_slot, amsgrad=False, lr=lr,

@@ -1,9 +1,8 @@
 """A hand-derived training step for the plain MLP: no autograd graph, no per-step allocation of weights or grads.
 
 The classic recipe (64-64, batch 32, Adam, 1000 epochs) takes ~330 tiny steps an epoch. Its arithmetic is ~1 MFLOP a
-step, a few microseconds; an autograd step with an ``optimizer.step()`` costs ~300 µs of bookkeeping around it. This
-module computes the same gradients by hand with 18 tensor operations a step (for two hidden layers), all writing into
-preallocated buffers:
+step, so an autograd step with an ``optimizer.step()`` is mostly bookkeeping around it. This module computes the same
+gradients by hand with a few tensor operations a step, all writing into preallocated buffers:
 
 * each layer keeps its weight and bias together as one matrix (``[in + 1, out]`` for a hidden layer, nn.Linear's
   ``[out, in + 1]`` for the output layer), and each layer's input carries a constant column of ones, so a forward
@@ -42,9 +41,9 @@ _sign = torch.sign
 
 
 def _relu_backward(g: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """ReLU's backward in place: ``g *= sign(y)``, with ``y >= 0`` the activation's output (1.9 µs on a 32x64 batch,
-    where ``threshold_backward``, reached through ``torch.ops``, took 2.7). The same numbers unless ``g`` or ``y`` is
-    already inf or NaN, where training has diverged either way."""
+    """ReLU's backward in place: ``g *= sign(y)``, with ``y >= 0`` the activation's output (cheaper on small batches
+    than ``threshold_backward`` reached through ``torch.ops``). The same numbers unless ``g`` or ``y`` is already inf
+    or NaN, where training has diverged either way."""
     return g.mul_(_sign(y, out=mask))
 
 
@@ -111,7 +110,7 @@ class _Plan:
         self.forward = list(zip(stepper.forward_act, stepper.w[:-1], act, aug))
         # backward through hidden layers L-1 .. 1: (activation backward, its output, scratch, input transposed,
         # weight+bias gradient, weight [out, in], the gradient below); layer 0's input is the batch itself. Products
-        # written into buffers (out=) take ~0.3 µs less than ones that allocate
+        # are written into buffers (out=): at these sizes an allocation shows
         self.backward = [(stepper.backward_act[layer], act[layer], masks[layer], aug[layer - 1].t(),
                           stepper.grads[layer], stepper.w_in_t[layer], grads_in[layer - 1])
                          for layer in range(len(act) - 1, 0, -1)]
@@ -123,9 +122,8 @@ class DenseStepper:
     and ``self.optimizer`` (a :class:`FlatAdam`) holds the moments.
 
     Layouts (each chosen by timing MKL on 32-row batches): hidden layers keep their weight as ``[in + 1, out]``; the
-    output layer keeps nn.Linear's ``[out, in + 1]`` and computes the batch's outputs class-major, ``[out, rows]``.
-    For a 2-class output that made the output layer's three products ~1.9× faster (7.9 → 4.2 µs a step), and a
-    softmax over the first dimension of [2, 32] takes 1.1 µs where one over the last of [32, 2] takes 2.5."""
+    output layer keeps nn.Linear's ``[out, in + 1]`` and computes the batch's outputs class-major, ``[out, rows]``,
+    because MKL's small GEMMs with 2 output columns and a softmax over a last dimension of 2 are slow."""
 
     def __init__(self, model: MLP, *, task: str, lr: float, weight_decay: float, decoupled: bool, batch_size: int,
                  x: torch.Tensor, y: torch.Tensor) -> None:
@@ -159,8 +157,8 @@ class DenseStepper:
         self.w_top_in = self.w[-1][:, :-1]  # the output layer's [out, in]
         self.widths = [lin.out_features for lin in self.linears[:-1]]
         self.plans: dict[int, _Plan] = {}
-        # an epoch gathers the rows in shuffled order into these, so the batches' views of them are made once (making
-        # them anew every epoch, ~1,300 views for hr.csv, was ~3.5% of a classic-recipe epoch). Targets and outputs
+        # an epoch gathers the rows in shuffled order into these, so the batches' views of them are made once, not
+        # anew every epoch (a view costs about what a tiny step's operation does). Targets and outputs
         # are kept batch by batch, class-major: batch b is a contiguous [n_out, rows] block of a flat buffer
         self.x_epoch, self.y_rows = torch.empty_like(self.x), torch.empty_like(self.y)
         self.y_flat, self.out_flat = torch.empty(n * n_out), torch.empty(n * n_out)
@@ -181,7 +179,7 @@ class DenseStepper:
         self.batches = list(zip(self.x_epoch.split(batch_size), self.x_epoch.t().split(batch_size, 1),
                                 y_blocks, out_blocks))
         # the step count the fused kernel reads: one tensor per step of the epoch, filled once an epoch, so a step does
-        # not spend an operation (0.7 µs) counting
+        # not spend an operation counting
         self.counts = torch.empty(len(sizes))
         self.count_views = list(self.counts.unbind())
         self.count_base = torch.arange(1, len(sizes) + 1, dtype=torch.float32)
@@ -196,7 +194,7 @@ class DenseStepper:
         top[:, :-1].copy_(self.linears[-1].weight)
         top[:, -1].copy_(self.linears[-1].bias)
 
-    @torch.inference_mode()  # no autograd bookkeeping, views included: epochs 4-10% shorter than under no_grad
+    @torch.inference_mode()  # no autograd bookkeeping at all, views included (no_grad still tracks versions)
     def run_epoch(self, perm: torch.Tensor, should_stop: Callable[[], bool]) -> tuple[float, bool]:
         """One epoch in ``perm`` order → (mean training loss over the rows seen, whether the epoch finished)."""
         self._read_weights()  # a callback or a restore may have changed them since the last epoch
@@ -213,9 +211,9 @@ class DenseStepper:
         classify = self.task != "regression"
         plan = self._plan(B)
         s = -1
-        # the classic recipe's step is ~37 µs: 18 operations on 32-row matrices at 1-4 µs each, and Python around
-        # them. So the loop body is bare calls, with each layer's arguments gathered once per batch size (~4% faster
-        # than indexing them every step, the same weights bit for bit)
+        # the classic recipe's step is a few tiny operations on 32-row matrices, where Python around them shows. So
+        # the loop body is bare calls, with each layer's arguments gathered once per batch size (the same weights bit
+        # for bit as indexing them every step)
         try:
             for s, (xb, xtb, yb, ob) in enumerate(self.batches):
                 nb = xb.shape[0]
@@ -255,7 +253,7 @@ class DenseStepper:
 
     def _loss(self, batches: int) -> float:
         """The summed loss of the first ``batches`` batches' outputs, from the class-major blocks (cross-entropy as
-        the one-hot targets' share of each column's log-softmax: ~7x less time than ``cross_entropy`` on the rows)."""
+        the one-hot targets' share of each column's log-softmax: cheaper than ``cross_entropy`` on gathered rows)."""
         loss = 0.0
         for y_block, out_block, _, first in self.block_views:
             if batches <= first:

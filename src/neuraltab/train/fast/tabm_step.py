@@ -1,9 +1,8 @@
 """A hand-derived training step for TabM on the CPU: the default model's epochs without autograd or autocast.
 
-An autograd step of the default model on hr.csv (k=8 members of a 128-wide backbone, batch 256) took ~6 ms on
-2 cores, of which the matrix products were ~1.4 ms: the rest was 219 dispatched operations with an autograd graph
-around them, and ``torch.optim``'s bookkeeping. This module computes the same gradients with 124 operations and no
-graph, in ~2.7 ms (``benchmarks/step.py``; ~1.5 ms of it the GEMMs, ~0.35 ms the two dropout masks):
+Most of an autograd step of the default model on a CPU is not its matrix products but the dispatched operations
+with an autograd graph around them, and ``torch.optim``'s bookkeeping. This module computes the same gradients with
+fewer operations and no graph (``benchmarks/step.py`` times both; the figures are in ``benchmarks/README.md``):
 
 * the training rows' bins (:meth:`PiecewiseLinearEmbeddings.locate`) are computed once; an epoch gathers the rows'
   bins, numbers, category codes and labels in shuffled order and each batch is a slice of that copy. A batch's input
@@ -11,10 +10,10 @@ graph, in ~2.7 ms (``benchmarks/step.py``; ~1.5 ms of it the GEMMs, ~0.35 ms the
   stays that of the input tensors, not rows × input width;
 * a batch's numeric embeddings are one small batched GEMM per direction: per feature, ``[PLE(x), 1, x]`` (built from
   the bins) times ``[W; bias0; weight0]``, and the transposed encoding times the embeddings' gradient (a table
-  lookup as in the model's forward, with an ``index_add_`` backward, was no faster here);
+  lookup as in the model's forward, with an ``index_add_`` backward, was not faster);
 * every weight is cast to the compute dtype once a step; each layer is one GEMM with its bias and ReLU fused
   (oneDNN), and the k members' heads are one block-diagonal GEMM whose outputs are class-major (``[B, classes,
-  k]``: a softmax over a middle dimension is ~4× faster than over a last dimension of 2);
+  k]``: PyTorch's CPU softmax over a last dimension of 2 is slow);
 * dropout masks are bit masks (:func:`dropout_mask`, the same draws as the model's own dropout) ANDed into the
   activations, their rescaling (:func:`dropout_scale`) is folded into the next layer's weights, and the
   ReLU+dropout backward is one ``threshold_backward`` on the dropped activations;
@@ -135,7 +134,7 @@ class TabMStepper:
         for view, p in zip(self.w.values(), self.params):
             p.copy_(view)
 
-    @torch.inference_mode()  # no autograd bookkeeping, views included: epochs 4-10% shorter than under no_grad
+    @torch.inference_mode()  # no autograd bookkeeping at all, views included (no_grad still tracks versions)
     def run_epoch(self, perm: Tensor, should_stop: Callable[[], bool]) -> tuple[float, bool]:
         """One epoch in ``perm`` order → (mean training loss over the rows seen, whether the epoch finished)."""
         self._read_weights()  # a callback or a restore may have changed them since the last epoch
@@ -274,7 +273,7 @@ class TabMStepper:
         if encoding is None:
             encoding = self.encodings.setdefault(batch, torch.ones(self.n_num, batch, T + 2))
         ple = encoding[..., :T]
-        torch.gt(bins[..., None], self.bin_range, out=ple)  # into the floats: half the time of a bool copy
+        torch.gt(bins[..., None], self.bin_range, out=ple)  # straight into the floats: no bool temporary to copy
         ple.scatter_(2, bins[..., None], frac[..., None])
         encoding[..., T + 1].copy_(raw)
         return encoding
