@@ -351,8 +351,8 @@ def test_chromium_opens_the_report_with_no_console_error_and_no_request(pages, t
 
 
 @pytest.mark.slow
-def test_the_hr_report_is_complete_small_and_quick_to_open(hr_csv, tmp_path):
-    model = neuraltab.fit(str(hr_csv), target="left", threads=2, epochs=30)
+def test_the_hr_report_is_complete_and_under_2_mb(hr_csv, tmp_path):
+    model = neuraltab.fit(str(hr_csv), target="left", threads=1, epochs=10)  # the network's quality is not at stake
     out = model.report(str(hr_csv), tmp_path / "hr.html")
     page = out.read_text()
     assert out.stat().st_size < 2_000_000
