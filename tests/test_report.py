@@ -82,6 +82,9 @@ def test_the_test_metrics_are_those_the_model_file_recorded(trained, pages):
 
 def test_the_file_names_no_address_runs_no_script_and_embeds_no_data_row(pages, trained):
     for task, page in pages.items():
+        hrefs = re.findall(r'href="([^"]*)"', page)
+        assert hrefs and all(h.startswith("#") or re.fullmatch(r"data:image/png;base64,[A-Za-z0-9+/=\s]+", h)
+                             for h in hrefs), task
         # embedded images are base64, whose alphabet holds "//" followed by letters: look past them
         text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=\s]+", "data:image/png;base64,", page)
         assert not re.search(r"https?:|//[a-z]|<script|<link|<iframe|@import|src=", text, flags=re.I), task
@@ -348,8 +351,8 @@ def test_chromium_opens_the_report_with_no_console_error_and_no_request(pages, t
 
 
 @pytest.mark.slow
-def test_the_hr_report_is_complete_small_and_quick_to_open(hr_csv, tmp_path):
-    model = neuraltab.fit(str(hr_csv), target="left", threads=2, epochs=30)
+def test_the_hr_report_is_complete_and_under_2_mb(hr_csv, tmp_path):
+    model = neuraltab.fit(str(hr_csv), target="left", threads=1, epochs=10)  # the network's quality is not at stake
     out = model.report(str(hr_csv), tmp_path / "hr.html")
     page = out.read_text()
     assert out.stat().st_size < 2_000_000
