@@ -358,9 +358,12 @@ def _torch_threads(n: int) -> Iterator[None]:
 
 
 def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding: str | None = None,
-            decimal: str | None = None, **options: Any) -> Prepared:
+            decimal: str | None = None, rows: dict[str, np.ndarray] | None = None, **options: Any) -> Prepared:
     """Read ``data`` (a path or a DataFrame), infer its schema, split it and learn the preprocessing on the training
-    rows, as :func:`fit` does; ``options`` are :class:`TrainConfig` fields. Notices go to the callbacks."""
+    rows, as :func:`fit` does; ``options`` are :class:`TrainConfig` fields. Notices go to the callbacks.
+
+    ``rows`` (positions of the ``"train"``, ``"valid"`` and ``"test"`` rows) replaces the seeded split, for a caller
+    whose data comes with its own (the playground's toy sets split as the TensorFlow Playground does)."""
     cfg = TrainConfig.from_dict(options)
     notify = _Notices(callbacks)
     source = source_name(data)
@@ -370,8 +373,11 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
     schema = infer_schema(raw, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
                           source=source, notify=notify)
     codes = None if schema.task == "regression" else Preprocessor(schema).encode_target(df[target], source=source)
-    train_idx, valid_idx, test_idx = split(len(df), y=codes, test_size=cfg.test_size, valid_size=cfg.valid_size,
-                                           seed=cfg.seed, notify=notify, source=source)
+    if rows is not None:
+        train_idx, valid_idx, test_idx = (np.asarray(rows[name], dtype=np.int64) for name in ("train", "valid", "test"))
+    else:
+        train_idx, valid_idx, test_idx = split(len(df), y=codes, test_size=cfg.test_size, valid_size=cfg.valid_size,
+                                               seed=cfg.seed, notify=notify, source=source)
     if not cfg.early_stopping:  # nothing to validate against: train on every non-test row, as the classic recipe
         train_idx, valid_idx = np.sort(np.concatenate([train_idx, valid_idx])), valid_idx[:0]
     device = resolve_device(cfg.device)

@@ -88,7 +88,7 @@ def train(
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     use_valid = valid_data is not None and len(valid_data[0]) > 0 and cfg.early_stopping
     history = History(path=path, path_reason=path_reason)
-    run = Run(model)
+    run = Run(model, optimizer)
     early = EarlyStopping(cfg.patience) if use_valid else None
     # the loop's own callbacks first: the time limit's reason wins a tie, and early stopping fills in the logs' best
     callbacks = [*([TimeLimit(cfg.time_limit)] if cfg.time_limit else []), *([early] if early else []), *callbacks]
