@@ -196,11 +196,12 @@ def _pca(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float64) - x.mean(0)
     if x.shape[1] < 2 or not np.isfinite(x).all():
         return np.zeros((len(x), 2), np.float32)
-    try:
-        _, _, vt = np.linalg.svd(x, full_matrices=False)
-    except np.linalg.LinAlgError:
+    try:  # the covariance's eigenvectors (a d x d problem), in torch: on torch's one thread, not BLAS's many
+        t = torch.from_numpy(x)
+        _, vectors = torch.linalg.eigh(t.T @ t)
+    except RuntimeError:
         return np.zeros((len(x), 2), np.float32)
-    coords = x @ vt[:2].T
+    coords = (t @ vectors.flip(1)[:, :2]).numpy()
     scale = np.abs(coords).max() or 1.0
     return (coords / scale).astype(np.float32)
 

@@ -103,7 +103,7 @@ def toy_scene(name: str, *, noise: float, train_share: float, seed: int, feature
     train_rows, test_rows = toy.split(points, train_share=train_share, seed=seed)
     regression = name in toy.REGRESSION
     table = pd.DataFrame(toy.features(points[:, :2], feature_names), columns=list(feature_names))
-    table["label"] = points[:, 2] if regression else np.where(points[:, 2] > 0, "blue", "orange")
+    table["label"] = points[:, 2] if regression else np.where(points[:, 2] > 0, "positive", "negative")
     prepared = prepare(table, "label", rows={"train": train_rows, "valid": train_rows[:0], "test": test_rows},
                        task="regression" if regression else "binary", scaling="none", **options)
     grid_xy = _grid_points()
@@ -132,8 +132,8 @@ def toy_scene(name: str, *, noise: float, train_share: float, seed: int, feature
 def read_for_playground(data: Any, target: str, options: dict[str, Any], *, train_share: float) -> Prepared:
     """The user's table prepared as ``neuraltab train`` prepares it, every non-test row training (there is no early
     stopping to validate for)."""
-    return prepare(data, target, test_size=round(min(max(1 - train_share, 0.0), 0.85), 2), early_stopping=False,
-                   **options)
+    return prepare(data, target, **{**options, "test_size": round(min(max(1 - train_share, 0.0), 0.85), 2),
+                                     "early_stopping": False})
 
 
 def importance(prepared: Prepared) -> list[str]:

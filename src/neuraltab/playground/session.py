@@ -166,6 +166,8 @@ class Session:
         if new["teaching"] and "teaching" in changes:  # the Playground's plain SGD on one example at a time
             self.settings.update(optimizer="sgd", batch=1, regularization="none", dropout=0.0)
             changes.update(optimizer="sgd", batch=1, dropout=0.0)
+        if self.table is not None and "model" in changes:  # TabM and the MLP scale numbers differently: re-prepare
+            changes["dataset"] = new["dataset"]
         level = ("data" if set(changes) & _DATA else "network" if set(changes) & _NETWORK
                  else "restart" if set(changes) & _RESTART else None)
         order = [None, "restart", "network", "data"]
@@ -448,7 +450,7 @@ class Session:
         lines = [",".join(names) + ",label"]
         regression = s["dataset"] in toy.REGRESSION
         for row, label in zip(values, points[:, 2]):
-            lab = f"{label:.6g}" if regression else ("blue" if label > 0 else "orange")
+            lab = f"{label:.6g}" if regression else ("positive" if label > 0 else "negative")
             lines.append(",".join(f"{v:.6g}" for v in row) + "," + lab)
         return ("\n".join(lines) + "\n").encode()
 
