@@ -36,6 +36,7 @@ _LIVE = {"lr", "speed"}  # applied between two steps of the same run
 _RESTART = {"optimizer", "regularization", "rate", "batch", "loss", "teaching"}  # same weights, a fresh optimizer
 _NETWORK = {"activation", "network", "dropout", "model"}  # new weights
 _DATA = {"dataset", "noise", "ratio", "seed", "features", "x", "y"}  # new data (or a new slice), then new weights
+_TEACHING = {"optimizer": "sgd", "batch": 1, "regularization": "none", "dropout": 0.0}  # plain SGD, one example
 MAX_WIDTH = {"toy": 8, "table": 256}
 MAX_LAYERS = 6
 EPOCHS = 10**9  # a run ends when the page changes something, never by its epoch count
@@ -89,6 +90,8 @@ class Session:
             self.settings.update(dataset="table", network=[64, 64], activation="relu", optimizer="adam", lr=0.003,
                                  batch=64, loss="cross_entropy", ratio=70, speed=1)
         self.settings.update(settings or {})
+        if self.settings["teaching"]:
+            self.settings.update(_TEACHING)
         self.cond = threading.Condition()
         self.running = False
         self.closed = False
@@ -163,9 +166,9 @@ class Session:
             self._notice(exc, kind="error")
             return
         self.settings = new
-        if new["teaching"] and "teaching" in changes:  # the Playground's plain SGD on one example at a time
-            self.settings.update(optimizer="sgd", batch=1, regularization="none", dropout=0.0)
-            changes.update(optimizer="sgd", batch=1, dropout=0.0)
+        if new["teaching"] and "teaching" in changes:
+            self.settings.update(_TEACHING)
+            changes.update(_TEACHING)
         if self.table is not None and "model" in changes:  # TabM and the MLP scale numbers differently: re-prepare
             changes["dataset"] = new["dataset"]
         level = ("data" if set(changes) & _DATA else "network" if set(changes) & _NETWORK

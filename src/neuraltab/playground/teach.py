@@ -71,7 +71,7 @@ class Teacher:
             return
         linear, act = target
         j, i = self.weight["to"], self.weight["from"]
-        self.before = float(linear.weight[j, i])
+        self.before = float(linear.weight.detach()[j, i])
 
         def on_model(module: nn.Module, args: Any) -> None:
             if module.training:
@@ -100,10 +100,10 @@ class Teacher:
             return
         linear, act = target
         j, i = self.weight["to"], self.weight["from"]
-        after = float(linear.weight[j, i])
+        after = float(linear.weight.detach()[j, i])
         z = c["z"].clone().requires_grad_(True)
         if act is not None:
-            act(z).sum().backward()  # the activation's slope at z, by autograd
+            act.forward(z).sum().backward()  # the activation's slope at z, by autograd (forward: no hooks)
             slope = z.grad.detach()
             error = c.get("error", c["delta"] / torch.where(slope == 0, torch.ones_like(slope), slope))
         else:  # the output layer's logit: the loss's derivative is the error, no activation follows
