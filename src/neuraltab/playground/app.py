@@ -1,5 +1,9 @@
 """The playground's web app: the page, one WebSocket per tab (frames down, JSON commands up), uploads, and the two
-"from play to work" downloads (the toy set as CSV, the network as a .ntab model file)."""
+"from play to work" downloads (the toy set as CSV, the network as a .ntab model file).
+
+A refused upload is answered 200 with ``{"error": ..., "status": 400 or 413}``: the page shows the message, and a
+4xx would also be logged by the browser as a console error.
+"""
 
 
 import asyncio
@@ -62,8 +66,8 @@ def create_app(table: TableSource | None = None, *, token: str | None = None,
             body += chunk
             if len(body) > max_upload_bytes:
                 return JSONResponse({"error": f"{name}: the file is over the upload limit of "
-                                     f"{max_upload_bytes // 2**20} MiB; start the playground with the file instead "
-                                     "(neuraltab playground FILE --target COLUMN)"}, status_code=413)
+                                     f"{_size(max_upload_bytes)}; start the playground with the file instead "
+                                     "(neuraltab playground FILE --target COLUMN)", "status": 413})
         try:
             frame, columns = _read_upload(body, name)
             if target and target not in columns:
@@ -73,7 +77,7 @@ def create_app(table: TableSource | None = None, *, token: str | None = None,
         except UserError as exc:
             from ..cli.progress import cli_words
 
-            return JSONResponse({"error": cli_words(exc.template), "option": exc.option}, status_code=400)
+            return JSONResponse({"error": cli_words(exc.template), "option": exc.option, "status": 400})
         key = secrets.token_hex(8)
         uploads[key] = TableSource(data=frame, target=target or columns[-1], name=name)
         if len(uploads) > 16:  # the oldest uploads go once a tab has loaded them
@@ -155,6 +159,10 @@ def create_app(table: TableSource | None = None, *, token: str | None = None,
                 await asyncio.to_thread(session.close)  # the tab closed: its training thread ends
 
     return app
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
 def _settings(given: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@
   const DEFAULTS = {dataset: "circle", noise: 0, ratio: 50, seed: 1, lr: 0.03, optimizer: "sgd", activation: "tanh",
     regularization: "none", rate: 0, dropout: 0, batch: 10, loss: "squared_error", network: [4, 2],
     features: ["x1", "x2"], model: "mlp", speed: 0, teaching: false, x: null, y: null};
+  const TEACHING = {optimizer: "sgd", batch: 1, regularization: "none", dropout: 0};  // plain SGD, one example
   const CLASS_COLOURS = [[245, 147, 34], [8, 119, 189], [46, 160, 44], [214, 39, 40], [148, 103, 189],
     [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]];
 
@@ -493,7 +494,7 @@
         const k = el.dataset.key;
         let v = el.type === "checkbox" ? el.checked : el.value;
         if (typeof DEFAULTS[k] === "number") v = Number(v);
-        if (k === "teaching" && v) { settings.optimizer = "sgd"; settings.batch = 1; settings.regularization = "none"; settings.dropout = 0; }
+        if (k === "teaching" && v) Object.assign(settings, TEACHING);
         set({[k]: v});
       });
     }
@@ -568,6 +569,7 @@
 
   const start = readHash();
   settings = start.settings;
+  if (settings.teaching) Object.assign(settings, TEACHING);
   running = start.play;
   wire();
   syncControls();
