@@ -90,6 +90,13 @@ def _code(values: np.ndarray) -> np.ndarray:
     return np.rint((v + 1) * 127.5).astype(np.uint8)
 
 
+def _spread(values: np.ndarray, stride: int) -> np.ndarray:
+    """Values of every stride-th cell, [..., (GRID / stride)²], each filling its stride x stride block: [..., GRID²]."""
+    n = GRID // stride
+    blocks = values.reshape(*values.shape[:-1], n, 1, n, 1)
+    return np.broadcast_to(blocks, (*values.shape[:-1], n, stride, n, stride)).reshape(*values.shape[:-1], GRID * GRID)
+
+
 def _pool(maps: np.ndarray) -> np.ndarray:
     f = GRID // NODE_GRID
     return maps.reshape(len(maps), NODE_GRID, f, NODE_GRID, f).mean(axis=(2, 4))
@@ -131,8 +138,11 @@ def output_values(out: torch.Tensor, scene: Scene) -> tuple[np.ndarray, np.ndarr
 
 def render(network: nn.Module, scene: Scene, *, focus: int | None = None) -> Picture:
     """The frame's maps, weights and (for a table) projections."""
-    out, hidden = _forward(network, *scene.grid)
+    out, hidden = _forward(network, *scene.grid_inputs())
     value, classes = output_values(out, scene)
+    if scene.stride > 1:
+        value, classes = _spread(value, scene.stride), None if classes is None else _spread(classes, scene.stride)
+        hidden = [torch.from_numpy(_spread(a.numpy().T, scene.stride).T.copy()) for a in hidden]
     blobs: dict[str, np.ndarray] = {"output": _code(value)}
     if classes is not None:
         blobs["classes"] = classes.astype(np.uint8)

@@ -45,6 +45,14 @@ class Scene:
     train_eval: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # the rows losses are measured on
     test_eval: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     value_range: tuple[float, float] = (-1.0, 1.0)  # regression: the target values mapped to the colour scale's ends
+    stride: int = 1  # the network is evaluated on every stride-th cell each way, each value filling stride² cells
+
+    def grid_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cells the network is evaluated on: all of them, or every ``stride``-th row and column."""
+        if self.stride == 1:
+            return self.grid
+        cells = torch.arange(GRID * GRID).view(GRID, GRID)[::self.stride, ::self.stride].reshape(-1)
+        return self.grid[0][cells], self.grid[1][cells]
 
     @property
     def task(self) -> str:
@@ -62,11 +70,11 @@ def _normalised(maps: np.ndarray) -> np.ndarray:
     return (maps / np.where(scale > 0, scale, 1)[:, None, None]).astype(np.float32)
 
 
-def _sample(t: tuple[torch.Tensor, torch.Tensor, torch.Tensor], seed: int) -> tuple[torch.Tensor, ...]:
+def _sample(t: tuple[torch.Tensor, torch.Tensor, torch.Tensor], seed: int, size: int) -> tuple[torch.Tensor, ...]:
     n = len(t[0])
-    if n <= MAX_EVAL_ROWS:
+    if n <= size:
         return t
-    idx = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(n, MAX_EVAL_ROWS, replace=False)))
+    idx = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(n, size, replace=False)))
     return tuple(x[idx] for x in t)  # type: ignore[return-value]
 
 
@@ -74,10 +82,15 @@ def _finish(kind: str, prepared: Prepared, grid_batch: Any, input_maps: np.ndarr
             names: list[str], describe: dict[str, Any], value_range: tuple[float, float] = (-1.0, 1.0)) -> Scene:
     train, test = prepared.tensors("train"), prepared.tensors("test")
     grid = (torch.from_numpy(grid_batch.x_num), torch.from_numpy(grid_batch.x_cat))
+    # the ensemble costs k times an MLP's forward pass: its maps are computed on a 50 x 50 grid, its losses on
+    # fewer rows, so that it still draws several frames a second on a 2-core CPU
+    ensemble = prepared.cfg.model == "default"
+    rows = MAX_EVAL_ROWS // 2 if ensemble else MAX_EVAL_ROWS
+    describe["gridComputed"] = GRID // (2 if ensemble else 1)
     return Scene(kind=kind, prepared=prepared, grid=grid, input_maps=input_maps, shown_inputs=shown,
                  input_names=names, describe=describe, train=train, test=test,
-                 train_eval=_sample(train, prepared.cfg.seed), test_eval=_sample(test, prepared.cfg.seed + 1),
-                 value_range=value_range)
+                 train_eval=_sample(train, prepared.cfg.seed, rows), test_eval=_sample(test, prepared.cfg.seed + 1, rows),
+                 value_range=value_range, stride=2 if ensemble else 1)
 
 
 # ======================================================================================================================
