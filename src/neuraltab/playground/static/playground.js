@@ -12,6 +12,9 @@
   const DEFAULTS = {dataset: "circle", noise: 0, ratio: 50, seed: 1, lr: 0.03, optimizer: "sgd", activation: "tanh",
     regularization: "none", rate: 0, dropout: 0, batch: 10, loss: "squared_error", network: [4, 2],
     features: ["x1", "x2"], model: "mlp", speed: 0, teaching: false, x: null, y: null};
+  // a table's starting point: neuraltab's classic MLP recipe rather than the Playground's tiny tanh network
+  const TABLE_DEFAULTS = {network: [64, 64], activation: "relu", optimizer: "adam", lr: 0.003, batch: 64,
+    loss: "cross_entropy", ratio: 70, speed: 1};
   const TEACHING = {optimizer: "sgd", batch: 1, regularization: "none", dropout: 0};  // plain SGD, one example
   const CLASS_COLOURS = [[245, 147, 34], [8, 119, 189], [46, 160, 44], [214, 39, 40], [148, 103, 189],
     [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]];
@@ -25,7 +28,7 @@
 
   function readHash() {
     const h = new URLSearchParams(location.hash.slice(1));
-    const s = Object.assign({}, DEFAULTS);
+    const s = Object.assign({}, DEFAULTS, h.get("dataset") === "table" ? TABLE_DEFAULTS : {});
     for (const [k, v] of h.entries()) {
       if (!(k in DEFAULTS)) continue;
       if (k === "network") s[k] = v === "" ? [] : v.split(",").map(Number);
@@ -269,6 +272,7 @@
       }
       linkEls.push(row);
     }
+    if (frame) { drawNodes(frame.blobs.nodes); drawWeights(frame.header); }  // a rebuilt view, even while paused
   }
 
   function makeNode(p, label) {
@@ -291,7 +295,8 @@
     const minus = document.createElement("button"), plus = document.createElement("button");
     minus.textContent = "\u2212"; plus.textContent = "+";
     minus.onclick = () => changeWidth(l - 1, -1); plus.onclick = () => changeWidth(l - 1, 1);
-    el.append(minus, " " + layers[l].size + " ", plus);
+    const drawn = layers[l].shown.length < layers[l].size ? ` (${layers[l].shown.length} drawn)` : "";
+    el.append(minus, " " + layers[l].size + drawn + " ", plus);
     $("network").appendChild(el);
   }
 
@@ -402,8 +407,7 @@
         const wasTable = settings.dataset === "table";
         settings.dataset = name;
         if (table !== wasTable) {  // a table and a toy set have different sensible defaults: start again
-          Object.assign(settings, table ? {network: [64, 64], activation: "relu", optimizer: "adam", lr: 0.003,
-            batch: 64, loss: "cross_entropy", ratio: 70, speed: 1} : {network: [4, 2], activation: "tanh",
+          Object.assign(settings, table ? TABLE_DEFAULTS : {network: [4, 2], activation: "tanh",
             optimizer: "sgd", lr: 0.03, batch: 10, loss: "squared_error", ratio: 50, speed: 0, model: "mlp"});
           syncControls(); writeHash(); connect(false); buildDatasets();
         } else set({dataset: name});
@@ -537,8 +541,7 @@
     const tsel = $("target");
     tsel.innerHTML = reply.columns.map((c) => `<option>${c.replace(/</g, "&lt;")}</option>`).join("");
     tsel.value = reply.target;
-    Object.assign(settings, {dataset: "table", network: [64, 64], activation: "relu", optimizer: "adam", lr: 0.003,
-      batch: 64, loss: "cross_entropy", ratio: 70, speed: 1, x: null, y: null});
+    Object.assign(settings, TABLE_DEFAULTS, {dataset: "table", x: null, y: null});
     syncControls(); writeHash(); buildDatasets();
     connect(false);
   }
