@@ -236,6 +236,31 @@ def test_a_table_trains_on_a_slice_through_its_two_most_telling_columns(tab):
     assert header["testMetric"] > 0.6
 
 
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_multiclass_and_regression_tables_train_and_draw(tab, task):
+    t = tab(table=TableSource(data=make_table(300, task=task), target="label", name="made.csv"),
+            settings={"speed": 5})
+    t.wait(lambda t: t.frames())
+    assert t.json("data")[0]["task"] == task
+    t.session.command({"cmd": "play"})
+    t.wait(lambda t: t.last()[0]["step"] >= 10)
+    t.session.command({"cmd": "pause"})
+    header, blobs = t.last()
+    assert ("classes" in blobs and blobs["classes"].max() <= 2) if task == "multiclass" else "classes" not in blobs
+    assert np.isfinite(header["testMetric"]) and len(np.unique(blobs["output"])) > 3
+
+
+def test_a_table_can_train_the_default_tabm(tab):
+    t = tab(table=TableSource(data=make_table(300), target="label", name="made.csv"), settings={"model": "default"})
+    t.wait(lambda t: t.frames())
+    assert t.session.spec["kind"] == "tabm" and t.session.scene.prepared.cfg.scaling == "quantile"
+    t.session.command({"cmd": "step"})
+    t.wait(lambda t: t.last()[0]["epoch"] >= 1)
+    header, blobs = t.last()
+    assert header["weights"] is None and blobs["nodes"].size == header["nodeCount"] * NODE_GRID ** 2
+    assert "--model default" in header["command"]
+
+
 def test_hr_table_grid_is_in_the_columns_units(tab):
     if not HR_CSV.exists():
         pytest.skip(f"the shared benchmark data ({HR_CSV}) is not on this machine; it exists only in development and CI")
@@ -345,6 +370,26 @@ def test_neuraltab_playground_is_callable_and_serves_until_stopped():
         server.should_exit = True
         thread.join(10)
     assert not thread.is_alive()
+
+
+def test_ctrl_c_stops_the_command_cleanly():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "neuraltab.cli", "playground", "--no-browser"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_frames_pack_and_unpack_round_trip():

@@ -88,6 +88,11 @@ def test_circle_reaches_test_accuracy_095(server, page):
 
 def test_spiral_with_all_seven_features_and_2x8_tanh_reaches_09(server, page):
     open_page(page, server, dataset="spiral", features=ALL_FEATURES, network="8,8", activation="tanh", seed=1, play=1)
+    lag = page.evaluate("""async () => { const lags = [];  // how long input waits while frames arrive and draw
+        for (let i = 0; i < 20; i++) { const t = performance.now(); await new Promise((r) => setTimeout(r, 0));
+          lags.push(performance.now() - t); await new Promise((r) => setTimeout(r, 40)); }
+        return Math.max(...lags); }""")
+    assert lag < 100, f"the page answered input after {lag:.0f} ms while training"
     page.wait_for_function("window.playground.state().testMetric >= 0.9", timeout=60_000)
     assert len(page.query_selector_all(".node:not(.off)")) == 7 + 8 + 8 + 1
 

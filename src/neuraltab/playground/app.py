@@ -12,7 +12,7 @@ import secrets
 from importlib import resources
 from typing import Any
 
-from ..errors import DataError, UserError
+from ..errors import DataError, UserError, option
 from .session import Session, TableSource
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES"]
@@ -65,9 +65,11 @@ def create_app(table: TableSource | None = None, *, token: str | None = None,
         async for chunk in request.stream():
             body += chunk
             if len(body) > max_upload_bytes:
-                return JSONResponse({"error": f"{name}: the file is over the upload limit of "
-                                     f"{_size(max_upload_bytes)}; start the playground with the file instead "
-                                     "(neuraltab playground FILE --target COLUMN)", "status": 413})
+                from ..cli.progress import cli_words
+
+                return JSONResponse({"error": cli_words(
+                    f"{name}: the file is over the upload limit of {_size(max_upload_bytes)}; start the playground "
+                    f"with the file instead (neuraltab playground FILE {option('target', 'COLUMN')})"), "status": 413})
         try:
             frame, columns = _read_upload(body, name)
             if target and target not in columns:
