@@ -20,7 +20,7 @@ from torch import nn
 from ..networks import MLP, TabM
 from .scene import GRID, MAX_SHOWN, NODE_GRID, Scene
 
-__all__ = ["render", "pack", "unpack", "layout", "Picture", "hidden_modules"]
+__all__ = ["render", "pack", "unpack", "layout", "Picture", "hidden_modules", "forward"]
 
 
 @dataclasses.dataclass
@@ -103,11 +103,13 @@ def _pool(maps: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def _forward(network: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The network's output [n, k, C] and each hidden layer's activations [n, width] (TabM: members' mean)."""
+def forward(network: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *,
+            hidden: bool = True) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The network's output [n, k, C] in eval mode and each hidden layer's activations [n, width] (TabM: members'
+    mean), through forward hooks."""
     captured: list[torch.Tensor] = []
     hooks = [m.register_forward_hook(lambda mod, inp, out: captured.append(out.detach()))
-             for m in hidden_modules(network)]
+             for m in (hidden_modules(network) if hidden else [])]
     was = network.training
     network.eval()
     try:
@@ -136,9 +138,11 @@ def output_values(out: torch.Tensor, scene: Scene) -> tuple[np.ndarray, np.ndarr
     return p.max(1) * 2 - 1, p.argmax(1)
 
 
-def render(network: nn.Module, scene: Scene, *, focus: int | None = None) -> Picture:
-    """The frame's maps, weights and (for a table) projections."""
-    out, hidden = _forward(network, *scene.grid_inputs())
+def render(network: nn.Module, scene: Scene, *, focus: int | None = None,
+           test_pass: tuple[torch.Tensor, list[torch.Tensor]] | None = None) -> Picture:
+    """The frame's maps, weights and (for a table) projections; ``test_pass``: :func:`forward` on the scene's test
+    rows, when the caller has already made it."""
+    out, hidden = forward(network, *scene.grid_inputs())
     value, classes = output_values(out, scene)
     if scene.stride > 1:
         value, classes = _spread(value, scene.stride), None if classes is None else _spread(classes, scene.stride)
@@ -172,15 +176,16 @@ def render(network: nn.Module, scene: Scene, *, focus: int | None = None) -> Pic
     weights, biases = _weights(network, scene)
     header: dict[str, Any] = {"nodeCount": int(len(nodes)), "weights": weights, "biases": biases}
     if scene.kind == "table":
-        blobs.update(_projections(network, scene))
+        blobs.update(_projections(network, scene, test_pass))
     return Picture(header=header, blobs=blobs, finite=finite)
 
 
-def _projections(network: nn.Module, scene: Scene) -> dict[str, np.ndarray]:
+def _projections(network: nn.Module, scene: Scene,
+                 test_pass: tuple[torch.Tensor, list[torch.Tensor]] | None) -> dict[str, np.ndarray]:
     """The test rows in the plane of the inputs' first two principal components (fixed) and of the last hidden
     layer's (moving as it learns), with the prediction as colour."""
     x_num, x_cat, _ = scene.test_eval
-    out, hidden = _forward(network, x_num, x_cat)
+    out, hidden = test_pass if test_pass is not None else forward(network, x_num, x_cat)
     value, classes = output_values(out, scene)
     cache = scene.describe.setdefault("_pca", {})
     if "inputs" not in cache:

@@ -350,8 +350,8 @@ class Session:
         scene, network = self.scene, self.network
         if scene is None or network is None:
             return
-        losses = self._losses()
-        picture = frames.render(network, scene, focus=self.focus)
+        losses, test_pass = self._losses()
+        picture = frames.render(network, scene, focus=self.focus, test_pass=test_pass)
         if not (all(math.isfinite(v) for v in losses.values()) and picture.finite):
             self._diverge(f"training diverged at epoch {self.epoch():.0f} (the loss became "
                           f"{losses['trainLoss']}); lower {option('lr')} (now {self.settings['lr']:g}) and reset")
@@ -364,18 +364,22 @@ class Session:
     def epoch(self) -> float:
         return self.steps / self._steps_per_epoch()
 
-    def _losses(self) -> dict[str, float]:
-        """The train and test losses (the loss trained on, without the penalty) and accuracy or R²."""
+    def _losses(self) -> tuple[dict[str, float], Any]:
+        """The train and test losses (the loss trained on, without the penalty) and accuracy or R², and the test
+        rows' forward pass (output and hidden activations) for the projections."""
         scene, network = self.scene, self.network
         out: dict[str, float] = {}
-        was = network.training
-        network.eval()
+        test_pass = None
         with torch.no_grad():
             for name, (x_num, x_cat, y) in (("train", scene.train_eval), ("test", scene.test_eval)):
                 if len(y) == 0:
                     out[f"{name}Loss"], out[f"{name}Metric"] = float("nan"), float("nan")
                     continue
-                o = network(x_num, x_cat).float()
+                if name == "test":
+                    test_pass = frames.forward(network, x_num, x_cat)
+                    o = test_pass[0]
+                else:
+                    o = frames.forward(network, x_num, x_cat, hidden=False)[0]
                 out[f"{name}Loss"] = float(ensemble_loss(o, y, task=scene.task, loss=self._options()["loss"]))
                 if scene.task == "regression":
                     pred = o.mean(1).squeeze(-1)
@@ -383,8 +387,7 @@ class Session:
                     out[f"{name}Metric"] = 1 - float(((pred - y) ** 2).sum()) / ss if ss > 0 else float("nan")
                 else:
                     out[f"{name}Metric"] = float((o.softmax(-1).mean(1).argmax(1) == y).float().mean())
-        network.train(was)
-        return {k: (v if math.isfinite(v) or k.endswith("Metric") else float("inf")) for k, v in out.items()}
+        return {k: (v if math.isfinite(v) or k.endswith("Metric") else float("inf")) for k, v in out.items()}, test_pass
 
     def _diverge(self, message: str) -> None:
         with self.cond:
