@@ -398,3 +398,13 @@ def test_frames_pack_and_unpack_round_trip():
     assert header["x"] is None and header["y"] == [1, 2]
     assert np.array_equal(back["a"], blobs["a"]) and np.array_equal(back["b"], blobs["b"])
 
+
+
+def test_editing_a_drawn_weight_sets_it(tab):
+    t = tab(settings={"dataset": "circle"})
+    t.wait(lambda t: t.frames())
+    n = len(t.frames())
+    t.session.command({"cmd": "edit", "layer": 0, "to": 1, "from": 0, "value": 1.25})
+    t.session.command({"cmd": "edit", "layer": 2, "to": 0, "from": 1, "value": -0.5})  # the drawn output line
+    t.wait(lambda t: len(t.frames()) > n and abs(t.last()[0]["weights"][2][0][1] + 0.5) < 1e-4)
+    assert t.last()[0]["weights"][0][1][0] == 1.25

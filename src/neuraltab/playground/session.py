@@ -110,6 +110,7 @@ class Session:
         self.optimizer: Any = None
         self.teacher = Teacher()
         self.history: list[dict[str, Any]] = []
+        self._prepared: tuple[Any, Any, Any] | None = None  # (key, Prepared, raw table) of the user's table
         self.thread = threading.Thread(target=self._work, name="neuraltab-playground", daemon=True)
 
     # ------------------------------------------------------------------------------------------------ commands
@@ -266,10 +267,14 @@ class Session:
         from .scene import read_for_playground
         from ..data.read import read_table
 
-        prepared = read_for_playground(self.table.data, self.table.target, options, train_share=s["ratio"] / 100)
-        # the raw table again for the slice's reference row and the points (splits are its row labels)
-        raw = self.table.data if hasattr(self.table.data, "columns") else read_table(
-            self.table.data, decimal=prepared.number_format.get("decimal"))
+        key = (s["ratio"], int(s["seed"]), s["model"])  # what changes the split or the preprocessing
+        if self._prepared is None or self._prepared[0] != key:  # a new slice alone reuses them
+            prepared = read_for_playground(self.table.data, self.table.target, options, train_share=s["ratio"] / 100)
+            # the raw table again for the slice's reference row and the points (splits are its row labels)
+            raw = self.table.data if hasattr(self.table.data, "columns") else read_table(
+                self.table.data, decimal=prepared.number_format.get("decimal"))
+            self._prepared = (key, prepared, raw)
+        _, prepared, raw = self._prepared
         return table_scene(prepared, raw, x=s["x"], y=s["y"], source=self.table.name)
 
     def _wait(self) -> bool:
@@ -334,9 +339,14 @@ class Session:
         layers = _linears(self.network)
         with torch.no_grad():
             for layer, to, frm, value in edits:
-                if 0 <= layer < len(layers) and 0 <= to < layers[layer].weight.shape[0] \
-                        and 0 <= frm < layers[layer].weight.shape[1]:
-                    layers[layer].weight[to, frm] = value
+                if not (0 <= layer < len(layers) and 0 <= to < layers[layer].weight.shape[0]
+                        and 0 <= frm < layers[layer].weight.shape[1]):
+                    continue
+                w = layers[layer].weight
+                if layer == len(layers) - 1 and w.shape[0] == 2:  # the drawn output weight is logit 1's minus 0's
+                    w[1, frm] = w[0, frm] + value
+                else:
+                    w[to, frm] = value
 
     # ------------------------------------------------------------------------------------------------ frames
     def _frame(self) -> None:

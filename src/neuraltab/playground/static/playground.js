@@ -365,9 +365,7 @@
     input.type = "number"; input.step = "0.01"; input.value = Number(p.dataset.value || 0).toFixed(3);
     input.onkeydown = (ev) => {
       if (ev.key === "Enter") {
-        const edit = Object.assign({cmd: "edit", value: Number(input.value)}, weight);
-        if (weight.layer === layers.length - 2 && data && data.task === "binary") edit.to = 1;
-        send(edit); card.hidden = true;
+        send(Object.assign({cmd: "edit", value: Number(input.value)}, weight)); card.hidden = true;
       }
     };
     card.appendChild(input);
