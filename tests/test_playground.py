@@ -21,7 +21,7 @@ from neuraltab.cli import app as cli_app
 from neuraltab.playground import frames, toy
 from neuraltab.playground.scene import GRID, NODE_GRID
 from neuraltab.playground.session import Session, TableSource
-from neuraltab.train import Callback, train
+from neuraltab.train import train
 
 from conftest import HR_CSV, make_table
 
