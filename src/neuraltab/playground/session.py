@@ -231,9 +231,9 @@ class Session:
             self.spec, self.network = prepared.new_network()
             self.steps, self.since_frame, self.history = 0, 0, []
             self.diverged, self.message = False, None
-            self.send({"type": "network", "layers": self._layout(), "command": self.train_command()})
+            self._send_layout()
         elif need == "restart":
-            self.send({"type": "network", "layers": self._layout(), "command": self.train_command()})
+            self._send_layout()
 
     def _options(self) -> dict[str, Any]:
         """The settings as TrainConfig fields."""
@@ -408,8 +408,10 @@ class Session:
     def _notice(self, exc: UserError, *, kind: str) -> None:
         self.send({"type": kind, "message": exc.render("cli"), "option": exc.option})
 
-    def _layout(self) -> list[dict[str, Any]]:
-        return frames.layout(self.network, self.scene)
+    def _send_layout(self) -> None:
+        """The drawn network; ``weights``: whether frames carry its weights (a plain MLP's; TabM's are not drawn)."""
+        self.send({"type": "network", "layers": frames.layout(self.network, self.scene),
+                   "weights": bool(_linears(self.network)), "command": self.train_command()})
 
     # ------------------------------------------------------------------------------------------------ play to work
     def train_command(self) -> str:

@@ -24,6 +24,7 @@
   let view = {showTest: false, discretize: false};
   let ws = null, sessionId = null, data = null, layers = null, frame = null, pending = 0, drawQueued = false;
   let running = false, history = [], frameCount = 0, teachReport = null, chosen = null, upload = null;
+  let drawnWeights = true;  // TabM's weights are not drawn: its nodes stand alone
   let tableGiven = false, lastCommand = "", focusNode = null, lastPixels = null;
 
   function readHash() {
@@ -101,7 +102,7 @@
   function onJson(m) {
     if (m.type === "session") { sessionId = m.id; tableGiven = tableGiven || !!m.table; buildDatasets(); }
     else if (m.type === "data") { data = m; history = []; onData(); }
-    else if (m.type === "network") { layers = m.layers; lastCommand = m.command; buildNetwork(); }
+    else if (m.type === "network") { layers = m.layers; drawnWeights = m.weights; lastCommand = m.command; buildNetwork(); }
     else if (m.type === "error" || m.type === "notice") { showMessage(m.message); if (m.level === "error") { running = false; showPlay(); } }
     else if (m.type === "teach") { teachReport = m; showTeach(); }
   }
@@ -252,7 +253,7 @@
     box.style.minHeight = Math.max(420, 60 + 46 * Math.max(...pos.map((p) => p.length))) + "px";
     // links: from every drawn node of a layer to every drawn node of the next
     const inPos = toy ? FEATURES.map((f, i) => [f, pos[0][i]]).filter(([f]) => settings.features.includes(f)).map(([, p]) => p) : pos[0];
-    for (let l = 0; l < layers.length - 1; l++) {
+    for (let l = 0; l < (drawnWeights ? layers.length - 1 : 0); l++) {
       const from = l === 0 ? inPos : pos[l], to = pos[l + 1], row = [];
       for (let j = 0; j < to.length; j++) {
         const line = [];
@@ -430,6 +431,8 @@
     $("table-controls").hidden = !table;
     $("projections").hidden = !table;
     $("metric-name").textContent = data.task === "regression" ? "R\u00b2" : "accuracy";
+    $("loss").querySelector("option[value=cross_entropy]").disabled = data.task === "regression";
+    if (data.task === "regression") { settings.loss = "squared_error"; syncControls(); }  // as the server trains
     if (table) {
       for (const id of ["axis-x", "axis-y"]) {
         const sel = $(id);
