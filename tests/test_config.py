@@ -83,7 +83,11 @@ BAD_VALUES = [
     ("seed", -1),
     ("seed", 2**32),
     ("threads", 0),
-    ("layers", ()),
+    ("layers", (0,)),
+    ("momentum", 1.0),
+    ("loss", "hinge"),
+    ("l1", -0.1),
+    ("l2", 11),
     ("layers", (64, 0)),
     ("layers", (64, 32.5)),
     ("device", "gpu"),
@@ -235,10 +239,14 @@ def test_to_dict_from_dict_round_trip_through_json():
                       lr=0.01, k=4, time_limit=12.5, device="cpu", seed=7)
     d = cfg.to_dict()
     assert d["layers"] == [128, 64, 32] and d["drop"] == ["id"]
-    assert set(d) == {f.name for f in dataclasses.fields(TrainConfig)}
+    # the options added later (momentum, loss, l1, l2) are written only when set, so older runs keep their bytes
+    assert set(d) == {f.name for f in dataclasses.fields(TrainConfig)} - {"momentum", "loss", "l1", "l2"}
     back = TrainConfig.from_dict(json.loads(json.dumps(d)))
     assert back == cfg
     assert isinstance(back.layers, tuple) and isinstance(back.categorical, tuple)
+    played = cfg.replace(optimizer="sgd", momentum=0.0, loss="squared_error", l2=0.03)
+    assert {"momentum", "loss", "l2"} <= set(played.to_dict()) and "l1" not in played.to_dict()
+    assert TrainConfig.from_dict(json.loads(json.dumps(played.to_dict()))) == played
 
 
 def test_default_config_round_trips():

@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"networks"},
     {"train", "export"},  # export sits beside training, below the api whose Model.to_onnx calls it
     {"api"},
-    {"estimators", "serve", "report"},
+    {"estimators", "serve", "report", "playground"},
     {"cli"},
 ]
 # the one call up a layer, made inside the method only: Model.report is the report's Python front door (issue 16)

@@ -18,6 +18,10 @@ _LAZY = {
 
 
 def __getattr__(name: str):
+    if name == "playground":  # the subpackage, callable: neuraltab.playground(df, target=...)
+        from importlib import import_module
+
+        return import_module(".playground", __name__)
     if name in _LAZY:
         from importlib import import_module
 
@@ -28,8 +32,8 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    return sorted([*globals(), *_LAZY, "playground"])
 
 
-__all__ = ["fit", "load", "Model", "TrainConfig", "Callback", "NeuralTabClassifier", "NeuralTabRegressor",
+__all__ = ["fit", "load", "playground", "Model", "TrainConfig", "Callback", "NeuralTabClassifier", "NeuralTabRegressor",
            "UserError", "DataError", "SchemaError", "ConfigError", "ArtifactError", "__version__"]

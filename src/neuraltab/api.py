@@ -416,9 +416,13 @@ def _torch_threads(n: int) -> Iterator[None]:
 
 
 def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding: str | None = None,
-            decimal: str | None = None, dayfirst: bool | None = None, **options: Any) -> Prepared:
+            decimal: str | None = None, dayfirst: bool | None = None, rows: dict[str, np.ndarray] | None = None,
+            **options: Any) -> Prepared:
     """Read ``data`` (a path or a DataFrame), infer its schema, split it and learn the preprocessing on the training
-    rows, as :func:`fit` does; ``options`` are :class:`TrainConfig` fields. Notices go to the callbacks."""
+    rows, as :func:`fit` does; ``options`` are :class:`TrainConfig` fields. Notices go to the callbacks.
+
+    ``rows`` (positions of the ``"train"``, ``"valid"`` and ``"test"`` rows) replaces the seeded split, for a caller
+    whose data comes with its own (the playground's toy sets split as the TensorFlow Playground does)."""
     cfg = TrainConfig.from_dict(options)
     notify = _Notices(callbacks)
     ignored = ignored_options(cfg)
@@ -434,7 +438,10 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
     cfg = cfg.replace(**{name: column_names(getattr(cfg, name), list(raw.columns)) for name in COLUMN_FIELDS})
     schema = infer_schema(raw, target, task=cfg.task, categorical=cfg.categorical, numeric=cfg.numeric, drop=cfg.drop,
                           dayfirst=dayfirst, source=source, notify=notify)
-    rows = split_rows(df, schema, cfg, source=source, notify=notify)
+    if rows is None:
+        rows = split_rows(df, schema, cfg, source=source, notify=notify)
+    else:  # the caller's own split (the playground's train:test ratio)
+        rows = {name: np.asarray(rows[name], dtype=np.int64) for name in ("train", "valid", "test")}
     device = resolve_device(cfg.device)
     cfg = resolve(cfg, n_train=len(rows["train"]), device_type=device.type, native_bf16=native_bf16(device))
     with _torch_threads(cfg.threads or compute_threads()):

@@ -15,11 +15,12 @@ import numpy as np
 
 from .errors import ConfigError, closest_names, option
 
-__all__ = ["COLUMN_FIELDS", "TrainConfig", "column_names", "ignored_options", "resolve", "describe_options", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS"]
+__all__ = ["COLUMN_FIELDS", "TrainConfig", "column_names", "ignored_options", "resolve", "describe_options", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS", "LOSSES"]
 
 MODELS = ("default", "mlp")
 TASKS = ("auto", "binary", "multiclass", "regression")
-ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "sigmoid", "selu")
+ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "sigmoid", "selu", "linear")
+LOSSES = ("auto", "cross_entropy", "squared_error")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCALINGS = ("auto", "quantile", "standard", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -63,10 +64,10 @@ class TrainConfig:
     model: str = _option("default", "default: the TabM-style ensemble with numeric embeddings; mlp: a plain "
                          "Sequential MLP.", choices=MODELS)
     # --- plain MLP (model="mlp") --------------------------------------------------------------------------------
-    layers: tuple[int, ...] = _option((256, 256), "Hidden widths of the plain MLP, e.g. 64,64.",
-                                      rule=(lambda v: isinstance(v, tuple) and len(v) >= 1 and all(
-                                          _is_int(x) and x >= 1 for x in v),
-                                            "a non-empty list of positive integers, e.g. 64,64"))
+    layers: tuple[int, ...] = _option((256, 256), "Hidden widths of the plain MLP, e.g. 64,64 (empty: no hidden "
+                                      "layer, a linear model).",
+                                      rule=(lambda v: isinstance(v, tuple) and all(_is_int(x) and x >= 1 for x in v),
+                                            "a list of positive integers, e.g. 64,64"))
     activation: str = _option("relu", "Activation between the plain MLP's layers.", choices=ACTIVATIONS)
     # --- default model (model="default") ------------------------------------------------------------------------
     k: int | None = _option(None, "Ensemble members of the default model, sharing its backbone.",
@@ -83,7 +84,16 @@ class TrainConfig:
                                                                  "a number in [0, 1)"),
                                     chosen="0.1 for the default model, 0 for the plain MLP")
     # --- optimisation -------------------------------------------------------------------------------------------
-    optimizer: str = _option("adamw", "adamw, adam, or sgd (with momentum 0.9).", choices=OPTIMIZERS)
+    optimizer: str = _option("adamw", "adamw, adam, or sgd (with the momentum option).", choices=OPTIMIZERS)
+    momentum: float = _option(0.9, "Momentum of sgd (0: plain SGD, as the TensorFlow Playground trains).",
+                              rule=(lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"))
+    loss: str = _option("auto", "Training loss: cross_entropy, or squared_error (on the class probabilities for "
+                        "classification, as the TensorFlow Playground trains); auto is cross_entropy for "
+                        "classification and squared_error for regression.", choices=LOSSES)
+    l1: float = _option(0.0, "L1 penalty rate on the weight matrices (not biases), added to the loss.",
+                        rule=(lambda v: _is_num(v) and 0 <= v <= 10, "a number in [0, 10]"))
+    l2: float = _option(0.0, "L2 penalty rate on the weight matrices (not biases): adds rate * w**2 / 2 to the loss.",
+                        rule=(lambda v: _is_num(v) and 0 <= v <= 10, "a number in [0, 10]"))
     lr: float | None = _option(None, "Learning rate.", rule=(lambda v: v is None or (_is_num(v) and 0 < v <= 10),
                                                              "a number in (0, 10]"),
                                chosen="2e-3 for the default model, 1e-3 for the plain MLP (Keras' Adam)")
@@ -165,12 +175,16 @@ class TrainConfig:
         return cls(**cleaned)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v, tuple) else v) for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+        """Plain values; the options added after model files were first written are left out at their defaults, so
+        that a run that does not use them writes the same bytes as before they existed."""
+        return {f.name: (list(v) if isinstance(v, tuple) else v) for f in dataclasses.fields(self)
+                for v in [getattr(self, f.name)] if not (f.name in _LATER_OPTIONS and v == f.default)}
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
 
+_LATER_OPTIONS = ("momentum", "loss", "l1", "l2")
 _TUPLE_FIELDS = {f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, tuple)}
 # the options each model alone reads
 MODEL_OPTIONS = {"mlp": ("layers", "activation"), "default": ("k", "d_block", "n_blocks", "d_embedding", "n_bins")}
@@ -229,6 +243,9 @@ def _validate(cfg: TrainConfig) -> None:
     if cfg.test_size + cfg.valid_size * (1 - cfg.test_size) >= 0.95:
         raise ConfigError(f"{option('test_size', cfg.test_size)} and {option('valid_size', cfg.valid_size)} leave under 5% "
                           "of rows to train on")
+    if cfg.loss == "cross_entropy" and cfg.task == "regression":
+        raise ConfigError(f"{option('loss', 'cross_entropy')} is for classification, and the task is regression: use "
+                          f"{option('loss', 'squared_error')}")
     overlap = set(cfg.categorical) & set(cfg.numeric)
     if overlap:
         raise ConfigError(f"column {sorted(overlap)[0]!r} is listed as both {option('categorical')} and "

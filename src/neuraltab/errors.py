@@ -22,6 +22,8 @@ __all__ = [
     "Message",
     "option",
     "render",
+    "cli_words",
+    "FLAG_NAMES",
     "Notify",
     "no_notice",
     "UserError",
@@ -50,6 +52,10 @@ def option(name: str, value: Any = _UNSET) -> str:
     if value is _UNSET:
         return f"\u27e6{name}\u27e7"
     return f"\u27e6{name}={json.dumps(value, ensure_ascii=True)}\u27e7"
+
+
+# options whose command-line flag is not "--" + the name with dashes
+FLAG_NAMES = {"id_column": "--id", "no_dayfirst": "--monthfirst"}
 
 
 def render(text: str, style: str = "python", *, flags: Mapping[str, str] | None = None) -> str:
@@ -161,3 +167,8 @@ def closest_names(name: str, candidates: list[str], n: int = 3, *, what: str = "
     shown = ", ".join(repr(c) for c in candidates[:8])
     more = f" (and {len(candidates) - 8} more)" if len(candidates) > 8 else ""
     return f"available {what}: {shown}{more}"
+
+
+def cli_words(text: str) -> str:
+    """A library message or notice with its option references written as the command line's flags."""
+    return render(text, "cli", flags=FLAG_NAMES)

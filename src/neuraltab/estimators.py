@@ -43,7 +43,8 @@ class _NeuralTabEstimator(BaseEstimator):
 
     def __init__(self, *, model: str = "default", layers: tuple[int, ...] = (256, 256), activation: str = "relu",
                  k: int | None = None, d_block: int | None = None, n_blocks: int = 2, d_embedding: int = 16,
-                 n_bins: int = 48, dropout: float | None = None, optimizer: str = "adamw", lr: float | None = None,
+                 n_bins: int = 48, dropout: float | None = None, optimizer: str = "adamw", momentum: float = 0.9,
+                 loss: str = "auto", l1: float = 0.0, l2: float = 0.0, lr: float | None = None,
                  weight_decay: float | None = None, grad_clip: float | None = None, batch_size: int | None = None,
                  epochs: int | None = None, early_stopping: bool = True, patience: int = 16,
                  time_limit: float | None = None, keep_diverged: bool = False, scaling: str = "auto", valid_size: float = 0.2,
@@ -60,6 +61,10 @@ class _NeuralTabEstimator(BaseEstimator):
         self.n_bins = n_bins
         self.dropout = dropout
         self.optimizer = optimizer
+        self.momentum = momentum
+        self.loss = loss
+        self.l1 = l1
+        self.l2 = l2
         self.lr = lr
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip

@@ -482,6 +482,49 @@ def export(
     _run(body)
 
 
+@app.command()
+def playground(
+    data: Optional[Path] = typer.Argument(None, help="A table to train on (CSV/TSV, Parquet, JSON lines); without "
+                                          "one, the TensorFlow Playground's toy sets.", show_default="none"),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Column of DATA to predict.",
+                                         show_default="none"),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (beyond this machine only with --token)."),
+    port: int = typer.Option(0, help="Port to listen on (0: a free one)."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Print the URL without opening a browser.",
+                                    show_default=True),
+    token: Optional[str] = typer.Option(None, "--token", help="A secret every request must carry in its URL; "
+                                        "required off 127.0.0.1.", show_default="none"),
+) -> None:
+    """Watch a network learn, live in the browser: the TensorFlow Playground's sets, or DATA (with --target).
+
+    Stops on Ctrl-C."""
+
+    def body() -> None:
+        try:
+            import fastapi  # noqa: F401
+            import uvicorn  # noqa: F401
+        except ImportError:
+            raise UserError("neuraltab playground needs fastapi and uvicorn: pip install 'neuraltab[playground]'") \
+                from None
+        from ..playground.server import exposure_warning, serve as serve_playground
+
+        if data is not None and data.is_dir():
+            raise DataError(f"{data}: is a folder, not a table file; pass a CSV, Parquet or JSON-lines file")
+
+        def listening(info: dict[str, Any]) -> None:
+            if info["warning"]:
+                _stderr().print(f"warning: {info['warning']}")
+            _stderr().print(f"playground at {info['url']} (Ctrl-C stops)")
+            print(info["url"], flush=True)
+
+        if exposure_warning(host) and not token:
+            raise UserError(f"listening on {host} needs a secret: pass --token SECRET (the page's URL carries it)")
+        serve_playground(str(data) if data is not None else None, target, host=host, port=port,
+                         open_browser=not no_browser, token=token, on_listen=listening)
+
+    _run(body)
+
+
 def main() -> None:
     """Console entry point: like ``app()``, but option-parsing errors are one ``error:`` line too (exit 2)."""
     try:

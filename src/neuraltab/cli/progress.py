@@ -9,20 +9,11 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import render
+from ..errors import FLAG_NAMES, cli_words
 from ..train import Callback, History
 from . import runtime
 
-__all__ = ["Progress", "cli_words"]
-
-# options whose flag is not "--" + the name with dashes
-FLAG_NAMES = {"id_column": "--id", "no_dayfirst": "--monthfirst"}
-
-
-def cli_words(text: str) -> str:
-    """A library message or notice with its option references written as this command's flags."""
-    return render(text, "cli", flags=FLAG_NAMES)
-
+__all__ = ["FLAG_NAMES", "Progress", "cli_words"]
 
 class Progress(Callback):
     """Live progress on stderr: a rich bar on a terminal, otherwise a plain line every few seconds."""

@@ -9,7 +9,8 @@ from .layers import Dropout, linear
 
 __all__ = ["MLP", "ACTIVATIONS"]
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "selu": nn.SELU}
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "selu": nn.SELU,
+               "linear": nn.Identity}
 
 
 class MLP(nn.Module):

@@ -22,14 +22,17 @@ __all__ = ["Run", "Callback", "EarlyStopping", "TimeLimit", "StopOnSignal"]
 
 
 class Run:
-    """The run in progress, as callbacks see it (``callback.run``): the network being trained and the stop flag.
+    """The run in progress, as callbacks see it (``callback.run``): the network being trained, its optimizer and the
+    stop flag.
 
     ``step`` counts optimizer steps from the start of the run (a resumed run continues the count), ``epoch`` the
-    epoch in progress.
+    epoch in progress. ``optimizer`` is the torch optimizer on the autograd path (a callback may change its learning
+    rate between steps) and the hand-derived step's own optimizer otherwise.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, optimizer: Any = None) -> None:
         self.model = model
+        self.optimizer = optimizer
         self.stop_training = False
         self.stop_reason = ""
         self.discard_epoch = False

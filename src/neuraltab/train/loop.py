@@ -30,16 +30,18 @@ __all__ = ["Callback", "History", "train"]
 _EXPLODED = 100.0  # times an untrained model's loss: a loss above it has diverged
 
 
-def _score(task: str, pred: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def _score(task: str, pred: torch.Tensor, y: torch.Tensor, loss: str = "auto") -> tuple[float, float]:
     """(validation loss, validation score where higher is better) from averaged predictions."""
     if task == "regression":
         mse = float(((pred - y) ** 2).mean())
         return mse, -math.sqrt(mse)
+    accuracy = float((pred.argmax(1) == y).float().mean())
+    if loss == "squared_error":
+        one_hot = torch.nn.functional.one_hot(y, pred.shape[1]).to(pred.dtype)
+        return float(((pred - one_hot) ** 2).sum(1).mean()), accuracy
     # the log in numpy: torch's CPU log (MKL's vector math) gave another last bit on its first call in some processes
     chosen = pred.gather(1, y[:, None]).squeeze(1).to("cpu", torch.float64).numpy()
-    loss = float(-np.log(np.maximum(chosen, 1e-12)).mean())
-    accuracy = float((pred.argmax(1) == y).float().mean())
-    return loss, accuracy
+    return float(-np.log(np.maximum(chosen, 1e-12)).mean()), accuracy
 
 
 def train(
@@ -74,7 +76,7 @@ def train(
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     use_valid = valid_data is not None and len(valid_data[0]) > 0 and cfg.early_stopping
     history = History(path=path, path_reason=path_reason)
-    run = Run(model)
+    run = Run(model, optimizer)
     early = EarlyStopping(cfg.patience) if use_valid else None
     # the loop's own callbacks first: the time limit's reason wins a tie, and early stopping fills in the logs' best
     callbacks = [*([TimeLimit(cfg.time_limit)] if cfg.time_limit else []), *([early] if early else []), *callbacks]
@@ -119,7 +121,8 @@ def train(
     else:
         def run_epoch(perm: torch.Tensor, should_stop: Any) -> tuple[float, bool]:
             return autograd_epoch(model, optimizer, train_data, perm, batch_size=batch_size, task=task,
-                                  grad_clip=cfg.grad_clip, should_stop=should_stop, precision=cfg.precision)
+                                  grad_clip=cfg.grad_clip, should_stop=should_stop, precision=cfg.precision,
+                                  loss_kind=cfg.loss, l1=cfg.l1, l2=cfg.l2)
     step_hooks = [cb.on_step_end for cb in callbacks if overrides_step(cb)]
 
     def should_stop() -> bool:  # asked after every step
@@ -157,7 +160,7 @@ def train(
             logs: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
             if use_valid:
                 pred = predict_output(model, valid_data[0], valid_data[1], task=task, precision=cfg.precision)
-                logs["valid_loss"], logs["valid_score"] = _score(task, pred, valid_data[2])
+                logs["valid_loss"], logs["valid_score"] = _score(task, pred, valid_data[2], cfg.loss)
             else:
                 logs["best_epoch"], logs["best_score"] = epoch, None
             logs["seconds"] = time.perf_counter() - started

@@ -31,6 +31,16 @@ __all__ = ["select"]
 _STEPS = {TabM: ("tabm-step", tabm_gap, make_tabm_stepper), MLP: ("mlp-step", mlp_gap, make_dense_stepper)}
 
 
+def _objective_gap(cfg: Any, task: str) -> str | None:
+    """Why no hand-derived step minimises this run's objective: they derive cross-entropy and squared error on
+    values, without L1/L2 penalties."""
+    if cfg.loss == "squared_error" and task != "regression":
+        return "the hand-derived steps derive cross-entropy for classification, and the loss is squared_error"
+    if cfg.l1 or cfg.l2:
+        return "the hand-derived steps have no L1/L2 penalty"
+    return None
+
+
 def select(model: nn.Module, *, task: str, cfg: Any, x_num: torch.Tensor, x_cat: torch.Tensor, y: torch.Tensor,
            allowed: bool = True) -> tuple[Any, str, str | None]:
     """(the stepper or None, the path, why autograd or None) for training ``model`` on these tensors with ``cfg``.
@@ -42,7 +52,7 @@ def select(model: nn.Module, *, task: str, cfg: Any, x_num: torch.Tensor, x_cat:
     if type(model) not in _STEPS:
         return None, "autograd", f"no hand-derived step trains a {type(model).__name__}"
     path, gap, make = _STEPS[type(model)]
-    why = gap(model, cfg, x_num.device, len(y))
+    why = _objective_gap(cfg, task) or gap(model, cfg, x_num.device, len(y))
     if why is not None:
         return None, "autograd", why
     return make(model, task=task, cfg=cfg, x_num=x_num, x_cat=x_cat, y=y), path, None
