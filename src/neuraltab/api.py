@@ -25,6 +25,7 @@ from .data.preprocess import Batch, Preprocessor
 from .data.read import read_table, read_table_and_format, source_name
 from .data.schema import Schema, drop_missing_target, infer_schema
 from .data.split import fingerprint, split
+from .data.stream import should_stream
 from .data.write import write_table
 from .device import native_bf16, resolve_device, threads_for, to_tensors
 from .errors import ArtifactError, Message, SchemaError, no_notice, option
@@ -303,6 +304,7 @@ class Prepared:
     number_format: dict[str, Any]
     notices: list[str]
     source: str
+    epochs: Any = None  # a streamed table's EpochSource: its training rows, block by block (see train.streamed)
 
     @property
     def n_out(self) -> int:
@@ -364,6 +366,8 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
     cfg = TrainConfig.from_dict(options)
     notify = _Notices(callbacks)
     source = source_name(data)
+    if should_stream(data, stream=cfg.stream, memory_budget=cfg.memory_budget):
+        return _prepare_streamed(data, target, cfg, notify=notify, encoding=encoding, decimal=decimal)
     raw, number_format = read_table_and_format(data, encoding=encoding, decimal=decimal, notify=notify)
     data_fingerprint = fingerprint(data, raw)  # hashes the whole file: once per fit
     df = drop_missing_target(raw, target, source=source, notify=notify)
@@ -389,6 +393,54 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
                     source=source)
 
 
+def _prepare_streamed(data: Any, target: str, cfg: TrainConfig, *, notify: _Notices, encoding: str | None,
+                      decimal: str | None) -> Prepared:
+    """:func:`prepare` for a table read in record batches (see :mod:`neuraltab.data.stream`): the schema from a
+    uniform sample of its rows, the preprocessing from one pass of statistics, validation and test rows held in memory
+    (samples when capped), and the training rows left on disk for the epochs to stream."""
+    from .data import stream
+    from .train.streamed import EpochSource
+
+    source = source_name(data)
+    budget = stream.budget_bytes(cfg.memory_budget)
+    table = stream.StreamTable.open(data, encoding=encoding, decimal=decimal, notify=notify)
+    guess = stream.limits_for(budget, raw_row_bytes=64.0 * len(table.columns), input_row_bytes=8.0 * len(table.columns))
+    schema, n_rows, _ = stream.infer_streamed_schema(table, target, cfg, sample_rows=guess.sample_rows, notify=notify)
+    test_size = cfg.test_size
+    valid_size = cfg.valid_size if cfg.early_stopping else 0.0  # without early stopping, validation rows train
+    stats = stream.gather_statistics(table, schema, cfg, guess, test_size=test_size, valid_size=valid_size)
+    if stats.n_unlabelled:
+        notify(f"{source}: dropped {stats.n_unlabelled} row(s) whose target {target!r} is missing")
+    device = resolve_device(cfg.device)
+    cfg = resolve(cfg, n_train=stats.n_train, device_type=device.type, native_bf16=native_bf16(device))
+    cfg = cfg.replace(stream=True)
+    with _torch_threads(cfg.threads or available_cores()):
+        pre = stream.fit_preprocessor(schema, stats, scaling=cfg.scaling, max_categories=cfg.max_categories,
+                                      source=source, notify=notify)
+        frames = {"train": stats.sample, "valid": stats.valid, "test": stats.test}
+        batches = {name: pre.transform(df, source=source, notify=no_notice, with_target=True, check_types=False)
+                   if len(df) else pre.transform(stats.sample.iloc[:0], with_target=True, check_types=False)
+                   for name, df in frames.items()}
+    for name, held, n_part in (("validation", stats.valid, stats.n_split[1]), ("test", stats.test, stats.n_split[2])):
+        if len(held) < n_part:
+            notify(f"{source}: {name} uses a uniform sample of {len(held):,} of its {n_part:,} rows (the memory "
+                   f"budget's share; {option('memory_budget')} sets it)")
+    input_bytes = 4 * pre.n_num + 8 * len(pre.vocabs) + 8
+    limits = stream.limits_for(budget, raw_row_bytes=64.0 * len(table.columns), input_row_bytes=input_bytes)
+    buffer_rows = max(min(limits.buffer_rows, stats.n_train), 1)
+
+    def blocks(epoch: int) -> Iterator[Batch]:
+        return stream.training_blocks(table, pre, seed=cfg.seed, epoch=epoch, test_size=test_size,
+                                      valid_size=valid_size, buffer_rows=buffer_rows)
+
+    epochs = EpochSource(blocks=blocks, n_rows=stats.n_train, task=schema.task, y_mean=pre.y_mean, y_std=pre.y_std)
+    number_format = {"decimal": decimal, "decimal_from": "given" if decimal else None}
+    return Prepared(cfg=cfg, target=target, schema=schema, preprocessor=pre, batches=batches,
+                    splits={name: np.zeros(0, dtype=np.int64) for name in frames}, device=device,
+                    data_fingerprint=stream.fingerprint(table, n_rows=n_rows), number_format=number_format,
+                    notices=notify.messages, source=source, epochs=epochs)
+
+
 def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), checkpoint: str | Path | None = None,
                  checkpoint_every: int = 10, resume: bool = False, fast: bool = True) -> Model:
     """Train a fresh network on prepared data and return the :class:`Model` (see :func:`fit` for the checkpoint;
@@ -409,7 +461,8 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
                 _Notices(callbacks, into=prepared.notices)(f"{ckpt.path}: no checkpoint to resume from; training "
                                                            "from the start")
         history = train(network, prepared.tensors("train"), prepared.tensors("valid"), task=prepared.schema.task,
-                        cfg=cfg, callbacks=callbacks, checkpoint=ckpt, resume=resume, fast=fast)
+                        cfg=cfg, callbacks=callbacks, checkpoint=ckpt, resume=resume, fast=fast,
+                        epoch_source=prepared.epochs)
         if ckpt is not None and history.stop_reason != "interrupted":
             ckpt.path.unlink(missing_ok=True)
         return prepared.model(network, spec, history)
