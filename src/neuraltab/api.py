@@ -67,6 +67,21 @@ def _notifier(notify: Any) -> Any:
     return lambda message: notify(Message(message))
 
 
+def _once(notify: Any) -> Any:
+    """``notify`` saying each notice once, whatever its numbers (a streamed table repeats them chunk by chunk)."""
+    import re
+
+    said: set[str] = set()
+
+    def say(message: str) -> None:
+        key = re.sub(r"\d+", "#", str(message))
+        if key not in said:
+            said.add(key)
+            notify(message)
+
+    return say
+
+
 def _versions() -> dict[str, str]:
     import safetensors
 
@@ -188,11 +203,15 @@ class Model:
 
     def predict_file(self, data: Any, output: str | Path | None, *, id_column: str | None = None,
                      decimal: str | None = None, force: bool = False, notify: Any = None,
-                     timings: dict[str, float] | None = None) -> int:
+                     timings: dict[str, float] | None = None, stream: bool | None = None) -> int:
         """Predict every row of ``data`` and write :meth:`predict_table` to ``output`` (CSV/TSV/Parquet/JSON lines by
         extension, atomically; CSV on stdout when None); returns the number of rows. ``timings``, when given, gets
-        the seconds spent reading, transforming, in the network and writing."""
+        the seconds spent reading, transforming, in the network and writing. A table too big for memory (or a
+        folder of files, or ``stream=True``) is read, predicted and written a chunk at a time."""
         notify = _notifier(notify)
+        if stream or (stream is None and should_stream(data, stream=False, memory_budget=None)):
+            return self._predict_file_streamed(data, output, id_column=id_column, decimal=decimal, force=force,
+                                               notify=notify)
         clock = time.perf_counter()
         stages = timings if timings is not None else {}
         df = self._read(data, with_target=False, notify=notify, decimal=decimal)
@@ -225,10 +244,83 @@ class Model:
         # one constructor, not a column insertion each: a few rows' table took most of its time in the insertions
         return pd.DataFrame(columns, index=pd.RangeIndex(len(df)))
 
-    def evaluate(self, data: Any, *, decimal: str | None = None, notify: Any = None) -> dict[str, Any]:
-        """The metric table on a table that has the target column."""
+    def evaluate(self, data: Any, *, decimal: str | None = None, notify: Any = None,
+                 stream: bool | None = None) -> dict[str, Any]:
+        """The metric table on a table that has the target column. A table too big for memory (or a folder, or
+        ``stream=True``) is read a chunk at a time, and the metrics are those of a uniform sample of at most
+        1,000,000 of its rows (``"n"``; ``"rows"`` counts them all)."""
+        if stream or (stream is None and should_stream(data, stream=False, memory_budget=None)):
+            return self._evaluate_streamed(data, decimal=decimal, notify=_notifier(notify))
         _, batch = self._batch(data, with_target=True, notify=_notifier(notify), decimal=decimal)
         return compute(self.task, batch.y, self._output(batch))
+
+    # ------------------------------------------------------------------------------------------ streamed tables
+    def _stream_table(self, data: Any, *, decimal: str | None, notify: Any) -> Any:
+        from .data.stream import StreamTable
+
+        table = StreamTable.open(data, decimal=self.reading["decimal"] if decimal is None else decimal, notify=notify)
+        expected = set(self.schema.feature_names()) | {self.schema.target}
+        extra = [c for c in table.columns if c not in expected]
+        if extra:
+            shown = ", ".join(repr(c) for c in extra[:5]) + (" ..." if len(extra) > 5 else "")
+            notify(f"{table.name}: ignoring {len(extra)} column(s) the model does not use: {shown}")
+        return table
+
+    def _predict_file_streamed(self, data: Any, output: str | Path | None, *, id_column: str | None,
+                               decimal: str | None, force: bool, notify: Any) -> int:
+        from .data.stream import widening
+        from .data.write_chunks import ChunkedTableWriter
+
+        table = self._stream_table(data, decimal=decimal, notify=notify)
+        once = _once(notify)
+        wanted = self.schema.feature_names() + ([id_column] if id_column and id_column not in self.schema.feature_names() else [])
+
+        def run() -> int:
+            with ChunkedTableWriter(None if output is None else Path(output), force=force) as out:
+                for _, df in table.frames(columns=wanted if id_column is None or id_column in table.columns else None):
+                    batch = self.preprocessor.transform(df, source=table.name, notify=once)
+                    out.write(self._prediction_table(df, self._output(batch), id_column=id_column, source=table.name))
+                return out.n_written
+
+        return run() if output is None else widening(table, run)
+
+    def _evaluate_streamed(self, data: Any, *, decimal: str | None, notify: Any) -> dict[str, Any]:
+        from .data.stream import EVALUATION, labelled_rows, row_keys, widening
+
+        table = self._stream_table(data, decimal=decimal, notify=notify)
+        once = _once(notify)
+        cap = 1_000_000
+
+        def run() -> tuple[list[np.ndarray], int, int]:
+            keys, ys, outs = np.zeros(0), np.zeros(0, dtype=np.float64), None
+            rows = dropped = 0
+            for start, df in table.frames(columns=self.schema.feature_names() + [self.schema.target]):
+                df, positions, n_left_out = labelled_rows(df, start, self.schema.target)
+                dropped += n_left_out
+                if not len(df):
+                    continue
+                rows += len(df)
+                batch = self.preprocessor.transform(df, source=table.name, notify=once, with_target=True)
+                out = self._output(batch)
+                keys = np.concatenate([keys, row_keys(positions, seed=0, stream=EVALUATION)])
+                ys = np.concatenate([ys, batch.y.astype(np.float64)])
+                outs = out if outs is None else np.concatenate([outs, out])
+                if len(keys) > 2 * cap:  # keep the cap rows of smallest key: a uniform sample of every row so far
+                    keep = np.sort(np.argpartition(keys, cap - 1)[:cap])
+                    keys, ys, outs = keys[keep], ys[keep], outs[keep]
+            if len(keys) > cap:
+                keep = np.sort(np.argpartition(keys, cap - 1)[:cap])
+                ys, outs = ys[keep], outs[keep]
+            return [ys, outs], rows, dropped
+
+        (ys, outs), rows, dropped = widening(table, run)
+        if not rows:
+            raise SchemaError(f"{table.name}: every value of the target column {self.schema.target!r} is missing; "
+                              "fill it in")
+        if dropped:
+            notify(f"{table.name}: dropped {dropped} row(s) whose target {self.schema.target!r} is missing")
+        y = ys if self.task == "regression" else ys.astype(np.int64)
+        return {**compute(self.task, y, outs), "rows": rows}
 
     # --------------------------------------------------------------------------------------------------- files
     def save(self, path: str | Path, *, force: bool = False) -> Path:

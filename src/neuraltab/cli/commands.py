@@ -17,7 +17,7 @@ from rich.table import Table
 
 from .. import api
 from ..artifacts import atomic_write_bytes, check_writable
-from ..errors import DataError, UserError
+from ..errors import UserError
 from ..serve.settings import Settings as ServeSettings
 from .options import config_values, parameter, with_parameters
 from .progress import Progress, cli_words
@@ -154,8 +154,6 @@ def train(**given: Any) -> None:
     resume, as_json, quiet = given["resume"], given["as_json"], given["quiet"]
 
     def body() -> None:
-        if data.is_dir():
-            raise DataError(f"{data}: is a folder, not a table file; pass a CSV, Parquet or JSON-lines file")
         out = output if output is not None else data.with_suffix(MODEL_SUFFIX)
         ckpt = out.with_name(out.name + ".ckpt")
         overwrite = force or (resume and ckpt.exists())  # resuming a run may replace its own interrupted result

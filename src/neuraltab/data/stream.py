@@ -170,7 +170,7 @@ class BottomK:
 
     def _compact(self) -> None:
         frames, keys, positions = zip(*self.parts)
-        df, k_all, p_all = pd.concat(frames, copy=False), np.concatenate(keys), np.concatenate(positions)
+        df, k_all, p_all = pd.concat(frames), np.concatenate(keys), np.concatenate(positions)
         if len(k_all) > self.k:
             chosen = np.argpartition(k_all, self.k - 1)[: self.k]
             df, k_all, p_all = df.iloc[chosen], k_all[chosen], p_all[chosen]
@@ -321,7 +321,6 @@ class StreamTable:
         import pyarrow as pa
         import pyarrow.dataset as ds
 
-        raw_names = list(self.types) if self.kind == "csv" else None
         renamed = None
         if self.kind == "csv":
             read, parse, convert = self._csv_options(dict(self.types))
@@ -330,9 +329,8 @@ class StreamTable:
             fmt = "parquet"
         start = 0
         for path in self.paths:
-            fragments = ds.dataset(str(path), format=fmt).get_fragments()
             try:
-                for fragment in fragments:
+                for fragment in ds.dataset(str(path), format=fmt).get_fragments():
                     for batch in fragment.to_batches(batch_size=_PARQUET_ROWS):
                         if not batch.num_rows:
                             continue
@@ -352,7 +350,6 @@ class StreamTable:
                                 "complete") from None
             except pa.ArrowException as exc:
                 raise DataError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
-        del raw_names
 
     def file_name(self, column: str) -> str:
         """The name ``column`` has in the file (before blank and duplicate names were made unique)."""
