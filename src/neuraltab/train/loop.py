@@ -70,10 +70,9 @@ def train(
     batch_size = min(cfg.batch_size, n)
     steps = math.ceil(n / batch_size)
     # a hand-derived step where one covers this run exactly (CPU, Adam/AdamW), else autograd + torch.optim
-    if epoch_source is None:
-        stepper, path, path_reason = select(model, task=task, cfg=cfg, x_num=x_num, x_cat=x_cat, y=y, allowed=fast)
-    else:
-        stepper, path, path_reason = None, "autograd", STREAMED_REASON
+    stepper, path, path_reason = select(model, task=task, cfg=cfg, x_num=x_num, x_cat=x_cat, y=y, allowed=fast)
+    if epoch_source is not None and stepper is not None and not hasattr(stepper, "bind"):
+        stepper, path, path_reason = None, "autograd", STREAMED_REASON  # a step that cannot take rows block by block
     optimizer = stepper.optimizer if stepper is not None else make_optimizer(model, cfg, device)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     use_valid = valid_data is not None and len(valid_data[0]) > 0 and cfg.early_stopping
@@ -117,7 +116,7 @@ def train(
         def run_epoch(perm: torch.Tensor | None, should_stop: Any) -> tuple[float, bool]:
             return streamed_epoch(epoch_source, model, optimizer, epoch=run.epoch, generator=generator, device=device,
                                   batch_size=batch_size, task=task, grad_clip=cfg.grad_clip, precision=cfg.precision,
-                                  should_stop=should_stop)
+                                  should_stop=should_stop, stepper=stepper)
     elif stepper is not None:
         run_epoch = stepper.run_epoch
     else:

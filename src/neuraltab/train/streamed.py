@@ -1,8 +1,8 @@
 """Training on rows that arrive in blocks (a table streamed from disk): the loop's epoch source.
 
 :func:`~.loop.train` runs the same epochs, validation, early stopping, checkpoints and callbacks as in memory; only
-an epoch's rows come from :class:`EpochSource` a block at a time, each block trained through the autograd step in a
-seeded random order. The hand-derived CPU steps keep the whole training set as tensors, so they do not run here.
+an epoch's rows come from :class:`EpochSource` a block at a time, each block trained in a seeded random order, by
+the hand-derived CPU step where it can take its rows block by block (``bind``: the default model's), else autograd.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .autograd import autograd_epoch
 
 __all__ = ["EpochSource", "STREAMED_REASON", "streamed_epoch"]
 
-STREAMED_REASON = "the table is streamed: its rows arrive in blocks, and the hand-derived steps hold all of them"
+STREAMED_REASON = "the table is streamed: its rows arrive in blocks, and this model's hand-derived step holds all of them"
 
 
 @dataclass
@@ -83,9 +83,10 @@ def _ahead(items: Iterator[Any], n: int) -> Iterator[Any]:
 
 def streamed_epoch(source: EpochSource, model: nn.Module, optimizer: torch.optim.Optimizer, *, epoch: int,
                    generator: torch.Generator, device: torch.device, batch_size: int, task: str,
-                   grad_clip: float | None, precision: str, should_stop: Any) -> tuple[float, bool]:
+                   grad_clip: float | None, precision: str, should_stop: Any, stepper: Any = None) -> tuple[float, bool]:
     """One epoch over the source's blocks → (mean training loss over the rows seen, whether it finished); each block
-    is trained in the order of a permutation drawn from ``generator``, as an in-memory epoch is."""
+    is trained in the order of a permutation drawn from ``generator``, as an in-memory epoch is, by ``stepper`` (a
+    hand-derived step with ``bind``) or else autograd."""
     total, seen = 0.0, 0
     for block in source.tensors(epoch, device):
         n = len(block[0])
@@ -98,8 +99,12 @@ def streamed_epoch(source: EpochSource, model: nn.Module, optimizer: torch.optim
             stopped = should_stop()
             return stopped
 
-        loss, complete = autograd_epoch(model, optimizer, block, perm, batch_size=batch_size, task=task,
-                                        grad_clip=grad_clip, should_stop=counted, precision=precision)
+        if stepper is not None:
+            stepper.bind(*block)
+            loss, complete = stepper.run_epoch(perm, counted)
+        else:
+            loss, complete = autograd_epoch(model, optimizer, block, perm, batch_size=batch_size, task=task,
+                                            grad_clip=grad_clip, should_stop=counted, precision=precision)
         rows = n if complete else min(steps * batch_size, n)
         total += loss * rows
         seen += rows
