@@ -495,7 +495,7 @@ def _prepare_streamed(data: Any, target: str, cfg: TrainConfig, *, notify: _Noti
 
     source = source_name(data)
     budget = stream.budget_bytes(cfg.memory_budget)
-    table = stream.StreamTable.open(data, encoding=encoding, decimal=decimal, notify=notify)
+    table = stream.StreamTable.open(data, encoding=encoding, decimal=decimal, notify=notify, budget=budget)
     guess = stream.limits_for(budget, raw_row_bytes=64.0 * len(table.columns), input_row_bytes=8.0 * len(table.columns))
     schema, n_rows, _ = stream.infer_streamed_schema(table, target, cfg, sample_rows=guess.sample_rows, notify=notify)
     test_size = cfg.test_size

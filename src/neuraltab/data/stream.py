@@ -44,8 +44,8 @@ __all__ = ["Limits", "Statistics", "StreamTable", "limits_for", "gather_statisti
 
 _CSV_SUFFIXES = {".csv", ".tsv", ".txt", ".tab", ".data", ".dat"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
-_BLOCK_BYTES = 1 << 22  # CSV bytes parsed per record batch
 _PARQUET_ROWS = 1 << 17  # Parquet rows per record batch
+_READAHEAD = 2  # record batches decoded ahead: pyarrow's default (16) would hold 16 blocks when training lags
 _MAX_LABELS = 1024  # target values tracked so that the schema's sample holds every class
 _PRUNE_AT = 100_000  # distinct values a column's counts may hold before the rarest are dropped
 TRAIN, VALID, TEST = 0, 1, 2
@@ -75,6 +75,12 @@ def should_stream(source: Any, *, stream: bool, memory_budget: Any) -> bool:
         return False  # the in-memory reader says what is wrong with it
     budget = budget_bytes(memory_budget)
     return budget is not None and estimate_memory(path) > budget
+
+
+def block_bytes_for(budget: int | None) -> int:
+    """CSV bytes per record batch: a 1/256 of the budget within 1-16 MiB (a batch takes several times its bytes once
+    its text becomes Python strings, and a few are in flight at once)."""
+    return int(min(max((budget or 2 * 10**9) // 256, 1 << 20), 1 << 24))
 
 
 @dataclass(frozen=True)
@@ -209,10 +215,11 @@ class StreamTable:
     decimal: str | None = None
     types: dict[str, Any] = field(default_factory=dict)  # CSV: arrow type per column as written in the file
     quoted: bool = True
+    block_bytes: int = 1 << 22  # CSV bytes parsed per record batch (see :func:`block_bytes_for`)
 
     @classmethod
     def open(cls, source: str | Path, *, encoding: str | None = None, decimal: str | None = None,
-             notify: Notify = no_notice) -> "StreamTable":
+             notify: Notify = no_notice, budget: int | None = None) -> "StreamTable":
         path, name = Path(source), str(source)
         if decimal not in (None, ".", ","):
             raise DataError(f"{option('decimal')} must be '.' or ',' (or None to detect it from the file), got "
@@ -254,7 +261,7 @@ class StreamTable:
         text = head.decode(encoding, errors="replace")
         delimiter = _sniff_delimiter(text)
         table = cls(name=name, paths=paths, kind=kind, columns=[], delimiter=delimiter, encoding=encoding,
-                    decimal=decimal, quoted=any(_has_quote(p) for p in paths))
+                    decimal=decimal, quoted=any(_has_quote(p) for p in paths), block_bytes=block_bytes_for(budget))
         table.types = table._head_types(head)
         table.columns = _clean_column_names(pd.DataFrame(columns=list(table.types)), name, notify).columns.tolist()
         return table
@@ -264,7 +271,7 @@ class StreamTable:
         import pyarrow.csv as pacsv
 
         utf8 = self.encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
-        read = pacsv.ReadOptions(encoding="utf8" if utf8 else self.encoding, block_size=_BLOCK_BYTES)
+        read = pacsv.ReadOptions(encoding="utf8" if utf8 else self.encoding, block_size=self.block_bytes)
         parse = pacsv.ParseOptions(delimiter=self.delimiter, newlines_in_values=self.quoted)
         convert = pacsv.ConvertOptions(null_values=NULL_MARKERS, strings_can_be_null=True,
                                        quoted_strings_can_be_null=True, decimal_point=self.decimal or ".",
@@ -306,10 +313,9 @@ class StreamTable:
             raise DataError(
                 f"{path}: {where} has {match.group(2)} fields but the header has {match.group(1)} (ragged rows); "
                 f"fix that line, or quote values that contain the delimiter {self.delimiter!r}") from None
-        match = re.search(r"In CSV column #(\d+): Row #(\d+): CSV conversion error to (\w+): invalid value '(.*)'",
-                          msg)
+        match = re.search(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to \w+: invalid value '(.*)'", msg)
         if match:
-            raise _TypeChange(list(self.types)[int(match.group(1))], int(match.group(2)), match.group(4))
+            raise _TypeChange(list(self.types)[int(match.group(1))], match.group(2))
         if "UTF8" in msg or "utf8" in msg.lower():
             raise DataError(f"{path}: not valid UTF-8 past its first rows; pass {option('encoding')} (e.g. latin-1)")
         raise DataError(f"{path}: cannot parse as a delimited text table ({msg.splitlines()[0]})") from None
@@ -319,30 +325,21 @@ class StreamTable:
         """(position of the first row, DataFrame) for consecutive record batches, over every file in order.
         ``columns``: only these (names as :attr:`columns` gives them)."""
         import pyarrow as pa
-        import pyarrow.dataset as ds
 
-        renamed = None
-        if self.kind == "csv":
-            read, parse, convert = self._csv_options(dict(self.types))
-            fmt: Any = ds.CsvFileFormat(parse_options=parse, convert_options=convert, read_options=read)
-        else:
-            fmt = "parquet"
         start = 0
         for path in self.paths:
             try:
-                for fragment in ds.dataset(str(path), format=fmt).get_fragments():
-                    for batch in fragment.to_batches(batch_size=_PARQUET_ROWS):
-                        if not batch.num_rows:
-                            continue
-                        df = batch.to_pandas(date_as_object=False)
-                        if renamed is None:
-                            renamed = list(df.columns) != self.columns
-                        if renamed:
-                            df = df.set_axis(self.columns, axis=1)
-                        if columns is not None:
-                            df = df[[c for c in columns if c in df.columns]]
-                        yield start, df
-                        start += len(df)
+                batches = self._csv_batches(path) if self.kind == "csv" else self._parquet_batches(path)
+                for batch in batches:
+                    if not batch.num_rows:
+                        continue
+                    df = batch.to_pandas(date_as_object=False)
+                    if list(df.columns) != self.columns:
+                        df = df.set_axis(self.columns, axis=1)
+                    if columns is not None:
+                        df = df[[c for c in columns if c in df.columns]]
+                    yield start, df
+                    start += len(df)
             except pa.ArrowInvalid as exc:
                 if self.kind == "csv":
                     self._raise_parse_error(exc, path)
@@ -351,17 +348,71 @@ class StreamTable:
             except pa.ArrowException as exc:
                 raise DataError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
 
+    def _parquet_batches(self, path: Path) -> Iterator[Any]:
+        import pyarrow.dataset as ds
+
+        for fragment in ds.dataset(str(path), format="parquet").get_fragments():
+            yield from fragment.to_batches(batch_size=_PARQUET_ROWS, batch_readahead=_READAHEAD, fragment_readahead=1)
+
+    def _csv_batches(self, path: Path) -> Iterator[Any]:
+        """The file's rows, ``block_bytes`` of text at a time: each block ends at a line break outside quotes and
+        is parsed with the header's column types. (``pyarrow.dataset``'s CSV scanner decodes ahead of its reader
+        without a bound, so a slow consumer ends up holding the whole file.)"""
+        import io
+
+        import pyarrow.csv as pacsv
+
+        read, parse, convert = self._csv_options(dict(self.types))
+        codec = self.encoding.lower().replace("_", "-")
+        if codec.startswith("utf-16") or codec.startswith("utf-32"):  # line breaks are not single bytes
+            import pyarrow.dataset as ds
+
+            fmt = ds.CsvFileFormat(parse_options=parse, convert_options=convert, read_options=read)
+            for fragment in ds.dataset(str(path), format=fmt).get_fragments():
+                yield from fragment.to_batches(batch_readahead=_READAHEAD, fragment_readahead=1)
+            return
+        with open(path, "rb") as fh:
+            header = fh.readline()
+            carry = b""
+            while True:
+                block = fh.read(self.block_bytes)
+                text = carry + block
+                if not text:
+                    return
+                cut = len(text) if not block else _last_record_end(text, quoted=self.quoted)
+                if cut <= 0:  # one record longer than a block: read on
+                    carry = text
+                    continue
+                carry = text[cut:]
+                table = pacsv.read_csv(io.BytesIO(header + text[:cut]), read_options=read, parse_options=parse,
+                                       convert_options=convert)
+                yield from table.to_batches()
+
     def file_name(self, column: str) -> str:
         """The name ``column`` has in the file (before blank and duplicate names were made unique)."""
         return list(self.types)[self.columns.index(column)] if self.kind == "csv" else column
 
 
+def _last_record_end(text: bytes, *, quoted: bool) -> int:
+    """The index just past the last line break of ``text`` that ends a record: outside quotes (an even number of
+    double quotes before it; an escaped quote is written twice), 0 when there is none."""
+    if not quoted:
+        return text.rfind(b"\n") + 1
+    raw = np.frombuffer(text, dtype=np.uint8)
+    breaks = np.flatnonzero(raw == 10)
+    if not len(breaks):
+        return 0
+    quotes_before = np.cumsum(raw == 34)[breaks]
+    outside = breaks[quotes_before % 2 == 0]
+    return int(outside[-1]) + 1 if len(outside) else 0
+
+
 class _TypeChange(Exception):
     """A text file's column holds, past its first rows, a value its type from those rows cannot take."""
 
-    def __init__(self, column: str, line: int, value: str) -> None:
-        super().__init__(column, line, value)
-        self.column, self.line, self.value = column, line, value
+    def __init__(self, column: str, value: str) -> None:
+        super().__init__(column, value)
+        self.column, self.value = column, value
 
 
 def widening(table: StreamTable, run: Any) -> Any:
