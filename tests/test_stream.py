@@ -109,6 +109,47 @@ def test_streamed_statistics_equal_the_in_memory_fit_when_the_training_rows_fit_
         np.testing.assert_allclose(streamed.stats[key], memory.stats[key], rtol=1e-12)
 
 
+def test_a_streamed_regression_target_gets_the_in_memory_mean_and_spread(small_csv):
+    from neuraltab.data.stream import fit_preprocessor
+
+    cfg = TrainConfig(seed=2)
+    table = StreamTable.open(small_csv)
+    schema, _, _ = infer_streamed_schema(table, "d", cfg, sample_rows=100_000, notify=lambda m: None)
+    assert schema.task == "regression"
+    # a tiny sample: the target's moments are merged chunk by chunk over every training row, not sampled
+    limits = limits_for(None, raw_row_bytes=100, input_row_bytes=50).__class__(sample_rows=100, valid_rows=100,
+                                                                              test_rows=100, buffer_rows=8192)
+    stats = gather_statistics(table, schema, cfg, limits, test_size=0.3, valid_size=0.2)
+    streamed = fit_preprocessor(schema, stats, scaling="quantile", max_categories=1000, source="s", notify=print)
+    memory, _ = _in_memory_fit(small_csv, schema, seed=2)
+    assert streamed.y_mean == pytest.approx(memory.y_mean, rel=1e-12)
+    assert streamed.y_std == pytest.approx(memory.y_std, rel=1e-9)
+
+
+def test_the_command_line_streams_a_folder_with_the_budget_flag(tmp_path, small_csv):
+    from typer.testing import CliRunner
+
+    from neuraltab.cli import app
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    df = read_table(small_csv)
+    df.iloc[:1500].to_parquet(folder / "a.parquet")
+    df.iloc[1500:].to_parquet(folder / "b.parquet")
+    model = tmp_path / "m.ntab"
+    result = CliRunner().invoke(app, ["train", str(folder), "--target", "y", "--memory-budget", "64MB", "--model", "mlp",
+                                      "--layers", "16", "--epochs", "2", "--output", str(model), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["path"] == "autograd"
+    assert neuraltab.load(model).config.stream and neuraltab.load(model).config.memory_budget == "64MB"
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(app, ["predict", str(model), str(folder), "--output", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out)) == 3000
+    bad = CliRunner().invoke(app, ["train", str(folder), "--target", "y", "--memory-budget", "lots"])
+    assert bad.exit_code == 2 and "--memory-budget" in bad.output
+
+
 def test_streamed_quantiles_from_a_capped_sample_are_within_the_stated_rank_error(tmp_path):
     path = tmp_path / "t.csv"
     _table(40_000, seed=1).to_csv(path, index=False)
