@@ -6,6 +6,7 @@ run's own: reading, statistics, training, test metrics. Prints a markdown table 
 
     python benchmarks/scale.py                                  # 1x 10x 100x, both modes, 1 epoch of a 64-64 MLP
     python benchmarks/scale.py --times 1 10 100 1000 --model default --epochs 1
+    python benchmarks/scale.py --model default --options '{"k": 2, "d_block": 32}'   # a cheap step: the data path shows
     python benchmarks/scale.py --json benchmarks/results/scale.json
 """
 
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["memory", "stream"], choices=["memory", "stream"])
     parser.add_argument("--model", default="mlp", choices=["mlp", "default"])
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--options", type=json.loads, default={}, help='more fit options as JSON, e.g. \'{"k": 2}\'')
     parser.add_argument("--memory-budget", default=None, help="the streamed runs' memory_budget (default: available)")
     parser.add_argument("--folder", type=Path, default=None, help="where the repeated files go (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
@@ -75,6 +77,7 @@ def main() -> None:
     options = {"model": args.model, "epochs": args.epochs, "seed": 0, "early_stopping": False}
     if args.model == "mlp":
         options |= {"layers": [64, 64], "batch_size": 1024}
+    options |= args.options
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

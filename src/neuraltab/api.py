@@ -273,7 +273,8 @@ class Model:
 
         table = self._stream_table(data, decimal=decimal, notify=notify)
         once = _once(notify)
-        wanted = self.schema.feature_names() + ([id_column] if id_column and id_column not in self.schema.feature_names() else [])
+        features = self.schema.feature_names()
+        wanted = features + ([id_column] if id_column and id_column not in features else [])
 
         def run() -> int:
             with ChunkedTableWriter(None if output is None else Path(output), force=force) as out:

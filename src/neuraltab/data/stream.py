@@ -1,5 +1,6 @@
-"""Tables larger than memory: record batches through ``pyarrow.dataset``, a split by a seeded hash of each row's
-position, the preprocessing statistics gathered over the batches, and the training rows handed out in shuffled blocks.
+"""Tables larger than memory: record batches (Parquet through ``pyarrow.dataset``, CSV in line-aligned blocks parsed
+by ``pyarrow.csv``), a split by a seeded hash of each row's position, the preprocessing statistics gathered over the
+batches, and the training rows handed out in shuffled blocks.
 
 The steps are those of the in-memory path (:mod:`.schema` types the columns, :class:`~.preprocess.Preprocessor`
 transforms them); only where the rows come from differs. Two passes read the file before training: the first draws a
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,15 +33,16 @@ import numpy as np
 import pandas as pd
 
 from ..config import parse_bytes
-from ..errors import DataError, Notify, SchemaError, no_notice, option
+from ..errors import DataError, Notify, no_notice, option
 from ..system import available_memory
 from .preprocess import Batch, Preprocessor, category_counts
 from .read import (_SNIFF_BYTES, NULL_MARKERS, _clean_column_names, _first_ragged_line, _has_quote, _sniff_delimiter,
                    _sniff_encoding, estimate_memory)
 from .schema import Schema, _unlabelled, infer_schema, label_key
 
-__all__ = ["Limits", "Statistics", "StreamTable", "limits_for", "gather_statistics", "infer_streamed_schema",
-           "row_keys", "should_stream", "split_codes", "training_blocks", "BottomK"]
+__all__ = ["EVALUATION", "BottomK", "Limits", "Statistics", "StreamTable", "block_bytes_for", "budget_bytes",
+           "fingerprint", "fit_preprocessor", "gather_statistics", "infer_streamed_schema", "labelled_rows",
+           "limits_for", "row_keys", "should_stream", "split_codes", "training_blocks", "widening"]
 
 _CSV_SUFFIXES = {".csv", ".tsv", ".txt", ".tab", ".data", ".dat"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
