@@ -344,3 +344,24 @@ def test_the_memory_of_a_streamed_epoch_stays_flat_from_20_to_200_times_a_small_
     # most: a file read whole would raise it 15 times that
     grown = (big["rss_kib"] - small["rss_kib"]) / 1024
     assert grown < 0.2 * size_200, (grown, size_200)
+
+
+def test_an_interrupted_streamed_run_resumes_to_the_uninterrupted_model(tmp_path, small_csv):
+    import os
+    import signal
+
+    from neuraltab.train import Callback
+
+    class InterruptAt(Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C would
+
+    options = dict(stream=True, model="default", k=2, d_block=16, n_bins=8, epochs=4, patience=100, seed=3)
+    reference = neuraltab.fit(small_csv, "y", **options)
+    assert reference.history["path"] == "tabm-step"  # the default model's step trains block by block
+    ckpt = tmp_path / "run.ckpt"
+    stopped = neuraltab.fit(small_csv, "y", checkpoint=ckpt, callbacks=[InterruptAt()], **options)
+    assert stopped.history["stop_reason"] == "interrupted" and ckpt.exists()
+    resumed = neuraltab.fit(small_csv, "y", checkpoint=ckpt, resume=True, **options)
+    assert resumed.to_bytes() == reference.to_bytes()
