@@ -365,3 +365,12 @@ def test_an_interrupted_streamed_run_resumes_to_the_uninterrupted_model(tmp_path
     assert stopped.history["stop_reason"] == "interrupted" and ckpt.exists()
     resumed = neuraltab.fit(small_csv, "y", checkpoint=ckpt, resume=True, **options)
     assert resumed.to_bytes() == reference.to_bytes()
+
+
+def test_a_folder_whose_files_have_other_columns_is_a_one_line_error(tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    _table(100).to_csv(folder / "a.csv", index=False)
+    _table(100).drop(columns=["b"]).to_csv(folder / "b.csv", index=False)
+    with pytest.raises(DataError, match="b.csv: its header differs from that of .*a.csv"):
+        neuraltab.fit(folder, "y", **TINY)

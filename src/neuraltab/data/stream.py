@@ -375,6 +375,11 @@ class StreamTable:
             return
         with open(path, "rb") as fh:
             header = fh.readline()
+            if path != self.paths[0]:
+                with open(self.paths[0], "rb") as first:
+                    if first.readline().strip() != header.strip():
+                        raise DataError(f"{path}: its header differs from that of {self.paths[0]}; the files of a "
+                                        "folder must have the same columns in the same order")
             carry = b""
             while True:
                 block = fh.read(self.block_bytes)
