@@ -299,6 +299,7 @@ def test_json_lines_are_not_streamed_and_the_message_names_the_option(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- accuracy
+@pytest.mark.slow
 @pytest.mark.skipif(not HR.exists(), reason="needs ../shared/data/hr.csv (the shared data folder is not checked out)")
 def test_a_streamed_run_on_ten_times_hr_matches_the_in_memory_accuracy(tmp_path):
     path = tmp_path / "hr10.csv"
@@ -328,6 +329,7 @@ _RSS_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_the_memory_of_a_streamed_epoch_stays_flat_from_20_to_200_times_a_small_table(tmp_path):
     # the small table is 3,000 rows, so that at 20x its training rows already fill the budget's shuffle buffer
     base = _table(3000).to_csv(index=False).splitlines()
