@@ -154,7 +154,8 @@ def train(**given: Any) -> None:
     resume, as_json, quiet = given["resume"], given["as_json"], given["quiet"]
 
     def body() -> None:
-        out = output if output is not None else data.with_suffix(MODEL_SUFFIX)
+        # a folder of table files (streamed) names its model beside it, as `neuraltab train .` does too
+        out = output if output is not None else (data.resolve() if data.is_dir() else data).with_suffix(MODEL_SUFFIX)
         ckpt = out.with_name(out.name + ".ckpt")
         overwrite = force or (resume and ckpt.exists())  # resuming a run may replace its own interrupted result
         check_writable(out, force=overwrite)  # fail now, not after training
