@@ -159,8 +159,9 @@ def test_boundary_values_are_accepted():
 
 
 # --- resolve: the one place defaults depend on the data and the device --------------------------------------------
-# Fields where None is a real setting rather than "choose for me": no time limit, all CPU cores.
-_NONE_IS_A_SETTING = {"time_limit", "threads"}
+# Fields where None is a real setting rather than "choose for me": no time limit, all CPU cores, the memory available
+# (read when a run starts, never written into the model: the same seed writes the same bytes on any machine).
+_NONE_IS_A_SETTING = {"time_limit", "threads", "memory_budget"}
 
 
 def _none_fields(cfg: TrainConfig) -> set[str]:

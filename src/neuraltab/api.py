@@ -26,6 +26,7 @@ from .data.read import read_table, read_table_and_format, source_name
 from .data.schema import Schema, drop_missing_target, infer_schema
 from .data.split import fingerprint, split
 from .data.summary import summarize
+from .data.stream import should_stream
 from .data.write import write_table
 from .device import native_bf16, resolve_device, threads_for, to_tensors
 from .errors import ArtifactError, ConfigError, Message, SchemaError, no_notice, option
@@ -65,6 +66,21 @@ def _notifier(notify: Any) -> Any:
     if notify is None:
         return no_notice
     return lambda message: notify(Message(message))
+
+
+def _once(notify: Any) -> Any:
+    """``notify`` saying each notice once, whatever its numbers (a streamed table repeats them chunk by chunk)."""
+    import re
+
+    said: set[str] = set()
+
+    def say(message: str) -> None:
+        key = re.sub(r"\d+", "#", str(message))
+        if key not in said:
+            said.add(key)
+            notify(message)
+
+    return say
 
 
 def _versions() -> dict[str, str]:
@@ -194,11 +210,15 @@ class Model:
 
     def predict_file(self, data: Any, output: str | Path | None, *, id_column: str | None = None,
                      decimal: str | None = None, force: bool = False, notify: Any = None,
-                     timings: dict[str, float] | None = None) -> int:
+                     timings: dict[str, float] | None = None, stream: bool | None = None) -> int:
         """Predict every row of ``data`` and write :meth:`predict_table` to ``output`` (CSV/TSV/Parquet/JSON lines by
         extension, atomically; CSV on stdout when None); returns the number of rows. ``timings``, when given, gets
-        the seconds spent reading, transforming, in the network and writing."""
+        the seconds spent reading, transforming, in the network and writing. A table too big for memory (or a
+        folder of files, or ``stream=True``) is read, predicted and written a chunk at a time."""
         notify = _notifier(notify)
+        if stream or (stream is None and should_stream(data, stream=False, memory_budget=None)):
+            return self._predict_file_streamed(data, output, id_column=id_column, decimal=decimal, force=force,
+                                               notify=notify)
         clock = time.perf_counter()
         stages = timings if timings is not None else {}
         df = self._read(data, with_target=False, notify=notify, decimal=decimal, id_column=id_column)
@@ -237,8 +257,13 @@ class Model:
         # one constructor, not a column insertion each: a few rows' table took most of its time in the insertions
         return pd.DataFrame(columns, index=pd.RangeIndex(len(df)))
 
-    def evaluate(self, data: Any, *, decimal: str | None = None, notify: Any = None) -> dict[str, Any]:
-        """The metric table on a table that has the target column."""
+    def evaluate(self, data: Any, *, decimal: str | None = None, notify: Any = None,
+                 stream: bool | None = None) -> dict[str, Any]:
+        """The metric table on a table that has the target column. A table too big for memory (or a folder, or
+        ``stream=True``) is read a chunk at a time, and the metrics are those of a uniform sample of at most
+        1,000,000 of its rows (``"n"``; ``"rows"`` counts them all)."""
+        if stream or (stream is None and should_stream(data, stream=False, memory_budget=None)):
+            return self._evaluate_streamed(data, decimal=decimal, notify=_notifier(notify))
         _, batch = self._batch(data, with_target=True, notify=_notifier(notify), decimal=decimal)
         return compute(self.task, batch.y, self._output(batch))
 
@@ -262,6 +287,75 @@ class Model:
         from .report import write_report
 
         return write_report(self, data, path, force=force, notify=notify)
+
+    # ------------------------------------------------------------------------------------------ streamed tables
+    def _stream_table(self, data: Any, *, decimal: str | None, notify: Any) -> Any:
+        from .data.stream import StreamTable
+
+        table = StreamTable.open(data, decimal=self.reading["decimal"] if decimal is None else decimal, notify=notify)
+        expected = set(self.schema.feature_names()) | {self.schema.target}
+        extra = [c for c in table.columns if c not in expected]
+        if extra:
+            shown = ", ".join(repr(c) for c in extra[:5]) + (" ..." if len(extra) > 5 else "")
+            notify(f"{table.name}: ignoring {len(extra)} column(s) the model does not use: {shown}")
+        return table
+
+    def _predict_file_streamed(self, data: Any, output: str | Path | None, *, id_column: str | None,
+                               decimal: str | None, force: bool, notify: Any) -> int:
+        from .data.stream import widening
+        from .data.write_chunks import ChunkedTableWriter
+
+        table = self._stream_table(data, decimal=decimal, notify=notify)
+        once = _once(notify)
+        features = self.schema.feature_names()
+        wanted = features + ([id_column] if id_column and id_column not in features else [])
+
+        def run() -> int:
+            with ChunkedTableWriter(None if output is None else Path(output), force=force) as out:
+                for _, df in table.frames(columns=wanted if id_column is None or id_column in table.columns else None):
+                    batch = self.preprocessor.transform(df, source=table.name, notify=once)
+                    out.write(self._prediction_table(df, self._output(batch), id_column=id_column, source=table.name))
+                return out.n_written
+
+        return run() if output is None else widening(table, run)
+
+    def _evaluate_streamed(self, data: Any, *, decimal: str | None, notify: Any) -> dict[str, Any]:
+        from .data.stream import EVALUATION, labelled_rows, row_keys, widening
+
+        table = self._stream_table(data, decimal=decimal, notify=notify)
+        once = _once(notify)
+        cap = 1_000_000
+
+        def run() -> tuple[list[np.ndarray], int, int]:
+            keys, ys, outs = np.zeros(0), np.zeros(0, dtype=np.float64), None
+            rows = dropped = 0
+            for start, df in table.frames(columns=self.schema.feature_names() + [self.schema.target]):
+                df, positions, n_left_out = labelled_rows(df, start, self.schema.target)
+                dropped += n_left_out
+                if not len(df):
+                    continue
+                rows += len(df)
+                batch = self.preprocessor.transform(df, source=table.name, notify=once, with_target=True)
+                out = self._output(batch)
+                keys = np.concatenate([keys, row_keys(positions, seed=0, stream=EVALUATION)])
+                ys = np.concatenate([ys, batch.y.astype(np.float64)])
+                outs = out if outs is None else np.concatenate([outs, out])
+                if len(keys) > 2 * cap:  # keep the cap rows of smallest key: a uniform sample of every row so far
+                    keep = np.sort(np.argpartition(keys, cap - 1)[:cap])
+                    keys, ys, outs = keys[keep], ys[keep], outs[keep]
+            if len(keys) > cap:
+                keep = np.sort(np.argpartition(keys, cap - 1)[:cap])
+                ys, outs = ys[keep], outs[keep]
+            return [ys, outs], rows, dropped
+
+        (ys, outs), rows, dropped = widening(table, run)
+        if not rows:
+            raise SchemaError(f"{table.name}: every value of the target column {self.schema.target!r} is missing; "
+                              "fill it in")
+        if dropped:
+            notify(f"{table.name}: dropped {dropped} row(s) whose target {self.schema.target!r} is missing")
+        y = ys if self.task == "regression" else ys.astype(np.int64)
+        return {**compute(self.task, y, outs), "rows": rows}
 
     # --------------------------------------------------------------------------------------------------- files
     def save(self, path: str | Path, *, force: bool = False) -> Path:
@@ -358,6 +452,7 @@ class Prepared:
     notices: list[str]
     source: str
     training_summary: dict[str, Any] | None = None  # data.summary of the training rows, saved for drift checks
+    epochs: Any = None  # a streamed table's EpochSource: its training rows, block by block (see train.streamed)
 
     @property
     def n_out(self) -> int:
@@ -431,6 +526,8 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
         notify(f"{', '.join(option(name) for name in ignored)} set but not used: they are options of "
                f"{option('model', other)}, and this run trains {option('model', cfg.model)}")
     source = source_name(data)
+    if should_stream(data, stream=cfg.stream, memory_budget=cfg.memory_budget):
+        return _prepare_streamed(data, target, cfg, notify=notify, encoding=encoding, decimal=decimal)
     raw, number_format = read_table_and_format(data, encoding=encoding, decimal=decimal, notify=notify)
     data_fingerprint = fingerprint(data, raw)  # hashes the whole file: once per fit
     df = drop_missing_target(raw, target, source=source, notify=notify)
@@ -471,6 +568,54 @@ def split_rows(df: pd.DataFrame, schema: Schema, cfg: TrainConfig, *, source: st
     return {"train": train_idx, "valid": valid_idx, "test": test_idx}
 
 
+def _prepare_streamed(data: Any, target: str, cfg: TrainConfig, *, notify: _Notices, encoding: str | None,
+                      decimal: str | None) -> Prepared:
+    """:func:`prepare` for a table read in record batches (see :mod:`neuraltab.data.stream`): the schema from a
+    uniform sample of its rows, the preprocessing from one pass of statistics, validation and test rows held in memory
+    (samples when capped), and the training rows left on disk for the epochs to stream."""
+    from .data import stream
+    from .train.streamed import EpochSource
+
+    source = source_name(data)
+    budget = stream.budget_bytes(cfg.memory_budget)
+    table = stream.StreamTable.open(data, encoding=encoding, decimal=decimal, notify=notify, budget=budget)
+    guess = stream.limits_for(budget, raw_row_bytes=64.0 * len(table.columns), input_row_bytes=8.0 * len(table.columns))
+    schema, n_rows, _ = stream.infer_streamed_schema(table, target, cfg, sample_rows=guess.sample_rows, notify=notify)
+    test_size = cfg.test_size
+    valid_size = cfg.valid_size if cfg.early_stopping else 0.0  # without early stopping, validation rows train
+    stats = stream.gather_statistics(table, schema, cfg, guess, test_size=test_size, valid_size=valid_size)
+    if stats.n_unlabelled:
+        notify(f"{source}: dropped {stats.n_unlabelled} row(s) whose target {target!r} is missing")
+    device = resolve_device(cfg.device)
+    cfg = resolve(cfg, n_train=stats.n_train, device_type=device.type, native_bf16=native_bf16(device))
+    cfg = cfg.replace(stream=True)
+    with _torch_threads(cfg.threads or compute_threads()):
+        pre = stream.fit_preprocessor(schema, stats, scaling=cfg.scaling, max_categories=cfg.max_categories,
+                                      source=source, notify=notify)
+        frames = {"train": stats.sample, "valid": stats.valid, "test": stats.test}
+        batches = {name: pre.transform(df, source=source, notify=no_notice, with_target=True, check_types=False)
+                   if len(df) else pre.transform(stats.sample.iloc[:0], with_target=True, check_types=False)
+                   for name, df in frames.items()}
+    for name, held, n_part in (("validation", stats.valid, stats.n_split[1]), ("test", stats.test, stats.n_split[2])):
+        if len(held) < n_part:
+            notify(f"{source}: {name} uses a uniform sample of {len(held):,} of its {n_part:,} rows (the memory "
+                   f"budget's share; {option('memory_budget')} sets it)")
+    input_bytes = 4 * pre.n_num + 8 * len(pre.vocabs) + 8
+    limits = stream.limits_for(budget, raw_row_bytes=64.0 * len(table.columns), input_row_bytes=input_bytes)
+    buffer_rows = max(min(limits.buffer_rows, stats.n_train), 1)
+
+    def blocks(epoch: int) -> Iterator[Batch]:
+        return stream.training_blocks(table, pre, seed=cfg.seed, epoch=epoch, test_size=test_size,
+                                      valid_size=valid_size, buffer_rows=buffer_rows)
+
+    epochs = EpochSource(blocks=blocks, n_rows=stats.n_train, task=schema.task, y_mean=pre.y_mean, y_std=pre.y_std)
+    number_format = {"decimal": decimal, "decimal_from": "given" if decimal else None}
+    return Prepared(cfg=cfg, target=target, schema=schema, preprocessor=pre, batches=batches,
+                    splits={name: np.zeros(0, dtype=np.int64) for name in frames}, device=device,
+                    data_fingerprint=stream.fingerprint(table, n_rows=n_rows), number_format=number_format,
+                    notices=notify.messages, source=source, epochs=epochs)
+
+
 def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), checkpoint: str | Path | None = None,
                  checkpoint_every: int = 10, resume: bool = False, fast: bool = True) -> Model:
     """Train a fresh network on prepared data and return the :class:`Model` (see :func:`fit` for the checkpoint;
@@ -492,7 +637,8 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
                                                            "from the start")
         try:
             history = train(network, prepared.tensors("train"), prepared.tensors("valid"), task=prepared.schema.task,
-                            cfg=cfg, callbacks=callbacks, checkpoint=ckpt, resume=resume, fast=fast)
+                            cfg=cfg, callbacks=callbacks, checkpoint=ckpt, resume=resume, fast=fast,
+                            epoch_source=prepared.epochs)
         except ConfigError:  # a diverged run: its checkpoint would only diverge again, so none is left behind
             if ckpt is not None:
                 ckpt.path.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ in one visible place, :func:`resolve`, and the resolved config is what the model
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from .errors import ConfigError, closest_names, option
 
-__all__ = ["COLUMN_FIELDS", "TrainConfig", "column_names", "ignored_options", "resolve", "describe_options", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS", "LOSSES"]
+__all__ = ["COLUMN_FIELDS", "TrainConfig", "column_names", "ignored_options", "resolve", "describe_options", "parse_bytes", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS", "LOSSES"]
 
 MODELS = ("default", "mlp")
 TASKS = ("auto", "binary", "multiclass", "regression")
@@ -140,6 +141,15 @@ class TrainConfig:
     threads: int | None = _option(None, "CPU threads for torch.", rule=_int_in(1, optional=True),
                                   chosen="1 for models whose step is tiny, else the cores this process may use (a "
                                   "share of them in a joblib worker)")
+    stream: bool = _option(False, "Read the table from disk in chunks, for tables larger than memory; without it, "
+                           "streaming starts by itself when the table would not fit in memory_budget.",
+                           rule=(lambda v: isinstance(v, bool), "True or False"))
+    memory_budget: str | int | None = _option(None, "Memory the table may take, in bytes or as text such as 2GB or "
+                                              "512MiB; a larger table is streamed.",
+                                              rule=(lambda v: v is None or parse_bytes(v) is not None,
+                                                    "a number of bytes of at least 1MB, or text such as 2GB or "
+                                                    "512MiB"),
+                                              chosen="the memory available when training starts")
     precision: str = _option("auto", "Matmul precision: fp32 or bf16; auto is bf16 for the default model where the "
                              "CPU or GPU multiplies bf16 natively, else fp32.", choices=PRECISIONS)
 
@@ -250,6 +260,28 @@ def _validate(cfg: TrainConfig) -> None:
     if overlap:
         raise ConfigError(f"column {sorted(overlap)[0]!r} is listed as both {option('categorical')} and "
                           f"{option('numeric')}: keep one")
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
+          "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+
+
+def parse_bytes(value: Any) -> int | None:
+    """Bytes from an integer or text such as "2GB", "1.5 GiB" or "512MiB"; None when it is neither, or under 1 MB.
+
+    >>> parse_bytes("2GB"), parse_bytes("512MiB"), parse_bytes(10**9), parse_bytes("lots")
+    (2000000000, 536870912, 1000000000, None)
+    """
+    if _is_int(value):
+        n = value
+    elif isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        if match is None or match.group(2).lower() not in _UNITS:
+            return None
+        n = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    else:
+        return None
+    return n if n >= 10**6 else None
 
 
 def describe_options() -> str:

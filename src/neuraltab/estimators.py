@@ -50,7 +50,7 @@ class _NeuralTabEstimator(BaseEstimator):
                  time_limit: float | None = None, keep_diverged: bool = False, scaling: str = "auto", valid_size: float = 0.2,
                  categorical: tuple[str, ...] = (), numeric: tuple[str, ...] = (), drop: tuple[str, ...] = (),
                  max_categories: int = 1000, seed: int = 0, device: str = "auto", threads: int | None = None,
-                 precision: str = "auto") -> None:
+                 stream: bool = False, memory_budget: str | int | None = None, precision: str = "auto") -> None:
         self.model = model
         self.layers = layers
         self.activation = activation
@@ -83,6 +83,8 @@ class _NeuralTabEstimator(BaseEstimator):
         self.seed = seed
         self.device = device
         self.threads = threads
+        self.stream = stream
+        self.memory_budget = memory_budget
         self.precision = precision
 
     # --------------------------------------------------------------------------------------------------- sklearn

@@ -178,11 +178,10 @@ def train(**given: Any) -> None:
     resume, as_json, quiet = given["resume"], given["as_json"], given["quiet"]
 
     def body() -> None:
-        if data.is_dir():
-            raise DataError(f"{data}: is a folder, not a table file; pass a CSV, Parquet or JSON-lines file")
         if str(data) == "-" and output is None:
             raise DataError(f"DATA - (standard input) has no name to put the model next to; pass {option('output')}")
-        out = output if output is not None else data.with_suffix(MODEL_SUFFIX)
+        # a folder of table files (streamed) names its model beside it, as `neuraltab train .` does too
+        out = output if output is not None else (data.resolve() if data.is_dir() else data).with_suffix(MODEL_SUFFIX)
         ckpt = out.with_name(out.name + ".ckpt")
         overwrite = force or (resume and ckpt.exists())  # resuming a run may replace its own interrupted result
         check_model_path(out, force=overwrite)  # fail now, not after training

@@ -18,7 +18,7 @@ from .quantile import quantile_normal_rows, quantile_normal_transform
 from .read import NULL_MARKERS, parse_numbers
 from .schema import Schema, label_key, parse_datetimes
 
-__all__ = ["Batch", "Preprocessor", "quantile_normal_transform"]
+__all__ = ["Batch", "Preprocessor", "category_counts", "quantile_normal_transform"]
 
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "epoch_days")
 # model inputs are clipped to ±these: standard scores beyond a million are outliers beyond use; raw values
@@ -64,6 +64,12 @@ def _category_keys(s: pd.Series) -> np.ndarray:
         keys[odd] = [label_key(v) for v in keys[odd]]
     keys[mask] = None
     return keys
+
+
+def category_counts(s: pd.Series) -> pd.Series:
+    """How often each category key (see :func:`_category_keys`) occurs in ``s``, missing values left out; counts of
+    parts of a column add up to the counts of the whole (``a.add(b, fill_value=0)``)."""
+    return pd.Series(_category_keys(s)).dropna().value_counts(sort=False)
 
 
 def _category_codes(s: pd.Series, vocab: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +145,35 @@ class Preprocessor:
     def fit(self, df: pd.DataFrame, *, source: str = "the data", notify: Notify = no_notice) -> "Preprocessor":
         """Learn the statistics on ``df``, rows of the table the schema was inferred from: their values were judged
         then, so one that does not parse as its column's kind is simply missing here (no predict-time type check)."""
+        counts = {col.name: category_counts(df[col.name]) for col in self.schema.features
+                  if col.kind not in ("numeric", "datetime")}
+        self._fit_inputs(df, counts, source=source, notify=notify)
+        raw = self._numeric_matrix(df, source=source, notify=notify, check_types=False)
+        self._fit_numbers(raw, np.isnan(raw).any(axis=0), n_rows=len(raw))
+        self.y_mean, self.y_std = 0.0, 1.0
+        if self.schema.task == "regression":
+            y = self.encode_target(df[self.schema.target], source=source).astype(np.float64)
+            self.y_mean, self.y_std = float(y.mean()), float(y.std()) or 1.0
+        return self
+
+    @classmethod
+    def from_statistics(cls, schema: Schema, *, scaling: str, max_categories: int, sample: pd.DataFrame,
+                        counts: dict[str, pd.Series], missing: dict[str, bool], n_rows: int, y_mean: float,
+                        y_std: float, source: str = "the data", notify: Notify = no_notice) -> "Preprocessor":
+        """A preprocessor fitted from statistics gathered elsewhere (a pass over a table too big for memory):
+        category ``counts`` and ``missing`` (whether a feature column had gaps) over all ``n_rows`` training rows,
+        the numeric statistics (medians, quantiles) from ``sample``, training rows drawn uniformly. With every
+        training row in ``sample`` this is :meth:`fit` exactly."""
+        self = cls(schema, scaling=scaling, max_categories=max_categories)
+        self._fit_inputs(sample, counts, source=source, notify=notify)
+        raw = self._numeric_matrix(sample, source=source, notify=notify, check_types=False)
+        self._fit_numbers(raw, np.array([missing[c] for c, _ in self.numeric_inputs], dtype=bool), n_rows=n_rows)
+        self.y_mean, self.y_std = float(y_mean), float(y_std) or 1.0
+        return self
+
+    def _fit_inputs(self, df: pd.DataFrame, counts: dict[str, pd.Series], *, source: str, notify: Notify) -> None:
+        """The numeric inputs (a datetime column gives those of its parts that vary in ``df``) and the vocabularies,
+        from each categorical column's value counts (see :func:`category_counts`)."""
         self.numeric_inputs: list[tuple[str, str | None]] = []  # (column, datetime part or None)
         self.vocabs: list[tuple[str, list[str]]] = []
         for col in self.schema.features:
@@ -152,24 +187,25 @@ class Preprocessor:
                 for part in varying or ["epoch_days"]:
                     self.numeric_inputs.append((col.name, part))
             else:
-                keys = pd.Series(_category_keys(df[col.name])).dropna()
-                counts = keys.value_counts(sort=False)
-                values = counts.index.to_numpy(dtype=object)
+                column_counts = counts[col.name]
+                values = column_counts.index.to_numpy(dtype=object)
                 # most frequent first, ties by value (vectorised: 10^5 categories sort in milliseconds)
-                order = values[np.lexsort((values.astype(str), -counts.to_numpy()))].tolist() if len(values) else []
+                order = values[np.lexsort((values.astype(str), -column_counts.to_numpy()))].tolist() if len(values) else []
                 if len(order) > self.max_categories:
                     notify(f"{source}: column {col.name!r} has {len(order)} categories; the {self.max_categories} most "
                            f"frequent are kept and the rest share the unknown slot ({option('max_categories')} sets how many)")
                     order = order[: self.max_categories]
                 self.vocabs.append((col.name, list(order)))
 
-        raw = self._numeric_matrix(df, source=source, notify=notify, check_types=False)
+    def _fit_numbers(self, raw: np.ndarray, missing_any: np.ndarray, *, n_rows: int) -> None:
+        """Medians, missing indicators (the inputs flagged in ``missing_any``) and scaling statistics from ``raw``
+        float64[n, d] (NaN where missing), rows of a training split of ``n_rows`` rows."""
         missing = np.isnan(raw)
         with warnings.catch_warnings():  # an all-missing column has no median: it gets 0 below
             warnings.simplefilter("ignore", RuntimeWarning)
             median = np.nanmedian(raw, axis=0) if raw.shape[1] else np.zeros(0)
         self.median = np.where(np.isfinite(median), median, 0.0)
-        self.indicators = np.flatnonzero(missing.any(axis=0)).astype(np.int64)
+        self.indicators = np.flatnonzero(missing_any).astype(np.int64)
         filled = np.where(missing, self.median, raw)
         d = filled.shape[1]
         # columns with values near float64's limit (1e308) are scaled down by a power of two for the statistics, whose
@@ -177,7 +213,7 @@ class Preprocessor:
         scale = _overflow_scale(filled)
         scaled = filled if np.all(scale == 1.0) else filled / scale  # no copy in the usual case
         if self.scaling == "quantile":
-            n_quantiles = max(min(len(filled) // 30, 1000), 10)
+            n_quantiles = max(min(n_rows // 30, 1000), 10)
             refs = np.linspace(0, 100, n_quantiles)
             q = np.percentile(scaled, refs, axis=0) * scale if d else np.zeros((n_quantiles, 0))
             self.stats = {"quantiles": np.maximum.accumulate(q, axis=0)}
@@ -187,12 +223,6 @@ class Preprocessor:
             self.stats = {"mean": mean, "std": np.where(std > 0, std, 1.0)}
         else:
             self.stats = {}
-
-        self.y_mean, self.y_std = 0.0, 1.0
-        if self.schema.task == "regression":
-            y = self.encode_target(df[self.schema.target], source=source).astype(np.float64)
-            self.y_mean, self.y_std = float(y.mean()), float(y.std()) or 1.0
-        return self
 
     # ------------------------------------------------------------------------------------------------- properties
     @property

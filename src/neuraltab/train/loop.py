@@ -24,6 +24,7 @@ from .callbacks import Callback, EarlyStopping, Run, StopOnSignal, TimeLimit, ov
 from .checkpoint import Checkpoint, Snapshot
 from .fast import select
 from .history import History
+from .streamed import STREAMED_REASON, EpochSource, streamed_epoch
 
 __all__ = ["Callback", "History", "train"]
 
@@ -55,6 +56,7 @@ def train(
     checkpoint: Checkpoint | None = None,
     resume: bool = False,
     fast: bool = True,
+    epoch_source: EpochSource | None = None,
 ) -> History:
     """Train ``model`` in place on (x_num, x_cat, y) tensors already on the model's device; return the History.
 
@@ -63,15 +65,18 @@ def train(
     Ctrl-C, SIGTERM, ``cfg.time_limit`` and any callback's ``run.stop()`` end training early and keep the best
     weights found so far. With a ``checkpoint``, the full state is saved every ``checkpoint.every`` epochs and when a
     signal stops the run; ``resume=True`` continues from it. ``fast=False`` trains through autograd even where a
-    hand-derived step covers the run (for callers that change weights between steps).
+    hand-derived step covers the run (for callers that change weights between steps). With an ``epoch_source`` (a
+    streamed table) each epoch's rows come from it, block by block, and ``train_data`` only shows their shapes.
     """
     x_num, x_cat, y = train_data
     device = x_num.device
-    n = x_num.shape[0]
+    n = x_num.shape[0] if epoch_source is None else epoch_source.n_rows
     batch_size = min(cfg.batch_size, n)
     steps = math.ceil(n / batch_size)
     # a hand-derived step where one covers this run exactly (CPU, Adam/AdamW), else autograd + torch.optim
     stepper, path, path_reason = select(model, task=task, cfg=cfg, x_num=x_num, x_cat=x_cat, y=y, allowed=fast)
+    if epoch_source is not None and stepper is not None and not hasattr(stepper, "bind"):
+        stepper, path, path_reason = None, "autograd", STREAMED_REASON  # a step that cannot take rows block by block
     optimizer = stepper.optimizer if stepper is not None else make_optimizer(model, cfg, device)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     use_valid = valid_data is not None and len(valid_data[0]) > 0 and cfg.early_stopping
@@ -116,7 +121,12 @@ def train(
             "patience": cfg.patience, "first_epoch": first_epoch, "path": path, "path_reason": path_reason,
         })
     model.train()
-    if stepper is not None:
+    if epoch_source is not None:
+        def run_epoch(perm: torch.Tensor | None, should_stop: Any) -> tuple[float, bool]:
+            return streamed_epoch(epoch_source, model, optimizer, epoch=run.epoch, generator=generator, device=device,
+                                  batch_size=batch_size, task=task, grad_clip=cfg.grad_clip, precision=cfg.precision,
+                                  should_stop=should_stop, stepper=stepper)
+    elif stepper is not None:
         run_epoch = stepper.run_epoch
     else:
         def run_epoch(perm: torch.Tensor, should_stop: Any) -> tuple[float, bool]:
@@ -135,7 +145,7 @@ def train(
         at_epoch_start = snapshot(first_epoch - 1) if checkpoint is not None else None
         for epoch in range(first_epoch, cfg.epochs + 1):
             run.epoch = epoch
-            perm = torch.randperm(n, generator=generator).to(device)
+            perm = torch.randperm(n, generator=generator).to(device) if epoch_source is None else None
             train_loss, _complete = run_epoch(perm, should_stop)
             if run.stop_training and run.discard_epoch:  # a partial epoch cannot be replayed: keep its start
                 if checkpoint is not None and at_epoch_start is not None:

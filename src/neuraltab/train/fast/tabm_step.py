@@ -87,20 +87,14 @@ class TabMStepper:
         # the training rows as tensors [rows, ...]: numbers (and their bins), category codes (shifted to their one-hot
         # columns in the input matrix), labels; an epoch gathers them in shuffled order
         emb = model.num_embeddings
-        self.n = len(y)
         self.embedded = emb is not None
         self.n_num = model.n_num
         self.n_numeric_inputs = model.n_num * emb.weight0.shape[1] if emb is not None else model.n_num
-        columns = {"numbers": x_num, "codes": x_cat + model.cat_offsets + self.n_numeric_inputs,
-                   "y": y.reshape(-1, 1).float() if task == "regression" else y.reshape(-1, 1)}
         if self.embedded:
             self.d_emb, self.n_bins = emb.weight0.shape[1], emb.weight.shape[1]
-            with torch.no_grad():
-                flat, columns["frac"] = emb.locate(x_num)
-            columns["bins"] = flat - emb.offsets  # each value's bin within its feature
             self.bin_range = torch.arange(self.n_bins)
             self.encodings: dict[int, Tensor] = {}  # per batch size: [n_num, B, T + 2], ones in column T
-        self.columns = columns
+        self.bind(x_num, x_cat, y)
         d_in = self.n_numeric_inputs + sum(model.cat_cardinalities)
         self.inputs: dict[int, Tensor] = {}  # per batch size: [B, d_in], the batch's input matrix
         self.minus_ones: dict[int, Tensor] = {}
@@ -114,6 +108,19 @@ class TabMStepper:
         self.head_c = torch.zeros(self.n_out * k, k * d, dtype=dtype) if self.block_heads else \
             torch.empty(k, d, self.n_out, dtype=dtype)
         self.head_bias_c = torch.empty(self.n_out, k, dtype=dtype)
+
+    def bind(self, x_num: Tensor, x_cat: Tensor, y: Tensor) -> None:
+        """Train on these rows from the next epoch on (a streamed table's next block); weights and the optimizer's
+        state stay as they are."""
+        model, emb = self.model, self.model.num_embeddings
+        self.n = len(y)
+        columns = {"numbers": x_num, "codes": x_cat + model.cat_offsets + self.n_numeric_inputs,
+                   "y": y.reshape(-1, 1).float() if self.task == "regression" else y.reshape(-1, 1)}
+        if self.embedded:
+            with torch.no_grad():
+                flat, columns["frac"] = emb.locate(x_num)
+            columns["bins"] = flat - emb.offsets  # each value's bin within its feature
+        self.columns = columns
 
     def _views(self, flat: Tensor) -> dict[str, Tensor]:
         out, start = {}, 0
