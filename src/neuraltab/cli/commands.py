@@ -458,7 +458,7 @@ def export(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line.", show_default=True),
 ) -> None:
     """Write MODEL's whole prediction path, preprocessing included, as one ONNX file (raw columns in, labels and
-    probabilities or values out) for ONNX Runtime and other runtimes. Needs `pip install 'neuraltab[onnx]'`."""
+    probabilities or values out) for ONNX Runtime and other runtimes. Needs the onnx extra (pip install neuraltab\\[onnx])."""
 
     def body() -> None:
         import hashlib
