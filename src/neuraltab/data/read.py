@@ -129,6 +129,8 @@ def _strip_values(df: pd.DataFrame, name: str, notify: Notify) -> pd.DataFrame:
         s = df.iloc[:, j]
         if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
             continue
+        if len(s) <= _FEW_ROWS and not any(isinstance(v, str) and v != v.strip() for v in s.to_numpy()):
+            continue  # nothing to strip; for a few rows (a served request) this look costs less than pandas' strip
         if s.dtype == object:  # mixed cells: only the text ones change
             stripped = s.map(lambda v: v.strip() if isinstance(v, str) else v)
         else:
@@ -272,6 +274,9 @@ def _without_blank_lines(path: Path, encoding: str) -> bytes | None:
 # French thousands separator is a no-break space: a plain space is not taken, or "+33 612 345 678" would be a number).
 _THOUSANDS_COMMA = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?(\d{1,3}([.\u00a0\u202f]\d{3})+|\d+)(,\d+)?$")
+_DIGIT = re.compile(r"\d")
+_NULL_SET = frozenset(NULL_MARKERS)
+_FEW_ROWS = 256  # up to this many rows, text columns are first looked at in Python
 _FORMATTED_SHARE = 0.95  # this share of a column's values must be numbers in the format for it to be converted
 _PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 # a number with a currency sign before or after it, a percent sign, or in parentheses (accounting's negatives)
@@ -327,6 +332,9 @@ def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str,
         s = df.iloc[:, j]
         if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
             continue
+        if len(s) <= _FEW_ROWS and not any(isinstance(v, str) and (_DIGIT.search(v) or v.strip() in _NULL_SET)
+                                           for v in s.to_numpy()):
+            continue  # no digit and no missing-value word: no number here; cheaper than pandas' regexes for a few rows
         present = s.notna().to_numpy()
         # a text column of words is ruled out on its first values, cheaply: before the whole column is converted
         where = np.flatnonzero(present[:4096])  # usually enough; else all of the column
