@@ -10,9 +10,9 @@ import asyncio
 import json
 import secrets
 from importlib import resources
-from typing import Any
+from typing import Any, Callable
 
-from ..errors import DataError, UserError, option
+from ..errors import DataError, UserError, cli_words, option
 from .session import Session, TableSource
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES"]
@@ -65,8 +65,6 @@ def create_app(table: TableSource | None = None, *, token: str | None = None,
         async for chunk in request.stream():
             body += chunk
             if len(body) > max_upload_bytes:
-                from ..errors import cli_words
-
                 return JSONResponse({"error": cli_words(
                     f"{name}: the file is over the upload limit of {_size(max_upload_bytes)}; start the playground "
                     f"with the file instead (neuraltab playground FILE {option('target', 'COLUMN')})"), "status": 413})
@@ -77,8 +75,6 @@ def create_app(table: TableSource | None = None, *, token: str | None = None,
 
                 raise DataError(f"{name}: target column {target!r} not found; {closest_names(target, columns)}")
         except UserError as exc:
-            from ..errors import cli_words
-
             return JSONResponse({"error": cli_words(exc.template), "option": exc.option, "status": 400})
         key = secrets.token_hex(8)
         uploads[key] = TableSource(data=frame, target=target or columns[-1], name=name)
@@ -86,30 +82,29 @@ def create_app(table: TableSource | None = None, *, token: str | None = None,
             uploads.pop(next(iter(uploads)))
         return JSONResponse({"upload": key, "columns": columns, "target": uploads[key].target, "rows": len(frame)})
 
-    @app.get("/save/{session_id}")
-    def save(session_id: str, request: Request) -> Response:
+    def download(session_id: str, request: Request, make: Callable[[Any], tuple[bytes, str, str]]) -> Response:
+        """A tab's file (its model, its toy set's CSV) as an attachment; a 404 for an unknown tab or a bad token."""
         if not allowed(request.query_params) or session_id not in sessions:
             return Response(status_code=404)
-        session = sessions[session_id]
         try:
-            body = session.model_bytes()
-        except UserError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        name = (session.table.name.rsplit(".", 1)[0] if session.table else session.settings["dataset"]) + ".ntab"
-        return Response(body, media_type="application/octet-stream",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+            body, media_type, filename = make(sessions[session_id])
+        except UserError as exc:  # in the command line's words, as the upload's errors are
+            return JSONResponse({"error": cli_words(exc.template)}, status_code=400)
+        return Response(body, media_type=media_type,
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    @app.get("/save/{session_id}")
+    def save(session_id: str, request: Request) -> Response:
+        def model_file(session: Any) -> tuple[bytes, str, str]:
+            stem = session.table.name.rsplit(".", 1)[0] if session.table else session.settings["dataset"]
+            return session.model_bytes(), "application/octet-stream", stem + ".ntab"
+
+        return download(session_id, request, model_file)
 
     @app.get("/data/{session_id}")
     def data_csv(session_id: str, request: Request) -> Response:
-        if not allowed(request.query_params) or session_id not in sessions:
-            return Response(status_code=404)
-        session = sessions[session_id]
-        try:
-            body = session.data_csv()
-        except UserError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return Response(body, media_type="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="{session.settings["dataset"]}.csv"'})
+        return download(session_id, request,
+                        lambda session: (session.data_csv(), "text/csv", f"{session.settings['dataset']}.csv"))
 
     @app.websocket("/ws")
     async def socket(ws: WebSocket) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import UserError, option, render
+from ..errors import UserError, cli_words, option, render
 from ..train import Callback, History, train
 from ..train.autograd import ensemble_loss
 from . import frames, toy
@@ -417,8 +417,6 @@ class Session:
     def train_command(self) -> str:
         """The ``neuraltab train`` command that trains this network on this data (a toy set: its CSV, saved from
         the page)."""
-        from ..errors import cli_words
-
         o = self._options()
         data = self.table.name if self.table is not None else f"{self.settings['dataset']}.csv"
         target = self.table.target if self.table is not None else "label"
