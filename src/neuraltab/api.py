@@ -7,6 +7,7 @@ re-implements a step of the data path.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
 import textwrap
 import time
@@ -29,15 +30,15 @@ from .data.summary import summarize
 from .data.stream import should_stream
 from .data.write import write_table
 from .device import native_bf16, resolve_device, threads_for, to_tensors
-from .errors import ArtifactError, ConfigError, Message, SchemaError, no_notice, option
+from .errors import ArtifactError, ConfigError, DataError, Message, SchemaError, no_notice, option
 from .metrics import compute
-from .networks import build, network_for, predict_output
+from .networks import Bag, bag_spec, build, network_for, predict_output
 from .system import compute_threads
 
 if TYPE_CHECKING:  # training is imported where it runs: serving and exporting a model need none of it
     from .train import Callback, History
 
-__all__ = ["Model", "Prepared", "fit", "fit_prepared", "load", "load_bytes", "prepare", "split_rows"]
+__all__ = ["Model", "Prepared", "fit", "fit_bagged", "fit_prepared", "load", "load_bytes", "prepare", "split_rows"]
 
 # options that may differ between an interrupted run and its --resume (they do not change what is learned)
 _RESUMABLE_CHANGES = ("threads", "device", "time_limit")
@@ -525,8 +526,13 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
         other = "mlp" if cfg.model == "default" else "default"
         notify(f"{', '.join(option(name) for name in ignored)} set but not used: they are options of "
                f"{option('model', other)}, and this run trains {option('model', cfg.model)}")
+    if cfg.folds != 5 and cfg.preset != "best":
+        notify(f"{option('folds', cfg.folds)} set but not used: only {option('preset', 'best')} trains fold models")
     source = source_name(data)
     if should_stream(data, stream=cfg.stream, memory_budget=cfg.memory_budget):
+        if cfg.preset == "best":
+            raise ConfigError(f"{source}: {option('preset', 'best')} needs the table in memory, and this one is "
+                              f"streamed from disk; use {option('preset', 'default')} or a sample of its rows")
         return _prepare_streamed(data, target, cfg, notify=notify, encoding=encoding, decimal=decimal)
     raw, number_format = read_table_and_format(data, encoding=encoding, decimal=decimal, notify=notify)
     data_fingerprint = fingerprint(data, raw)  # hashes the whole file: once per fit
@@ -540,7 +546,8 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
     else:  # the caller's own split (the playground's train:test ratio)
         rows = {name: np.asarray(rows[name], dtype=np.int64) for name in ("train", "valid", "test")}
     device = resolve_device(cfg.device)
-    cfg = resolve(cfg, n_train=len(rows["train"]), device_type=device.type, native_bf16=native_bf16(device))
+    cfg = resolve(cfg, n_train=_rows_per_model(cfg, len(rows["train"])), device_type=device.type,
+                  native_bf16=native_bf16(device))
     with _torch_threads(cfg.threads or compute_threads()):
         pre = Preprocessor(schema, scaling=cfg.scaling, max_categories=cfg.max_categories)
         pre.fit(df.iloc[rows["train"]], source=source, notify=notify)
@@ -563,9 +570,16 @@ def split_rows(df: pd.DataFrame, schema: Schema, cfg: TrainConfig, *, source: st
                                                                                          source=source)
     train_idx, valid_idx, test_idx = split(len(df), y=codes, test_size=cfg.test_size, valid_size=cfg.valid_size,
                                            seed=cfg.seed, notify=notify, source=source)
-    if not cfg.early_stopping:  # nothing to validate against: train on every non-test row, as the classic recipe
+    # nothing to validate against: train on every non-test row, as the classic recipe; or the best preset, which
+    # cuts the non-test rows into its own folds (fit_bagged)
+    if not cfg.early_stopping or cfg.preset == "best":
         train_idx, valid_idx = np.sort(np.concatenate([train_idx, valid_idx])), valid_idx[:0]
     return {"train": train_idx, "valid": valid_idx, "test": test_idx}
+
+
+def _rows_per_model(cfg: TrainConfig, n_train: int) -> int:
+    """The training rows each network of the run learns from: all of them, or a bag's all-but-one fold."""
+    return n_train - -(-n_train // cfg.folds) if cfg.preset == "best" else n_train
 
 
 def _prepare_streamed(data: Any, target: str, cfg: TrainConfig, *, notify: _Notices, encoding: str | None,
@@ -648,6 +662,100 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
         return prepared.model(network, spec, history)
 
 
+def fit_bagged(prepared: Prepared, *, callbacks: Sequence[Callback] = ()) -> Model:
+    """Cross-validated bagging on data prepared with ``preset="best"``: the training rows are cut into ``cfg.folds``
+    folds (stratified by class, seeded); fold model i trains on the others and early-stops on fold i, and the
+    :class:`Model` averages the fold models' probabilities (or values). Its ``metrics["valid"]`` are those of the
+    out-of-fold predictions, each row predicted by the one fold model that never trained on it.
+
+    The preprocessing is the one :func:`prepare` fitted on all the training rows: its statistics (quantiles,
+    category lists) barely move between folds of the same rows, and one preprocessor is what lets one model file and
+    one ONNX graph serve every fold model. ``cfg.time_limit`` bounds the whole run: a fold model the limit cuts short
+    is left out, unless it is the first, which is kept as far as it got (so there is always one)."""
+    from .train import History
+
+    cfg = prepared.cfg
+    if prepared.epochs is not None:
+        raise ConfigError(f"{option('preset', 'best')} needs the table in memory; this one is streamed")
+    pool = prepared.batches["train"]
+    folds = _fold_ids(pool.y, cfg.folds, seed=cfg.seed, classes=prepared.schema.task != "regression")
+    notify = _Notices(callbacks, into=[])  # progress only: the saved notices are the data's
+    deadline = None if cfg.time_limit is None else time.perf_counter() + cfg.time_limit
+    started = time.perf_counter()
+    members: list[tuple[int, Model]] = []
+    reason, signal_number = None, None
+    for i in range(cfg.folds):
+        left = None if deadline is None else deadline - time.perf_counter()
+        if left is not None and left <= 0:
+            reason = "time_limit"
+            break
+        notify(f"fold model {i + 1} of {cfg.folds}: trains on {int((folds != i).sum()):,} rows, early-stops on "
+               f"{int((folds == i).sum()):,}")
+        rows = {"train": np.flatnonzero(folds != i), "valid": np.flatnonzero(folds == i)}
+        member = dataclasses.replace(
+            prepared, cfg=cfg.replace(seed=_member_seed(cfg.seed, i), time_limit=left),
+            batches={**{name: _rows(pool, idx) for name, idx in rows.items()},
+                     "test": _rows(pool, np.zeros(0, dtype=np.int64))},
+            notices=[])
+        model = fit_prepared(member, callbacks=callbacks)
+        stop = model.history["stop_reason"]
+        if stop in ("time_limit", "interrupted"):
+            reason, signal_number = stop, model.stop_signal
+            if not members:  # the first fold model is kept as far as it got: a bag has at least one
+                members.append((i, model))
+            break
+        members.append((i, model))
+    seconds = time.perf_counter() - started
+    first = members[0][1]
+    history = History(epochs=list(first.history["epochs"]), best_epoch=first.history["best_epoch"],
+                      best_score=first.history["best_score"], stop_reason=reason or first.history["stop_reason"],
+                      seconds=seconds, path=first.history["path"], path_reason=first.history["path_reason"],
+                      signal=signal_number)
+    network = Bag([model.network for _, model in members])
+    bag = prepared.model(network, bag_spec([model.spec for _, model in members]), history)
+    # each row predicted by the fold model that early-stopped on it: an honest validation score for the bag
+    held = [(np.flatnonzero(folds == i), model) for i, model in members]
+    if all(len(idx) for idx, _ in held):
+        idx = np.concatenate([idx for idx, _ in held])
+        out = np.concatenate([model._output(_rows(pool, rows)) for rows, model in held])
+        bag.metrics["valid"] = compute(prepared.schema.task, pool.y[idx], out)
+    bag.history["folds"] = cfg.folds
+    bag.history["members"] = [
+        {"fold": i + 1, "seed": model.config.seed, "train_rows": int((folds != i).sum()),
+         "valid_rows": int((folds == i).sum()), "epochs_run": len(model.history["epochs"]),
+         "best_epoch": model.history["best_epoch"], "best_score": model.history["best_score"],
+         "stop_reason": model.history["stop_reason"]} for i, model in members]
+    return bag
+
+
+def _fold_ids(y: np.ndarray | None, n_folds: int, *, seed: int, classes: bool) -> np.ndarray:
+    """The fold (0..n_folds-1) of each training row: seeded, and for classes dealt out class by class, so that each
+    fold holds each class's share of the rows (within one row).
+
+    >>> _fold_ids(np.array([0, 0, 0, 0, 1, 1]), 2, seed=0, classes=True).tolist()
+    [1, 0, 0, 1, 0, 1]
+    """
+    n = len(y) if y is not None else 0
+    if n < n_folds:
+        raise DataError(f"{option('preset', 'best')} cuts the training rows into {option('folds', n_folds)} folds, "
+                        f"and there are only {n}: add rows or lower {option('folds')}")
+    order = np.random.default_rng([seed, 0x0F01D5]).permutation(n)
+    if classes:
+        order = order[np.argsort(y[order], kind="stable")]  # class by class, each class's rows in shuffled order
+    folds = np.empty(n, dtype=np.int64)
+    folds[order] = np.arange(n) % n_folds
+    return folds
+
+
+def _member_seed(seed: int, i: int) -> int:
+    """Fold model i's seed (its initial weights, dropout and batch order), drawn from the run's seed."""
+    return int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+
+
+def _rows(batch: Batch, idx: np.ndarray) -> Batch:
+    return Batch(batch.x_num[idx], batch.x_cat[idx], None if batch.y is None else batch.y[idx])
+
+
 def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding: str | None = None,
         decimal: str | None = None, dayfirst: bool | None = None, checkpoint: str | Path | None = None, checkpoint_every: int = 10, resume: bool = False,
         **options: Any) -> Model:
@@ -666,9 +774,16 @@ def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding:
     With ``checkpoint`` (a file path), the whole training state is saved there every ``checkpoint_every`` epochs and
     when Ctrl-C or SIGTERM stops the run; ``resume=True`` continues from it, giving the same model as an
     uninterrupted run. The file is removed once training finishes (kept when it was interrupted).
+
+    ``preset="best"`` trains :func:`fit_bagged`'s fold models instead (no checkpoint, no ``resume``).
     """
+    if resume and options.get("preset") == "best":  # before reading the data: it would only fail later
+        raise ConfigError(f"{option('resume')} does not work with {option('preset', 'best')}: its fold models are "
+                          "not checkpointed; train again without it")
     prepared = prepare(data, target, callbacks=callbacks, encoding=encoding, decimal=decimal, dayfirst=dayfirst,
                        **options)
+    if prepared.cfg.preset == "best":
+        return fit_bagged(prepared, callbacks=callbacks)
     return fit_prepared(prepared, callbacks=callbacks, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                         resume=resume)
 
@@ -707,6 +822,10 @@ def _from_bundle(tensors: dict[str, torch.Tensor], meta: dict[str, Any], *, name
         if bad or spec["n_num"] != pre.n_num or list(spec["cat_cardinalities"]) != pre.cat_cardinalities \
                 or spec["n_out"] != n_out:
             raise ValueError("the preprocessing state, the schema and the network do not fit together")
+        members = extras["history"].get("members")
+        if spec["kind"] == "bag" and not (isinstance(members, list) and len(members) == len(spec["members"])
+                                          and all(isinstance(m, dict) for m in members)):
+            raise ValueError("the fold models' records do not match the bag's networks")
         summary = meta.get("training_summary")
         if summary is not None and not (isinstance(summary, dict) and isinstance(summary.get("columns"), dict)):
             raise ValueError(f"unreadable training summary {str(summary)[:100]}")

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import ConfigError, closest_names, option
 
-__all__ = ["COLUMN_FIELDS", "TrainConfig", "column_names", "ignored_options", "resolve", "describe_options", "parse_bytes", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS", "LOSSES"]
+__all__ = ["PRESETS", "PRESET_VALUES", "COLUMN_FIELDS", "TrainConfig", "column_names", "ignored_options", "resolve", "describe_options", "parse_bytes", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS", "LOSSES"]
 
 MODELS = ("default", "mlp")
 TASKS = ("auto", "binary", "multiclass", "regression")
@@ -25,6 +25,14 @@ LOSSES = ("auto", "cross_entropy", "squared_error")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCALINGS = ("auto", "quantile", "standard", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
+PRESETS = ("fast", "default", "best")
+# what each preset chooses for the options left unset (None), before resolve chooses the rest: a preset never
+# overrides an option the user gave; "best" trains the default network as `folds` cross-validated fold models
+PRESET_VALUES: dict[str, dict[str, Any]] = {
+    "fast": {"k": 4, "d_block": 64, "epochs": 40, "batch_size": 512},
+    "default": {},
+    "best": {},
+}
 
 
 def _option(default: Any, help: str, *, rule: tuple[Callable[[Any], bool], str] | None = None,
@@ -152,6 +160,12 @@ class TrainConfig:
                                               chosen="the memory available when training starts")
     precision: str = _option("auto", "Matmul precision: fp32 or bf16; auto is bf16 for the default model where the "
                              "CPU or GPU multiplies bf16 natively, else fp32.", choices=PRECISIONS)
+    # --- presets ------------------------------------------------------------------------------------------------
+    preset: str = _option("default", "fast: a small network and few epochs, for quick looks; default: the default "
+                          "network; best: `folds` cross-validated fold models of it, their predictions averaged. A "
+                          "preset only chooses the options left unset.", choices=PRESETS)
+    folds: int = _option(5, "Fold models of the best preset: each trains on all but one fold of the training rows "
+                         "and early-stops on that one.", rule=_int_in(2, 20))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -194,7 +208,7 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-_LATER_OPTIONS = ("momentum", "loss", "l1", "l2")
+_LATER_OPTIONS = ("momentum", "loss", "l1", "l2", "preset", "folds")
 _TUPLE_FIELDS = {f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, tuple)}
 # the options each model alone reads
 MODEL_OPTIONS = {"mlp": ("layers", "activation"), "default": ("k", "d_block", "n_blocks", "d_embedding", "n_bins")}
@@ -311,6 +325,7 @@ def resolve(cfg: TrainConfig, *, n_train: int, device_type: str, native_bf16: bo
     ``native_bf16``: the device multiplies bfloat16 matrices in hardware (a CPU with AVX512-BF16 or AMX, a GPU
     from Ampere on); elsewhere bf16 is emulated and slower than float32.
     """
+    cfg = preset_choices(cfg)
     is_default = cfg.model == "default"
     changes: dict[str, Any] = {}
     if cfg.precision == "auto":
@@ -341,3 +356,15 @@ def resolve(cfg: TrainConfig, *, n_train: int, device_type: str, native_bf16: bo
         if cfg.d_block is None:
             changes["d_block"] = 512 if on_gpu else 128
     return cfg.replace(**changes) if changes else cfg
+
+
+def preset_choices(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with the options it leaves unset (None) set as its preset chooses them (:data:`PRESET_VALUES`).
+
+    >>> preset_choices(TrainConfig(preset="fast", k=16)).k, preset_choices(TrainConfig(preset="fast")).k
+    (16, 4)
+    """
+    other = {name for model, names in MODEL_OPTIONS.items() if model != cfg.model for name in names}
+    values = {name: value for name, value in PRESET_VALUES[cfg.preset].items()
+              if getattr(cfg, name) is None and name not in other}  # the other model's options stay unset
+    return cfg.replace(**values) if values else cfg

@@ -4,9 +4,10 @@ Every network maps ``x_num`` float32[B, n_num] and ``x_cat`` int64[B, n_cat] to 
 members' logits (classification) or standardised values (regression); the plain MLP has k = 1.
 """
 
-from .build import build, network_for, spec_for
+from .bag import Bag
+from .build import bag_spec, build, network_for, spec_for
 from .mlp import MLP
 from .predict import predict_output
 from .tabm import TabM
 
-__all__ = ["MLP", "TabM", "build", "network_for", "spec_for", "predict_output"]
+__all__ = ["MLP", "Bag", "TabM", "bag_spec", "build", "network_for", "spec_for", "predict_output"]

@@ -7,10 +7,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .bag import MAX_MEMBERS, Bag
 from .mlp import MLP
 from .tabm import TabM, compute_bins
 
-__all__ = ["build", "spec_for", "network_for"]
+__all__ = ["bag_spec", "build", "spec_for", "network_for"]
 
 
 def network_for(cfg: Any, *, x_num_train: torch.Tensor, cat_cardinalities: list[int], n_out: int,
@@ -43,9 +44,31 @@ def spec_for(cfg: Any, *, n_num: int, cat_cardinalities: list[int], n_out: int,
 def build(spec: dict[str, Any], *, generator: torch.Generator | None = None) -> nn.Module:
     """Build a freshly initialised module from a spec made by :func:`spec_for`, its random draws (initial weights,
     then training's dropout) from ``generator`` (torch's global generator when None)."""
+    if spec["kind"] == "bag":
+        return Bag([build(member, generator=generator) for member in _bag_members(spec)])
     kwargs = {k: v for k, v in spec.items() if k != "kind"} | {"generator": generator}
     if spec["kind"] == "mlp":
         return MLP(**{**kwargs, "layers": tuple(kwargs["layers"])})
     if spec["kind"] == "tabm":
         return TabM(**kwargs)
     raise ValueError(f"unknown model kind {spec['kind']!r}")
+
+
+_SHARED = ("n_num", "cat_cardinalities", "n_out")  # what every fold model of a bag has in common with the bag
+
+
+def bag_spec(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """The spec of a :class:`Bag` of networks built from ``members`` (specs made by :func:`spec_for`)."""
+    return {"kind": "bag", **{key: members[0][key] for key in _SHARED}, "members": list(members)}
+
+
+def _bag_members(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """A bag spec's member specs, checked: 1 to MAX_MEMBERS plain networks with the bag's inputs and outputs."""
+    members = spec["members"]
+    if not isinstance(members, list) or not 1 <= len(members) <= MAX_MEMBERS:
+        raise ValueError(f"a bag holds 1 to {MAX_MEMBERS} fold models, got {str(members)[:60]}")
+    for member in members:
+        if not isinstance(member, dict) or member.get("kind") == "bag" \
+                or any(member.get(key) != spec[key] for key in _SHARED):
+            raise ValueError("a fold model's spec does not fit its bag's inputs and outputs")
+    return members
