@@ -457,3 +457,15 @@ def test_readme_example_runs_without_neuraltab_or_torch(hr, tmp_path):
     expected = model.predict_proba(_as_model_sees(model, hr.iloc[:50].drop(columns="left"))).to_numpy()
     np.testing.assert_allclose(np.load(tmp_path / "proba.npy"), expected, atol=TOLERANCE, rtol=0)
     assert np.load(tmp_path / "label.npy").tolist() == model.predict(hr.iloc[:50]).tolist()
+
+
+def test_parity_of_a_best_preset_bag(tmp_path):
+    """A bag of fold models exports as one graph: the members side by side, their probabilities (or values) averaged
+    as the model averages them; TabM and MLP members, classification and regression."""
+    for i, (task, options) in enumerate([("binary", {}), ("regression", {}),
+                                         ("multiclass", {"model": "mlp", "layers": (8,)})]):
+        df = make_table(400, task=task, seed=7 + i)
+        model = _tiny_model(df, "label", preset="best", folds=3, **options)
+        assert model.spec["kind"] == "bag" and len(model.network.members) == 3
+        (tmp_path / str(i)).mkdir()
+        _check_parity(model, df.drop(columns="label"), tmp_path / str(i))

@@ -50,7 +50,8 @@ class _NeuralTabEstimator(BaseEstimator):
                  time_limit: float | None = None, keep_diverged: bool = False, scaling: str = "auto", valid_size: float = 0.2,
                  categorical: tuple[str, ...] = (), numeric: tuple[str, ...] = (), drop: tuple[str, ...] = (),
                  max_categories: int = 1000, seed: int = 0, device: str = "auto", threads: int | None = None,
-                 stream: bool = False, memory_budget: str | int | None = None, precision: str = "auto") -> None:
+                 stream: bool = False, memory_budget: str | int | None = None, precision: str = "auto",
+                 preset: str = "default", folds: int = 5) -> None:
         self.model = model
         self.layers = layers
         self.activation = activation
@@ -86,6 +87,8 @@ class _NeuralTabEstimator(BaseEstimator):
         self.stream = stream
         self.memory_budget = memory_budget
         self.precision = precision
+        self.preset = preset
+        self.folds = folds
 
     # --------------------------------------------------------------------------------------------------- sklearn
     def __sklearn_tags__(self) -> Any:
@@ -239,6 +242,8 @@ class NeuralTabClassifier(ClassifierMixin, _NeuralTabEstimator):
     Parameters are those of :class:`neuraltab.TrainConfig`, with the same defaults: the default TabM-style ensemble
     (``model``, ``k``, ``d_block``, ...), the plain MLP (``model="mlp"``, ``layers``, ``activation``), optimisation
     (``lr``, ``epochs``, ``early_stopping``, ...), columns (``categorical``, ``numeric``, ``drop``) and ``seed``.
+    ``preset`` ("fast", "default" or "best", with ``folds``) chooses the parameters left at None, as ``neuraltab
+    train --preset`` does; "best" trains ``folds`` cross-validated fold models on the rows given and averages them.
     ``X`` may be an array or a DataFrame with numeric, text (categorical), boolean and date columns and missing values.
 
     Attributes: ``classes_`` (sorted labels; ``predict_proba`` columns follow them), ``n_features_in_``,

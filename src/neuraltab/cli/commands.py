@@ -130,6 +130,19 @@ def _path_words(training: dict[str, Any]) -> str:
     return f"trained through the hand-derived CPU step {path}"
 
 
+def _members_table(members: list[dict[str, Any]], folds: Any, task: str) -> Table:
+    """The fold models of a bag (the best preset), one row each."""
+    table = Table(title=f"{len(members)} fold models of {folds} folds, predictions averaged", title_justify="left")
+    for column in ("fold", "train rows", "valid rows", "epochs", "best epoch",
+                   "valid rmse/std(y)" if task == "regression" else "valid accuracy", "stopped"):
+        table.add_column(column)
+    for m in members:
+        score = m.get("best_score")
+        table.add_row(*(str(m.get(key)) for key in ("fold", "train_rows", "valid_rows", "epochs_run", "best_epoch")),
+                      "" if not isinstance(score, (int, float)) else f"{abs(score):.4f}", str(m.get("stop_reason")))
+    return table
+
+
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -200,13 +213,18 @@ def train(**given: Any) -> None:
             if report_file is not None:  # while standard input's copy still exists
                 fitted.report(str(path), report_file, force=force, notify=progress.on_notice)
         if fitted.history["stop_reason"] == "interrupted" and not quiet:
-            _stderr().print(f"interrupted: saved the best model so far; continue with the same command and --resume "
-                            f"(state in {ckpt})")
+            if "members" in fitted.history:  # fold models are not checkpointed
+                _stderr().print(f"interrupted: saved the {len(fitted.history['members'])} fold model(s) finished "
+                                "so far (the best preset cannot resume)")
+            else:
+                _stderr().print(f"interrupted: saved the best model so far; continue with the same command and "
+                                f"--resume (state in {ckpt})")
         result = {"model_file": str(out), "task": fitted.task, "target": target, "metrics": fitted.metrics,
                   "best_epoch": fitted.history["best_epoch"], "epochs_run": len(fitted.history["epochs"]),
                   "stop_reason": fitted.history["stop_reason"], "train_seconds": round(fitted.train_seconds, 3),
                   "path": fitted.history["path"], "path_reason": fitted.history["path_reason"],
                   "notices": [cli_words(n) for n in fitted.notices],
+                  **({"members": fitted.history["members"]} if "members" in fitted.history else {}),
                   **({"report_file": str(report_file)} if report_file is not None else {})}
         if as_json:
             _print_json(result)
@@ -256,6 +274,10 @@ def report(
 
 
 def _print_train_result(console: Console, fitted: Any, out: Path) -> None:
+    members = fitted.history.get("members")
+    if members and "valid" in fitted.metrics:  # a bag's validation is its out-of-fold predictions: worth showing
+        _print_metrics(console, f"out-of-fold validation metrics ({len(members)} fold models, "
+                       f"{fitted.metrics['valid']['n']:,} rows)", fitted.metrics["valid"], fitted.classes)
     if "test" in fitted.metrics:
         _print_metrics(console, f"test metrics ({fitted.metrics['test']['n']:,} rows)", fitted.metrics["test"],
                        fitted.classes)
@@ -334,10 +356,19 @@ def info(
         console = _stdout()
         classes = f" (classes: {', '.join(map(str, details['classes']))})" if details["classes"] else ""
         console.print(f"[bold]{model_file}[/bold]: {details['task']} model of {details['target']!r}{classes}")
-        console.print(f"model: {details['model']['kind']}, {details['model']['n_parameters']:,} parameters; "
-                      f"trained {details['training'].get('epochs_run')} epochs, best "
-                      f"{details['training'].get('best_epoch')} ({details['training'].get('stop_reason')}), "
-                      f"{_path_words(details['training'])}")
+        members = details["training"].get("members")
+        if members:
+            kinds = sorted({str(m.get("kind")) for m in details["model"].get("members", [])})
+            console.print(f"model: bag of {len(members)} {'/'.join(kinds)} fold models, "
+                          f"{details['model']['n_parameters']:,} parameters in all "
+                          f"({details['training'].get('stop_reason')}), {_path_words(details['training'])}")
+        else:
+            console.print(f"model: {details['model']['kind']}, {details['model']['n_parameters']:,} parameters; "
+                          f"trained {details['training'].get('epochs_run')} epochs, best "
+                          f"{details['training'].get('best_epoch')} ({details['training'].get('stop_reason')}), "
+                          f"{_path_words(details['training'])}")
+        if members:
+            console.print(_members_table(members, details["training"].get("folds"), details["task"]))
         features = Table(title="features", title_justify="left")
         features.add_column("column")
         features.add_column("kind")

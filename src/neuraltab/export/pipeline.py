@@ -27,6 +27,7 @@ from ..data.preprocess import _INPUT_LIMITS, Preprocessor
 from ..data.quantile import _BOUNDS, _CLIP, _SCORE_HIGH, _SCORE_LOW
 from ..data.schema import Schema
 from ..errors import ArtifactError, option
+from ..networks.bag import Bag
 from ..networks.mlp import MLP
 from ..networks.tabm import TabM
 from .graph import GraphBuilder, count_knots, ndtri
@@ -46,6 +47,13 @@ def unsupported(schema: Schema, preprocessor: Preprocessor, spec: dict[str, Any]
                 f"{option('drop', dates[:5])}, or turn it into numbers first)")
     if preprocessor.scaling not in ("quantile", "standard", "none"):
         return f"numeric scaling {preprocessor.scaling!r}"
+    return _network_unsupported(spec, network)
+
+
+def _network_unsupported(spec: dict[str, Any], network: nn.Module) -> str | None:
+    if spec.get("kind") == "bag" and isinstance(network, Bag) and len(spec.get("members", [])) == len(network.members):
+        problems = [_network_unsupported(s, m) for s, m in zip(spec["members"], network.members)]
+        return next((f"a fold model's {p}" for p in problems if p is not None), None)
     if spec.get("kind") == "mlp":
         if not isinstance(network, MLP) or spec.get("activation") not in _ACTIVATIONS:
             return f"the MLP's activation {spec.get('activation')!r}"
@@ -64,7 +72,7 @@ def build_graph(schema: Schema, preprocessor: Preprocessor, spec: dict[str, Any]
     if any(t.device.type != "cpu" for t in [*network.parameters(), *network.buffers()]):
         network = copy.deepcopy(network).to("cpu")  # a copy: moving the caller's model off its GPU would surprise
     with torch.no_grad():
-        out = _tabm(g, network, x_num, x_cat) if isinstance(network, TabM) else _mlp(g, network, x_num, x_cat)
+        out = _network(g, network, x_num, x_cat)
     if schema.task == "regression":
         mean = g.op("ReduceMean", out, g.const([1, 2], "axes", np.int64), keepdims=0)  # [N, k, 1] → [N]
         value = g.op("Add", g.op("Mul", g.op("Cast", mean, to=TensorProto.DOUBLE),
@@ -230,6 +238,13 @@ def _float_tensor(value: float) -> Any:
 def _linear(g: GraphBuilder, x: str, weight: torch.Tensor, bias: torch.Tensor, hint: str) -> str:
     """x @ weight.T + bias for x float32[M, d_in]."""
     return g.op("Gemm", x, g.const(_f32(weight), f"{hint}_weight"), g.const(_f32(bias), f"{hint}_bias"), transB=1)
+
+
+def _network(g: GraphBuilder, net: nn.Module, x_num: str | None, x_cat: str | None) -> str:
+    """float32[N, k, n_out]; a bag's fold models side by side, [N, n * k, n_out], as :meth:`Bag.forward`."""
+    if isinstance(net, Bag):
+        return g.op("Concat", *(_network(g, member, x_num, x_cat) for member in net.members), axis=1)
+    return _tabm(g, net, x_num, x_cat) if isinstance(net, TabM) else _mlp(g, net, x_num, x_cat)
 
 
 def _tabm(g: GraphBuilder, net: TabM, x_num: str | None, x_cat: str | None) -> str:

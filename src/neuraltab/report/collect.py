@@ -235,6 +235,9 @@ def _verdict(primary: str, network: dict[str, Any], baselines: dict[str, dict[st
 def network_layers(model: Model) -> list[dict[str, Any]]:
     """The network as a list of layers, input first: name, detail and parameter count, from the module itself."""
     net, spec = model.network, model.spec
+    bag = spec["kind"] == "bag"
+    if bag:  # its fold models share one architecture: the first one stands for them all
+        net, spec = net.members[0], spec["members"][0]
     n_num, cards = spec["n_num"], list(spec["cat_cardinalities"])
     inputs = {"name": "inputs", "params": 0,
               "detail": f"{n_num} numeric input(s) (with missing indicators), {len(cards)} categorical column(s) "
@@ -270,4 +273,8 @@ def network_layers(model: Model) -> list[dict[str, Any]]:
     what = "values" if model.task == "regression" else "softmax probabilities"
     layers.append({"name": "output", "params": 0,
                    "detail": f"mean of the members' {what}" if spec["kind"] == "tabm" else what})
+    if bag:
+        n = len(model.spec["members"])
+        layers.append({"name": f"{n} fold models", "params": sum(p.numel() for p in model.network.parameters()),
+                       "detail": f"the layers above, trained {n} times on different folds; the mean of their {what}"})
     return layers
