@@ -240,14 +240,18 @@ def test_to_dict_from_dict_round_trip_through_json():
                       lr=0.01, k=4, time_limit=12.5, device="cpu", seed=7)
     d = cfg.to_dict()
     assert d["layers"] == [128, 64, 32] and d["drop"] == ["id"]
-    # the options added later (momentum, loss, l1, l2) are written only when set, so older runs keep their bytes
-    assert set(d) == {f.name for f in dataclasses.fields(TrainConfig)} - {"momentum", "loss", "l1", "l2"}
+    # the options added later (momentum, loss, l1, l2, preset, folds) are written only when set, so older runs keep
+    # their bytes
+    later = {"momentum", "loss", "l1", "l2", "preset", "folds"}
+    assert set(d) == {f.name for f in dataclasses.fields(TrainConfig)} - later
     back = TrainConfig.from_dict(json.loads(json.dumps(d)))
     assert back == cfg
     assert isinstance(back.layers, tuple) and isinstance(back.categorical, tuple)
     played = cfg.replace(optimizer="sgd", momentum=0.0, loss="squared_error", l2=0.03)
     assert {"momentum", "loss", "l2"} <= set(played.to_dict()) and "l1" not in played.to_dict()
     assert TrainConfig.from_dict(json.loads(json.dumps(played.to_dict()))) == played
+    best = cfg.replace(preset="best", folds=3)
+    assert {"preset", "folds"} <= set(best.to_dict()) and TrainConfig.from_dict(best.to_dict()) == best
 
 
 def test_default_config_round_trips():

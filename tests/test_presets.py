@@ -329,3 +329,31 @@ def test_cli_default_preset_gives_the_same_file_and_resume_with_best_exits_2(tab
                   code=2)
     assert "--resume does not work with --preset best" in refused.stderr
     assert "Traceback" not in refused.stderr and not (tmp_path / "c.ntab").exists()
+
+
+# ======================================================================================================================
+# the other front doors use the averaged model through Model
+# ======================================================================================================================
+def test_serve_predicts_the_bags_average(bag, table):
+    pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'neuraltab[serve]')")
+    from fastapi.testclient import TestClient
+
+    from neuraltab.serve import create_app
+
+    rows = table.drop(columns="label").head(5)
+    records = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+               for r in rows.to_dict(orient="records")]
+    with TestClient(create_app({"bag": bag}, warm_up=True)) as client:
+        response = client.post("/predict", json={"instances": records})
+    assert response.status_code == 200, response.text
+    served = [p["yes"] for p in response.json()["probabilities"]]
+    np.testing.assert_allclose(served, bag.predict_proba(rows)["yes"].to_numpy(), atol=1e-6)
+
+
+def test_report_describes_the_fold_models(bag):
+    from neuraltab.report.collect import network_layers
+
+    layers = network_layers(bag)
+    assert layers[-1]["name"] == "3 fold models"
+    assert layers[-1]["params"] == sum(p.numel() for p in bag.network.parameters())
+    assert any(layer["name"].startswith("block") for layer in layers)
