@@ -81,6 +81,8 @@ def test_folds_without_the_best_preset_says_it_is_not_used(table):
     model = neuraltab.fit(table, "label", folds=3, **FAST)
     assert any("folds" in n and "not used" in n for n in model.notices)
     assert model.spec["kind"] == "tabm"
+    unused = neuraltab.fit(make_table(120, seed=1), "label", valid_size=0.3, **{**BAG, "folds": 2})
+    assert any("valid_size" in n and "not used" in n for n in unused.notices)
 
 
 # ======================================================================================================================

@@ -528,6 +528,9 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
                f"{option('model', other)}, and this run trains {option('model', cfg.model)}")
     if cfg.folds != 5 and cfg.preset != "best":
         notify(f"{option('folds', cfg.folds)} set but not used: only {option('preset', 'best')} trains fold models")
+    if cfg.preset == "best" and cfg.valid_size != TrainConfig().valid_size:
+        notify(f"{option('valid_size', cfg.valid_size)} set but not used: {option('preset', 'best')} validates each "
+               f"fold model on its own fold ({option('folds')} sets how many)")
     source = source_name(data)
     if should_stream(data, stream=cfg.stream, memory_budget=cfg.memory_budget):
         if cfg.preset == "best":
