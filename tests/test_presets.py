@@ -359,3 +359,14 @@ def test_report_describes_the_fold_models(bag):
     assert layers[-1]["name"] == "3 fold models"
     assert layers[-1]["params"] == sum(p.numel() for p in bag.network.parameters())
     assert any(layer["name"].startswith("block") for layer in layers)
+
+
+def test_cli_time_limit_bounds_the_whole_bag(table, tmp_path):
+    data = tmp_path / "t.csv"
+    table.to_csv(data, index=False)
+    out = cli("train", data, "-t", "label", "--preset", "best", "--folds", "3", *CLI_FAST, "--epochs", "100000",
+              "--patience", "100000", "--time-limit", "0.5", "-o", tmp_path / "m.ntab", "--json")
+    result = json.loads(out.stdout)
+    assert result["stop_reason"] == "time_limit" and len(result["members"]) == 1  # the first, as far as it got
+    assert result["train_seconds"] < 30
+    assert neuraltab.load(tmp_path / "m.ntab").predict(table).isin(["yes", "no"]).all()
