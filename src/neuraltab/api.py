@@ -172,7 +172,8 @@ class Model:
         x_num, x_cat, _ = to_tensors(batch, self.device, task=self.task)
         # bf16 where the model was trained in bf16 and this device does it natively; float32 otherwise
         precision = self.config.precision if native_bf16(self.device) else "fp32"
-        out = predict_output(self.network, x_num, x_cat, task=self.task, precision=precision).to("cpu").numpy()
+        out = predict_output(self.network, x_num, x_cat, task=self.task, precision=precision,
+                             temperature=self.spec.get("temperature", 1.0)).to("cpu").numpy()
         if self.task == "regression":
             return out.astype(np.float64) * self.preprocessor.y_std + self.preprocessor.y_mean
         return out
@@ -621,6 +622,7 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
     """Train a fresh network on prepared data and return the :class:`Model` (see :func:`fit` for the checkpoint;
     ``fast=False`` trains through autograd even where a hand-derived CPU step covers the run)."""
     from .train import train
+    from .train.calibrate import temperature_for
     from .train.checkpoint import Checkpoint
 
     cfg = prepared.cfg
@@ -645,6 +647,9 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
             raise
         if ckpt is not None and history.stop_reason != "interrupted":
             ckpt.path.unlink(missing_ok=True)
+        temperature = temperature_for(network, prepared.tensors("valid"), task=prepared.schema.task, cfg=cfg)
+        if temperature is not None:  # in the spec, so that a file without one (written before) predicts as it did
+            spec = {**spec, "temperature": temperature}
         return prepared.model(network, spec, history)
 
 

@@ -6,7 +6,7 @@ members' logits (classification) or standardised values (regression); the plain 
 
 from .build import build, network_for, spec_for
 from .mlp import MLP
-from .predict import predict_output
+from .predict import predict_output, temper
 from .tabm import TabM
 
-__all__ = ["MLP", "TabM", "build", "network_for", "spec_for", "predict_output"]
+__all__ = ["MLP", "TabM", "build", "network_for", "spec_for", "predict_output", "temper"]

@@ -43,7 +43,8 @@ def spec_for(cfg: Any, *, n_num: int, cat_cardinalities: list[int], n_out: int,
 def build(spec: dict[str, Any], *, generator: torch.Generator | None = None) -> nn.Module:
     """Build a freshly initialised module from a spec made by :func:`spec_for`, its random draws (initial weights,
     then training's dropout) from ``generator`` (torch's global generator when None)."""
-    kwargs = {k: v for k, v in spec.items() if k != "kind"} | {"generator": generator}
+    # the temperature is applied to the averaged probabilities (predict_output), not a constructor argument
+    kwargs = {k: v for k, v in spec.items() if k not in ("kind", "temperature")} | {"generator": generator}
     if spec["kind"] == "mlp":
         return MLP(**{**kwargs, "layers": tuple(kwargs["layers"])})
     if spec["kind"] == "tabm":
