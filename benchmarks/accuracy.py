@@ -597,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS, metavar="SYSTEM",
                         help=f"systems to run, from {', '.join(SYSTEMS)} (default: all)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
+    parser.add_argument("--first-folds", type=int, default=None, metavar="N",
+                        help="run every system on the first N of the --folds folds only (default: all): the same "
+                             "rows as a full run's first folds, for a quicker look")
     parser.add_argument("--peer-folds", type=int, default=None, metavar="N",
                         help=f"run {' and '.join(PEERS)} on the first N folds only (default: all); ranks then use "
                              "the folds every system ran")
@@ -645,7 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)  # neuraltab sets it for fit; this covers its predict too
 
     config = {"data_dir": str(args.data_dir.resolve()), "datasets": names, "systems": systems, "folds": args.folds,
-              "seed": SEED, "max_rows": args.max_rows, "peer_folds": args.peer_folds, "threads": threads,
+              "seed": SEED, "max_rows": args.max_rows, "peer_folds": args.peer_folds,
+              "first_folds": args.first_folds, "threads": threads,
               "neuraltab_options": options,
               "command": " ".join(["python", "benchmarks/accuracy.py", *(sys.argv[1:] if argv is None else argv)])}
     payload: dict[str, Any] = {"benchmark": "accuracy", "started": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -661,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001
             log(f"[{name}] cannot read: {type(exc).__name__}: {exc}")
             continue
-        folds = table.folds(args.folds)
+        folds = table.folds(args.folds)[:args.first_folds]
         log(f"[{name}] {table.task}, {table.n_rows} rows"
             + (f" (of {table.n_rows_file})" if table.n_rows != table.n_rows_file else "")
             + f", {len(table.numeric)} numeric / {len(table.categorical)} categorical")
@@ -677,7 +681,9 @@ def main(argv: list[str] | None = None) -> int:
     payload["summary"] = summary
     payload["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
     write_json(args.json, payload)
-    print(f"accuracy benchmark: {args.folds} folds (seed {SEED}), {threads} thread(s)"
+    print(f"accuracy benchmark: {args.folds} folds (seed {SEED})"
+          + (f", the first {args.first_folds} run" if args.first_folds else "")
+          + (f", peers on the first {args.peer_folds}" if args.peer_folds else "") + f", {threads} thread(s)"
           + (f", at most {args.max_rows} rows per table" if args.max_rows else "")
           + (f", neuraltab options {json.dumps(options)}" if options else "") + f"; {platform.platform()}")
     print()
