@@ -10,7 +10,7 @@ import contextlib
 import platform
 import textwrap
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -650,55 +650,7 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
         temperature = temperature_for(network, prepared.tensors("valid"), task=prepared.schema.task, cfg=cfg)
         if temperature is not None:  # in the spec, so that a file without one (written before) predicts as it did
             spec = {**spec, "temperature": temperature}
-        if refits(prepared, history):
-            return _refit(prepared, network, spec, history, fast=fast)
         return prepared.model(network, spec, history)
-
-
-# A regression table with fewer rows than this (training + validation) trains a second network on all of them for
-# the first run's best epoch count: the validation fifth is worth most where rows are few, and there a second run
-# costs seconds. Classification is left out: on the public tables its refits lost accuracy more often than they
-# gained (benchmarks/README.md, issue 15).
-REFIT_ROWS = 5_000
-
-
-def refits(prepared: Prepared, history: History) -> bool:
-    """Whether :func:`fit_prepared` refits on the training and validation rows: regression with the default model,
-    in memory, early stopping that found a best epoch, no time limit (the second run would exceed it), fewer than
-    REFIT_ROWS rows."""
-    cfg, b = prepared.cfg, prepared.batches
-    return (prepared.schema.task == "regression" and cfg.model == "default" and prepared.epochs is None
-            and cfg.early_stopping and cfg.time_limit is None
-            and history.stop_reason in ("early_stopping", "max_epochs") and history.best_epoch >= 1
-            and len(b["valid"]) > 0 and len(b["train"]) + len(b["valid"]) < REFIT_ROWS)
-
-
-def _refit(prepared: Prepared, first: torch.nn.Module, first_spec: dict[str, Any], history: History, *,
-           fast: bool) -> Model:
-    """The model of a fresh network trained on the training and validation rows for ``history.best_epoch`` epochs.
-    Its validation metrics and temperature are the first network's, measured on rows it did not train on; an
-    interrupted second run gives the first model."""
-    from .train import train
-
-    b = prepared.batches
-    both = Batch(x_num=np.concatenate([b["train"].x_num, b["valid"].x_num]),
-                 x_cat=np.concatenate([b["train"].x_cat, b["valid"].x_cat]),
-                 y=np.concatenate([b["train"].y, b["valid"].y]))
-    joined = replace(prepared, batches={**b, "train": both},
-                     cfg=prepared.cfg.replace(epochs=history.best_epoch, early_stopping=False))
-    spec, network = joined.new_network()
-    second = train(network, joined.tensors("train"), None, task=prepared.schema.task, cfg=joined.cfg, fast=fast)
-    first_model = prepared.model(first, first_spec, history)
-    if second.stop_reason != "max_epochs":
-        return first_model
-    if "temperature" in first_spec:
-        spec = {**spec, "temperature": first_spec["temperature"]}
-    model = prepared.model(network, spec, history)
-    if "valid" in first_model.metrics:
-        model.metrics["valid"] = first_model.metrics["valid"]
-    model.history = {**model.history, "refit": {"rows": len(both), "epochs": history.best_epoch}}
-    model.train_seconds = history.seconds + second.seconds
-    return model
 
 
 def fit(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encoding: str | None = None,
