@@ -280,12 +280,18 @@ def run_sklearn_mlp(table: Table, train: np.ndarray, test: np.ndarray, threads: 
 
 def run_pytabkit(kind: str):
     """pytabkit's RealMLP-TD or TabM-D with its defaults (on the CPU, seed 0), on the LightGBM view of the table:
-    numeric floats and pandas ``category`` columns, which pytabkit embeds as categories."""
+    numeric floats (missing ones as the training fold's median) and pandas ``category`` columns, which pytabkit
+    embeds as categories."""
 
     def runner(table: Table, train: np.ndarray, test: np.ndarray, threads: int, options: dict[str, Any]):
         import pytabkit
 
         x_train, x_test = table.x_lgbm.iloc[train], table.x_lgbm.iloc[test]
+        # pytabkit refuses missing numbers ("NaN values in continuous columns are currently not allowed"): the
+        # training fold's medians fill them
+        medians = x_train[table.numeric].median()
+        x_train = x_train.fillna(medians)
+        x_test = x_test.fillna(medians)
         names = {("realmlp_td", False): "RealMLP_TD_Classifier", ("realmlp_td", True): "RealMLP_TD_Regressor",
                  ("tabm_d", False): "TabM_D_Classifier", ("tabm_d", True): "TabM_D_Regressor"}
         regression = table.task == "regression"
