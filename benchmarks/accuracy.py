@@ -39,8 +39,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "public"
 DEFAULT_JSON = HERE / "results" / "accuracy.json"
-SYSTEMS = ("neuraltab", "lightgbm", "catboost", "sklearn_mlp")
-PACKAGES = {"neuraltab": "neuraltab", "lightgbm": "lightgbm", "catboost": "catboost", "sklearn_mlp": "sklearn"}
+SYSTEMS = ("neuraltab", "lightgbm", "catboost", "sklearn_mlp", "realmlp_td", "tabm_d")
+PACKAGES = {"neuraltab": "neuraltab", "lightgbm": "lightgbm", "catboost": "catboost", "sklearn_mlp": "sklearn",
+            "realmlp_td": "pytabkit", "tabm_d": "pytabkit"}
+PEERS = ("realmlp_td", "tabm_d")  # the networks a user would otherwise pick; slow on a CPU, so --peer-folds
 SEED = 0
 EPS = 1e-15  # probabilities are clipped to [EPS, 1 - EPS] and renormalised before the log-loss
 MISSING = "__nan__"  # what a missing categorical value becomes for CatBoost and the one-hot encoder
@@ -276,6 +278,31 @@ def run_sklearn_mlp(table: Table, train: np.ndarray, test: np.ndarray, threads: 
     return _estimator(model, table, x_train, y_train, x_test, fit_kwargs={}, blas_threads=threads)
 
 
+def run_pytabkit(kind: str):
+    """pytabkit's RealMLP-TD or TabM-D with its defaults (on the CPU, seed 0), on the LightGBM view of the table:
+    numeric floats (missing ones as the training fold's median) and pandas ``category`` columns, which pytabkit
+    embeds as categories."""
+
+    def runner(table: Table, train: np.ndarray, test: np.ndarray, threads: int, options: dict[str, Any]):
+        import pytabkit
+
+        x_train, x_test = table.x_lgbm.iloc[train], table.x_lgbm.iloc[test]
+        # pytabkit refuses missing numbers ("NaN values in continuous columns are currently not allowed"): the
+        # training fold's medians fill them
+        medians = x_train[table.numeric].median()
+        x_train = x_train.fillna(medians)
+        x_test = x_test.fillna(medians)
+        names = {("realmlp_td", False): "RealMLP_TD_Classifier", ("realmlp_td", True): "RealMLP_TD_Regressor",
+                 ("tabm_d", False): "TabM_D_Classifier", ("tabm_d", True): "TabM_D_Regressor"}
+        regression = table.task == "regression"
+        model = getattr(pytabkit, names[kind, regression])(device="cpu", random_state=SEED, n_threads=threads,
+                                                           verbosity=0)
+        y_train = table.y[train] if regression else table.y_str[train]
+        return _estimator(model, table, x_train, y_train, x_test, fit_kwargs={})
+
+    return runner
+
+
 def _estimator(model: Any, table: Table, x_train: pd.DataFrame, y_train: np.ndarray, x_test: pd.DataFrame, *,
                fit_kwargs: dict[str, Any], blas_threads: int | None = None):
     def limits():
@@ -302,7 +329,8 @@ def _estimator(model: Any, table: Table, x_train: pd.DataFrame, y_train: np.ndar
 
 
 RUNNERS: dict[str, Callable[..., Any]] = {"neuraltab": run_neuraltab, "lightgbm": run_lightgbm,
-                                           "catboost": run_catboost, "sklearn_mlp": run_sklearn_mlp}
+                                           "catboost": run_catboost, "sklearn_mlp": run_sklearn_mlp,
+                                           "realmlp_td": run_pytabkit("realmlp_td"), "tabm_d": run_pytabkit("tabm_d")}
 
 
 def run_cell(table: Table, system: str, folds: list[tuple[np.ndarray, np.ndarray]], threads: int,
@@ -314,9 +342,9 @@ def run_cell(table: Table, system: str, folds: list[tuple[np.ndarray, np.ndarray
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 fit, predict, extras = RUNNERS[system](table, train, test, threads, options)
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 fit()
-                train_s = time.perf_counter() - started
+                train_s, train_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
                 started = time.perf_counter()
                 pred, proba = predict()
                 predict_s = time.perf_counter() - started
@@ -332,7 +360,7 @@ def run_cell(table: Table, system: str, folds: list[tuple[np.ndarray, np.ndarray
             return cell
         warn = sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}" for w in caught})
         fold = {"fold": i + 1, "n_train": int(len(train)), "n_test": int(len(test)), **metrics,
-                "train_s": train_s, "predict_s": predict_s, **extras()}
+                "train_s": train_s, "train_cpu_s": train_cpu_s, "predict_s": predict_s, **extras()}
         if warn:
             fold["warnings"] = warn
         cell["folds"].append(fold)
@@ -343,6 +371,7 @@ def run_cell(table: Table, system: str, folds: list[tuple[np.ndarray, np.ndarray
             f"predict {predict_s:.2f}s" + (f", {len(warn)} warning kind(s)" if warn else ""))
     cell["mean"] = {m: float(np.mean([f[m] for f in cell["folds"]])) for m in METRICS[table.task]}
     cell["train_s"] = float(statistics.median(f["train_s"] for f in cell["folds"]))
+    cell["train_cpu_s"] = float(statistics.median(f["train_cpu_s"] for f in cell["folds"]))
     cell["predict_s"] = float(statistics.median(f["predict_s"] for f in cell["folds"]))
     return cell
 
@@ -352,16 +381,35 @@ def run_cell(table: Table, system: str, folds: list[tuple[np.ndarray, np.ndarray
 # ======================================================================================================================
 
 
+def common_folds(res: dict[str, Any], systems: list[str]) -> list[int]:
+    """The folds every system that finished this table ran (all of them, unless --peer-folds cut the peers short)."""
+    sets = [{f["fold"] for f in res["systems"][s]["folds"]} for s in systems if res["systems"][s].get("mean")]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def common_scores(res: dict[str, Any], systems: list[str], metric: str) -> dict[str, float]:
+    """Each finished system's mean of ``metric`` over the folds all of them ran: the same rows for every system."""
+    folds = common_folds(res, systems)
+    out = {}
+    for s in systems:
+        cell = res["systems"][s]
+        if cell.get("mean") and folds:
+            value = float(np.mean([f[metric] for f in cell["folds"] if f["fold"] in folds]))
+            if not math.isnan(value):
+                out[s] = value
+    return out
+
+
 def summarise(results: list[dict[str, Any]], systems: list[str]) -> dict[str, Any]:
-    """Mean rank and mean normalised score on each table's primary metric; failed cells count as the worst."""
+    """Mean rank and mean normalised score on each table's primary metric, over the folds every system ran; failed
+    cells count as the worst."""
     ranks: dict[str, list[float]] = {s: [] for s in systems}
     norms: dict[str, list[float]] = {s: [] for s in systems}
     train: dict[str, dict[str, float]] = {s: {} for s in systems}
     for res in results:
         metric = res["primary"]
         higher = HIGHER_IS_BETTER[metric]
-        scores = {s: res["systems"][s]["mean"][metric] for s in systems
-                  if res["systems"][s].get("mean") and not math.isnan(res["systems"][s]["mean"][metric])}
+        scores = common_scores(res, systems, metric)
         for s in systems:
             if res["systems"][s].get("train_s") is not None:
                 train[s][res["dataset"]] = res["systems"][s]["train_s"]
@@ -456,6 +504,21 @@ def print_tables(results: list[dict[str, Any]], systems: list[str], summary: dic
             print(f"- error: {s} on {d}: {e}")
 
     print()
+    if any(len(common_folds(r, systems)) < max(len(r["systems"][s]["folds"]) for s in systems) for r in results):
+        print("| dataset | folds every system ran | " + " | ".join(systems) + " |")
+        print("|---|--:|" + "--:|" * len(systems))
+        for res in results:
+            metric = res["primary"]
+            scores = common_scores(res, systems, metric)
+            print(f"| {res['dataset']} ({metric}) | {', '.join(map(str, common_folds(res, systems)))} | "
+                  + " | ".join(fmt(scores.get(s)) for s in systems) + " |")
+        print()
+        print("| dataset | median train CPU s: " + " | ".join(systems) + " |")
+        print("|---|" + "--:|" * len(systems))
+        for res in results:
+            print(f"| {res['dataset']} | " + " | ".join(secs(res["systems"][s].get("train_cpu_s")) for s in systems)
+                  + " |")
+        print()
     print("| system | mean rank ↓ | mean normalised score ↑ | total train s | × LightGBM | datasets ok |")
     print("|---|--:|--:|--:|--:|--:|")
     for s in systems:
@@ -466,12 +529,13 @@ def print_tables(results: list[dict[str, Any]], systems: list[str], summary: dic
               f"{'–' if ratio is None else f'{ratio:.1f}×'} | {v['datasets_ok']}/{v['datasets']} |")
     print()
     print("Ranks and normalised scores use each table's primary metric (accuracy, or RMSE for regression; "
-          "1 = best, failures count as worst). Train s is the median over folds; the total sums those medians.")
+          "1 = best, failures count as worst), over the folds every system ran. Train s is the median over folds; the total "
+          "sums those medians.")
 
 
 def machine_info(threads: int) -> dict[str, Any]:
     versions: dict[str, str | None] = {}
-    for name in ("neuraltab", "torch", "lightgbm", "catboost", "sklearn", "numpy", "pandas"):
+    for name in ("neuraltab", "torch", "lightgbm", "catboost", "sklearn", "pytabkit", "numpy", "pandas"):
         try:
             versions[name] = str(getattr(importlib.import_module(name), "__version__", "?"))
         except ImportError:
@@ -539,6 +603,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS, metavar="SYSTEM",
                         help=f"systems to run, from {', '.join(SYSTEMS)} (default: all)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
+    parser.add_argument("--first-folds", type=int, default=None, metavar="N",
+                        help="run every system on the first N of the --folds folds only (default: all): the same "
+                             "rows as a full run's first folds, for a quicker look")
+    parser.add_argument("--peer-folds", type=int, default=None, metavar="N",
+                        help=f"run {' and '.join(PEERS)} on the first N folds only (default: all); ranks then use "
+                             "the folds every system ran")
     parser.add_argument("--max-rows", type=int, default=None,
                         help="subsample each table to at most N rows (stratified, seed 0): for smoke tests")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results (default: %(default)s)")
@@ -584,7 +654,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)  # neuraltab sets it for fit; this covers its predict too
 
     config = {"data_dir": str(args.data_dir.resolve()), "datasets": names, "systems": systems, "folds": args.folds,
-              "seed": SEED, "max_rows": args.max_rows, "threads": threads, "neuraltab_options": options,
+              "seed": SEED, "max_rows": args.max_rows, "peer_folds": args.peer_folds,
+              "first_folds": args.first_folds, "threads": threads,
+              "neuraltab_options": options,
               "command": " ".join(["python", "benchmarks/accuracy.py", *(sys.argv[1:] if argv is None else argv)])}
     payload: dict[str, Any] = {"benchmark": "accuracy", "started": _dt.datetime.now().isoformat(timespec="seconds"),
                                "config": config, "machine": machine_info(threads), "results": []}
@@ -599,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001
             log(f"[{name}] cannot read: {type(exc).__name__}: {exc}")
             continue
-        folds = table.folds(args.folds)
+        folds = table.folds(args.folds)[:args.first_folds]
         log(f"[{name}] {table.task}, {table.n_rows} rows"
             + (f" (of {table.n_rows_file})" if table.n_rows != table.n_rows_file else "")
             + f", {len(table.numeric)} numeric / {len(table.categorical)} categorical")
@@ -607,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
                "rows_in_file": table.n_rows_file, "rows_missing_target": table.n_missing_target,
                "primary": table.primary, "systems": {}}
         for s in systems:
-            res["systems"][s] = run_cell(table, s, folds, threads, options)
+            res["systems"][s] = run_cell(table, s, folds[:args.peer_folds] if s in PEERS else folds, threads, options)
         results.append(res)
         write_json(args.json, payload)  # after every table, so a long run leaves its results so far
 
@@ -615,7 +687,9 @@ def main(argv: list[str] | None = None) -> int:
     payload["summary"] = summary
     payload["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
     write_json(args.json, payload)
-    print(f"accuracy benchmark: {args.folds} folds (seed {SEED}), {threads} thread(s)"
+    print(f"accuracy benchmark: {args.folds} folds (seed {SEED})"
+          + (f", the first {args.first_folds} run" if args.first_folds else "")
+          + (f", peers on the first {args.peer_folds}" if args.peer_folds else "") + f", {threads} thread(s)"
           + (f", at most {args.max_rows} rows per table" if args.max_rows else "")
           + (f", neuraltab options {json.dumps(options)}" if options else "") + f"; {platform.platform()}")
     print()

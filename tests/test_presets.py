@@ -23,7 +23,7 @@ from neuraltab.cli import app
 from neuraltab.config import PRESET_VALUES, TrainConfig, preset_choices, resolve
 from neuraltab.errors import ArtifactError, ConfigError
 from neuraltab.estimators import NeuralTabClassifier, NeuralTabRegressor
-from neuraltab.networks import Bag, predict_output
+from neuraltab.networks import Bag, predict_output, temper
 
 runner = CliRunner()
 BAG = {**FAST, "preset": "best", "folds": 3}
@@ -118,8 +118,35 @@ def test_bag_predicts_the_mean_of_its_fold_models(bag, table):
     x_num, x_cat = torch.from_numpy(batch.x_num), torch.from_numpy(batch.x_cat)
     each = [predict_output(m, x_num, x_cat, task="binary", precision=bag.config.precision).numpy()
             for m in bag.network.members]
-    np.testing.assert_allclose(bag.predict_proba(table).to_numpy(), np.mean(each, axis=0), rtol=0, atol=1e-6)
+    mean = temper(torch.from_numpy(np.mean(each, axis=0)), bag.spec["temperature"]).numpy()
+    np.testing.assert_allclose(bag.predict_proba(table).to_numpy(), mean, rtol=0, atol=1e-6)
     assert not np.allclose(each[0], each[1], atol=1e-4)  # the members differ: averaging does something
+    assert all("temperature" not in member for member in bag.spec["members"])  # one temperature, the bag's
+
+
+def test_bag_temperature_is_fitted_on_the_out_of_fold_rows(bag, table):
+    """The bag's one temperature minimises the log-loss of the out-of-fold probabilities (scikit-learn's as oracle),
+    and the saved validation metrics are those tempered out-of-fold predictions'."""
+    from sklearn.metrics import log_loss
+
+    pool = api.prepare(table, "label", **BAG).batches["train"]
+    folds = api._fold_ids(pool.y, 3, seed=bag.config.seed, classes=True)
+    proba = np.zeros((len(pool.y), 2), np.float32)
+    for i, member in enumerate(bag.network.members):
+        rows = np.flatnonzero(folds == i)
+        proba[rows] = predict_output(member, torch.from_numpy(pool.x_num[rows]), torch.from_numpy(pool.x_cat[rows]),
+                                     task="binary", precision=bag.config.precision).numpy()
+
+    def loss(t: float) -> float:
+        return log_loss(pool.y, temper(torch.from_numpy(proba), t).numpy(), labels=[0, 1])
+
+    t = bag.spec["temperature"]
+    assert t != 1.0 and loss(t) < loss(1.0)
+    from neuraltab.train.calibrate import HIGHEST, LOWEST
+
+    # a minimum within the allowed temperatures, not just better than 1
+    assert loss(t) <= min(loss(min(t * 1.05, HIGHEST)), loss(max(t / 1.05, LOWEST))) + 1e-9
+    assert bag.metrics["valid"]["log_loss"] == pytest.approx(loss(t), rel=1e-4)
 
 
 def test_regression_bag_averages_values(table):

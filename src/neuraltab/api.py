@@ -32,7 +32,7 @@ from .data.write import write_table
 from .device import native_bf16, resolve_device, threads_for, to_tensors
 from .errors import ArtifactError, ConfigError, DataError, Message, SchemaError, no_notice, option
 from .metrics import compute
-from .networks import Bag, bag_spec, build, network_for, predict_output
+from .networks import Bag, bag_spec, build, network_for, predict_output, temper
 from .system import compute_threads
 
 if TYPE_CHECKING:  # training is imported where it runs: serving and exporting a model need none of it
@@ -173,7 +173,8 @@ class Model:
         x_num, x_cat, _ = to_tensors(batch, self.device, task=self.task)
         # bf16 where the model was trained in bf16 and this device does it natively; float32 otherwise
         precision = self.config.precision if native_bf16(self.device) else "fp32"
-        out = predict_output(self.network, x_num, x_cat, task=self.task, precision=precision).to("cpu").numpy()
+        out = predict_output(self.network, x_num, x_cat, task=self.task, precision=precision,
+                             temperature=self.spec.get("temperature", 1.0)).to("cpu").numpy()
         if self.task == "regression":
             return out.astype(np.float64) * self.preprocessor.y_std + self.preprocessor.y_mean
         return out
@@ -638,6 +639,7 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
     """Train a fresh network on prepared data and return the :class:`Model` (see :func:`fit` for the checkpoint;
     ``fast=False`` trains through autograd even where a hand-derived CPU step covers the run)."""
     from .train import train
+    from .train.calibrate import temperature_for
     from .train.checkpoint import Checkpoint
 
     cfg = prepared.cfg
@@ -662,6 +664,9 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
             raise
         if ckpt is not None and history.stop_reason != "interrupted":
             ckpt.path.unlink(missing_ok=True)
+        temperature = temperature_for(network, prepared.tensors("valid"), task=prepared.schema.task, cfg=cfg)
+        if temperature is not None:  # in the spec, so that a file without one (written before) predicts as it did
+            spec = {**spec, "temperature": temperature}
         return prepared.model(network, spec, history)
 
 
@@ -714,13 +719,23 @@ def fit_bagged(prepared: Prepared, *, callbacks: Sequence[Callback] = ()) -> Mod
                       best_score=first.history["best_score"], stop_reason=reason or first.history["stop_reason"],
                       seconds=seconds, path=first.history["path"], path_reason=first.history["path_reason"],
                       signal=signal_number)
+    for _, model in members:  # the bag's temperature, fitted below, replaces each fold model's own
+        model.spec = {k: v for k, v in model.spec.items() if k != "temperature"}
     network = Bag([model.network for _, model in members])
-    bag = prepared.model(network, bag_spec([model.spec for _, model in members]), history)
+    spec = bag_spec([model.spec for _, model in members])
     # each row predicted by the fold model that early-stopped on it: an honest validation score for the bag
     held = [(np.flatnonzero(folds == i), model) for i, model in members]
+    out = None
     if all(len(idx) for idx, _ in held):
         idx = np.concatenate([idx for idx, _ in held])
         out = np.concatenate([model._output(_rows(pool, rows)) for rows, model in held])
+        if prepared.schema.task != "regression" and cfg.model == "default":  # as fit_prepared's, on the held rows
+            from .train.calibrate import fit_temperature
+
+            spec["temperature"] = fit_temperature(out, pool.y[idx])
+            out = temper(torch.from_numpy(out), spec["temperature"]).numpy()
+    bag = prepared.model(network, spec, history)
+    if out is not None:
         bag.metrics["valid"] = compute(prepared.schema.task, pool.y[idx], out)
     bag.history["folds"] = cfg.folds
     bag.history["members"] = [

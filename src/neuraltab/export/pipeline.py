@@ -81,6 +81,12 @@ def build_graph(schema: Schema, preprocessor: Preprocessor, spec: dict[str, Any]
         g.output(value, "value", TensorProto.DOUBLE, [_N])
     else:
         proba = g.op("ReduceMean", g.op("Softmax", out, axis=-1), g.const([1], "axes", np.int64), keepdims=0)
+        temperature = spec.get("temperature", 1.0)
+        if temperature != 1.0:  # softmax(log(p) / T), as networks.temper
+            floored = g.op("Max", proba, g.const(np.array(1e-12, np.float32), "floor"))
+            proba = g.op("Softmax", g.op("Mul", g.op("Log", floored),
+                                         g.const(np.array(1.0 / temperature, np.float32), "inverse_temperature")),
+                         axis=-1)
         labels, label_type = _label_tensor(schema.classes)
         best = g.op("ArgMax", proba, axis=1, keepdims=0)
         g.output(g.op("Gather", g.const(labels, "classes"), best, axis=0), "label", label_type, [_N])

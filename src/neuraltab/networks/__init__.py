@@ -7,7 +7,7 @@ members' logits (classification) or standardised values (regression); the plain 
 from .bag import Bag
 from .build import bag_spec, build, network_for, spec_for
 from .mlp import MLP
-from .predict import predict_output
+from .predict import predict_output, temper
 from .tabm import TabM
 
-__all__ = ["MLP", "Bag", "TabM", "bag_spec", "build", "network_for", "spec_for", "predict_output"]
+__all__ = ["MLP", "Bag", "TabM", "bag_spec", "build", "network_for", "spec_for", "predict_output", "temper"]

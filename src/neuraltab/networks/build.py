@@ -46,7 +46,8 @@ def build(spec: dict[str, Any], *, generator: torch.Generator | None = None) -> 
     then training's dropout) from ``generator`` (torch's global generator when None)."""
     if spec["kind"] == "bag":
         return Bag([build(member, generator=generator) for member in _bag_members(spec)])
-    kwargs = {k: v for k, v in spec.items() if k != "kind"} | {"generator": generator}
+    # the temperature is applied to the averaged probabilities (predict_output), not a constructor argument
+    kwargs = {k: v for k, v in spec.items() if k not in ("kind", "temperature")} | {"generator": generator}
     if spec["kind"] == "mlp":
         return MLP(**{**kwargs, "layers": tuple(kwargs["layers"])})
     if spec["kind"] == "tabm":

@@ -10,13 +10,14 @@ from torch import nn
 
 from ..device import autocast
 
-__all__ = ["predict_output"]
+__all__ = ["predict_output", "temper"]
 
 
 @torch.inference_mode()
 def predict_output(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *, task: str,
-                   batch_size: int = 4096, precision: str = "fp32") -> torch.Tensor:
-    """Mean over ensemble members of the probabilities float32[n, C] (classification) or values float32[n].
+                   batch_size: int = 4096, precision: str = "fp32", temperature: float = 1.0) -> torch.Tensor:
+    """Mean over ensemble members of the probabilities float32[n, C] (classification) or values float32[n]; a
+    ``temperature`` other than 1 then tempers the probabilities (:func:`temper`).
 
     Models with an ``inference_forward`` (TabM) predict through it: fused GEMMs on weights cast once; others through
     their ``forward``, under bf16 autocast when ``precision="bf16"``.
@@ -35,7 +36,14 @@ def predict_output(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *
                 out = model(x_num[rows], x_cat[rows]).float()  # [b, k, n_out]
         outs.append(out.mean(1).squeeze(-1) if task == "regression" else _mean_probabilities(out))
     model.train(was_training)
-    return torch.cat(outs)
+    out = torch.cat(outs)
+    return temper(out, temperature) if task != "regression" and temperature != 1.0 else out
+
+
+def temper(proba: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``softmax(log(proba) / temperature)`` over the classes of float32[n, C] probabilities: below 1 sharper, above
+    1 softer, and each row's order of classes unchanged (a power of each probability, renormalised)."""
+    return (proba.clamp_min(1e-12).log() * (1.0 / temperature)).softmax(1)
 
 
 def _mean_probabilities(logits: torch.Tensor) -> torch.Tensor:
