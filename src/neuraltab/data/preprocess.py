@@ -282,7 +282,7 @@ class Preprocessor:
                                                                 cased[:5]) + ", rename them") if cased else ""
             raise SchemaError(f"{source}: missing {len(missing_cols)} feature column(s) the model was trained on: "
                               f"{shown}{hint or '; add them (values may be empty)'}")
-        # each column taken out of the frame once: that costs ~20 us a column in pandas 3, most of a few rows' work
+        # each column taken out of the frame once: in pandas 3 that is most of a few rows' work
         columns = {c: df[c] for c in expected}
         if len(df) > 1:  # one row with a gap is common; a whole column of gaps is likely a mistake in the file
             empty = [c for c in expected if not columns[c].notna().any()]

@@ -283,8 +283,8 @@ _THOUSANDS_COMMA = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?(\d{1,3}([.\u00a0\u202f]\d{3})+|\d+)(,\d+)?$")
 _DIGIT = re.compile(r"\d")
 _NULL_SET = frozenset(NULL_MARKERS)
-# up to this many rows, text columns are first looked at in Python: that look costs ~0.5 us a value, pandas' strip
-# and number regexes ~4 us a value at 1,000 rows (a served request), the same near 8,000
+# up to this many rows, text columns are first looked at in Python: cheaper than pandas' strip and number regexes
+# well past a 1,000-row request (benchmarks/README.md, "Figures behind the code")
 _FEW_ROWS = 4096
 _FORMATTED_SHARE = 0.95  # this share of a column's values must be numbers in the format for it to be converted
 _PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
