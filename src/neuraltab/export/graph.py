@@ -1,5 +1,5 @@
 """A small ONNX graph builder and the numeric pieces the pipeline graph is made of: counting sorted knots at or below
-a value (what ``searchsorted`` does, as comparisons and sums), and the standard normal's inverse CDF.
+a value (what ``searchsorted`` does, as a lookup on a grid and a few comparisons), and the standard normal's inverse CDF.
 
 Only :mod:`onnx` is needed here; every constant is a numpy array.
 """

@@ -258,7 +258,7 @@ def _tabm(g: GraphBuilder, net: TabM, x_num: str | None, x_cat: str | None) -> s
 def _numeric_embeddings(g: GraphBuilder, net: TabM, x: str) -> str:
     """float32[N, n_num * d_embedding]: the piecewise-linear embeddings, flattened as the network flattens them.
 
-    A value's bin is :func:`bin_index`'s, the network's own comparisons and sum; the embedding is the sum of the
+    A value's bin is :func:`bin_index`'s, the network's own definition; the embedding is the sum of the
     weight rows of the bins below it, plus the fraction of the way through its own bin times that bin's row, plus the
     linear term, as :meth:`PiecewiseLinearEmbeddings.forward` computes it.
     """
