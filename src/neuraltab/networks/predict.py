@@ -22,7 +22,7 @@ def predict_output(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *
     their ``forward``, under bf16 autocast when ``precision="bf16"``.
     """
     was_training = model.training
-    # only when some module trains: eval() and train() walk every module, which a few rows' prediction notices
+    # only when some module trains: switching modes walks every module, which a few rows' prediction notices
     switch = any(m.training for m in model.modules())
     if switch:
         model.eval()
