@@ -3,6 +3,7 @@
 For 1, 1,000 and 100,000 rows (drawn with replacement from the table), the median over repeats of:
 
 - ``Model.predict``: a DataFrame in, labels out (neuraltab's whole path: preprocessing, network, labels);
+- ``Model.predict fp32``: the same with the model's precision set to fp32 (the graph's), where it was bf16;
 - ``onnxruntime``: ``session.run`` on the graph's inputs, already numpy arrays (how a service that holds arrays, or a
   C#/Java/browser caller, runs it); it returns labels and probabilities;
 - ``onnxruntime + arrays``: the same plus turning the DataFrame's columns into those arrays, for a like-for-like
@@ -88,6 +89,11 @@ def main() -> None:
         X = X_all.sample(n, replace=True, random_state=n).reset_index(drop=True)
         feeds = feeds_for(model, X)
         t_model = median_seconds(lambda: model.predict(X), repeats[n])
+        t_model32 = t_model
+        if precision != "fp32":  # the graph's own precision, for a like-for-like figure
+            config, model.config = model.config, model.config.replace(precision="fp32")
+            t_model32 = median_seconds(lambda: model.predict(X), repeats[n])
+            model.config = config
         t_ort = median_seconds(lambda: session.run(None, feeds), repeats[n])
         t_ort_df = median_seconds(lambda: session.run(None, feeds_for(model, X)), repeats[n])
         outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
@@ -95,19 +101,23 @@ def main() -> None:
             diff = float(np.max(np.abs(outputs["value"] - model.predict(X).to_numpy())))
         else:
             diff = float(np.max(np.abs(outputs["probabilities"] - model.predict_proba(X).to_numpy())))
-        rows.append({"rows": n, "model_predict_s": t_model, "onnxruntime_s": t_ort, "onnxruntime_with_arrays_s": t_ort_df,
+        rows.append({"rows": n, "model_predict_s": t_model, "model_predict_fp32_s": t_model32, "onnxruntime_s": t_ort,
+                     "onnxruntime_with_arrays_s": t_ort_df,
                      "max_abs_difference": diff, "repeats": repeats[n]})
 
     print(f"\n{model.spec['kind']} model of {args.target!r} ({model.task}), Model.predict in {precision}; "
           f"torch {torch.get_num_threads()} threads, onnxruntime {ort.__version__}; median of the repeats")
-    print("| rows | Model.predict | onnxruntime | onnxruntime + arrays | speed-up | max abs difference |")
-    print("|--:|--:|--:|--:|--:|--:|")
+    print("| rows | Model.predict | Model.predict fp32 | onnxruntime | onnxruntime + arrays | speed-up | "
+          "speed-up on fp32 | max abs difference |")
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
         def cell(seconds: float) -> str:
             return f"{seconds * 1e3:,.3f} ms ({r['rows'] / seconds:,.0f} rows/s)"
 
-        print(f"| {r['rows']:,} | {cell(r['model_predict_s'])} | {cell(r['onnxruntime_s'])} | "
-              f"{cell(r['onnxruntime_with_arrays_s'])} | {r['model_predict_s'] / r['onnxruntime_s']:,.1f}x | "
+        print(f"| {r['rows']:,} | {cell(r['model_predict_s'])} | {cell(r['model_predict_fp32_s'])} | "
+              f"{cell(r['onnxruntime_s'])} | {cell(r['onnxruntime_with_arrays_s'])} | "
+              f"{r['model_predict_s'] / r['onnxruntime_s']:,.1f}x | "
+              f"{r['model_predict_fp32_s'] / r['onnxruntime_s']:,.1f}x | "
               f"{r['max_abs_difference']:.2g} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -223,11 +223,12 @@ def bodies(rows: list[dict], folder: Path, datatypes: dict[str, str], header: li
             "thousand-csv": write("thousand.csv", csv_text)}
 
 
-def load_runs(model: Path, files: dict[str, Path], *, quick: bool, pin: bool, name: str) -> list[dict]:
+def load_runs(model: Path, files: dict[str, Path], *, quick: bool, pin: bool, name: str,
+              worker_counts: tuple[int, ...] = (1, 2)) -> list[dict]:
     single = {1: 300, 8: 1504, 32: 1504} if not quick else {1: 40, 8: 80, 32: 96}
     big = 60 if not quick else 4
     results = []
-    for workers in (1, 2):
+    for workers in worker_counts:
         for system in ("neuraltab", "bare", "neuraltab-batch"):
             pinned = pin and workers == 1
             server = Running(system, model, workers, pinned)
@@ -270,7 +271,8 @@ def print_profile(steps: list[dict]) -> None:
 def print_load(results: list[dict]) -> None:
     print("\nSingle-row requests: req/s, p50 / p99 ms (failed)\n")
     print("| workers | system | 1 client | 8 clients | 32 clients |\n|--:|---|---|---|---|")
-    for workers in (1, 2):
+    worker_counts = sorted({r["workers"] for r in results})
+    for workers in worker_counts:
         for system in ("neuraltab", "neuraltab-batch", "bare"):
             cells = []
             for clients in (1, 8, 32):
@@ -286,7 +288,7 @@ def print_load(results: list[dict]) -> None:
             print(f"| {r['workers']} | {r['system']} | {r['load'][10:]} | {r['clients']} | {r['rows_s']:,.0f} | "
                   f"{r['p50_ms']:.1f} | {r['failed']} |")
     print("\nRatios, neuraltab ÷ bare (single-row req/s; 1,000-row JSON rows/s)\n")
-    for workers in (1, 2):
+    for workers in worker_counts:
         for load, clients in (("1 row", 1), ("1 row", 8), ("1 row", 32), ("1000 rows JSON", workers)):
             pair = {r["system"]: r["req_s"] for r in results if (r["workers"], r["load"], r["clients"]) ==
                     (workers, load, clients)}
@@ -306,6 +308,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a dry run: every step, few requests")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin server and hey to CPUs")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--workers", default="1,2", help="the worker counts to load, comma-separated (default 1,2)")
     args = parser.parse_args()
     if shutil.which("hey") is None:
         sys.exit("serve_load.py needs the hey load generator: apt-get install hey")
@@ -334,7 +337,8 @@ def main() -> None:
         files = bodies(rows, folder, InputSpec.of(model).datatypes, header)
         steps = profile(model_path, rows, repeat=50 if args.quick else 300)
         print_profile(steps)
-        results = load_runs(model_path, files, quick=args.quick, pin=pin, name=model_path.stem)
+        results = load_runs(model_path, files, quick=args.quick, pin=pin, name=model_path.stem,
+                            worker_counts=tuple(int(w) for w in args.workers.split(",")))
         print_load(results)
         print(f"\nmachine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; pinned: {pin}")
         if args.json:

@@ -275,6 +275,49 @@ def test_knot_counts_equal_searchsorted(m):
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_grid_search_counts_at_beside_and_outside_every_knot(dtype):
+    """The grid search (knot_counts) against searchsorted on knots of every shape a column gives: ties, a skewed
+    column that overflows its cells, a constant column, infinities; values on each knot, one ulp either side, far
+    outside, infinite and NaN (which may get any count, but a valid one)."""
+    rng = np.random.default_rng(5)
+    m = 279
+    columns = [np.round(rng.normal(size=m), 1),  # ties
+               np.exp(rng.normal(size=m) * 6),  # skewed: most knots crowd the lowest cells
+               np.full(m, 2.5),  # constant
+               np.concatenate([[-np.inf], rng.normal(size=m - 2), [np.inf]]),  # beyond float32's range, say
+               rng.integers(0, 6, m).astype(float),  # few distinct values
+               np.concatenate([np.zeros(m - 1), [1e-30]])]  # a tiny span
+    knots = np.sort(np.stack(columns), axis=1).astype(dtype)
+    d = len(knots)
+    on = knots[:, rng.integers(0, m, 300)].T
+    x = np.concatenate([on, np.nextafter(on, dtype(np.inf)), np.nextafter(on, dtype(-np.inf)),
+                        rng.normal(size=(300, d)).astype(dtype) * 3,
+                        np.full((1, d), 1e30), np.full((1, d), -1e30), np.full((1, d), np.inf),
+                        np.full((1, d), -np.inf), np.full((1, d), np.nan)]).astype(dtype)
+    elem = onnx.TensorProto.FLOAT if dtype == np.float32 else onnx.TensorProto.DOUBLE
+    g = onnx_graph.GraphBuilder()
+    at_most, below = onnx_graph.knot_counts(g, g.input("x", elem, ["N", d]), knots, hint="k")
+    g.output(at_most, "at_most", onnx.TensorProto.INT64, ["N", d])
+    g.output(below, "below", onnx.TensorProto.INT64, ["N", d])
+    model = g.model(doc="", metadata={})
+    onnx.checker.check_model(model, full_check=True)
+    got_at_most, got_below = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    finite = ~np.isnan(x[:, 0])
+    for side, got in (("right", got_at_most), ("left", got_below)):
+        expected = np.stack([np.searchsorted(knots[j], x[:, j], side=side) for j in range(d)], axis=1)
+        np.testing.assert_array_equal(got[finite], expected[finite])
+        assert ((got >= 0) & (got <= m)).all()
+
+
+def test_grid_cells_hold_few_knots_where_the_column_allows():
+    """The point of the grid: a value is compared with the knots of its own cell only (2 here), not all 279."""
+    knots = np.sort(np.random.default_rng(6).normal(size=(1, 279)), axis=1)
+    g = onnx_graph.GraphBuilder()
+    onnx_graph.knot_counts(g, g.input("x", onnx.TensorProto.DOUBLE, ["N", 1]), knots, hint="k", below=False)
+    assert sum(node.op_type == "LessOrEqual" for node in g.nodes) <= 3
+
+
 def test_bins_equal_the_networks_own():
     """The graph's bins are the network's (one definition, comparisons and a sum), on edges, between and outside."""
     from neuraltab.networks.tabm import bin_index as network_bins

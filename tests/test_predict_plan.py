@@ -53,3 +53,16 @@ def test_an_optimizer_step_or_a_loaded_state_dict_gives_a_new_plan():
     model.load_state_dict(other.state_dict())
     torch.testing.assert_close(predict_output(model, x_num, x_cat, task="binary"), _fresh(other, x_num, x_cat),
                                rtol=0, atol=0)
+
+
+def test_a_model_left_training_is_predicted_in_eval_mode_and_given_back_as_it_was():
+    """The eval()/train() walk is skipped only when nothing trains; a module left training (dropout on) still
+    predicts as in eval mode, and the model is handed back in its own mode."""
+    model, x_num, x_cat = _model_and_inputs()
+    expected = _fresh(model, x_num, x_cat)
+    model.blocks.train()  # one part training: dropout would change the prediction
+    torch.testing.assert_close(predict_output(model, x_num, x_cat, task="binary"), expected, rtol=0, atol=0)
+    assert not model.training and not any(m.training for m in model.modules())  # train(False), as before
+    model.train()
+    torch.testing.assert_close(predict_output(model, x_num, x_cat, task="binary"), expected, rtol=0, atol=0)
+    assert all(m.training for m in model.modules())

@@ -412,7 +412,12 @@ _TEXT = ["a", "b", None, "é", "日本", "1", "1.0", "nan", "None", "True", " a"
      str(2**53), str(2**53 + 1), str(2**53 + 2), str(-(2**53) - 1), str(2**63 - 1), str(-(2**63)), str(2**64 - 1)],
 ])
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the keys of inf and of huge numbers, as ever
-def test_category_codes_match_the_key_lookup(column, vocab):
+@pytest.mark.parametrize("few", [True, False], ids=["value-by-value", "vectorised"])
+def test_category_codes_match_the_key_lookup(column, vocab, few, monkeypatch):
+    from neuraltab.data import preprocess
+
+    if not few:  # these columns are short: without this they would all take the few-rows lookup
+        monkeypatch.setattr(preprocess, "_FEW_ROWS", 0)
     codes, unseen = _category_codes(column, vocab)
     expected_codes, expected_unseen = _reference_codes(column, vocab)
     assert codes.dtype == np.int64
@@ -569,3 +574,60 @@ def test_numeric_inputs_of_every_number_dtype_are_read_as_before():
         expected = np.array(_to_float(df[c], c, "x", lambda _: None, check_types=False))
         expected[~np.isfinite(expected)] = np.nan
         np.testing.assert_array_equal(rows[j], expected)
+
+
+def _every_kind(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """A table with a column of each kind and its awkward values: numbers with gaps and infinities, categories with
+    gaps and (in new rows) unseen values, numbers among text, booleans with gaps, dates, numbers written as text."""
+    df = pd.DataFrame({
+        "num": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n)),
+        "count": rng.integers(0, 5, n),
+        "color": pd.Series(rng.choice(["red", "green", "blue", "mauve", None], n), dtype="str"),
+        "mixed": pd.Series(rng.choice(np.array(["a", 1, 2.0, None, True], dtype=object), n), dtype=object),
+        "flag": pd.Series(rng.choice(np.array([True, False, None], dtype=object), n), dtype=object),
+        "when": pd.Series(pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, n), unit="D")),
+        "text_number": pd.Series(rng.choice(["1.5", "2", "", "3.25", "7"], n), dtype="str"),
+    })
+    df.loc[df.index[:2], "num"] = [np.inf, -np.inf][: min(n, 2)]
+    df["y"] = rng.normal(size=n)
+    return df
+
+
+_EVERY_KIND = _schema({"num": "numeric", "count": "numeric", "color": "categorical", "mixed": "categorical",
+                       "flag": "boolean", "when": "datetime", "text_number": "numeric"})
+
+
+@pytest.mark.parametrize("scaling", ["quantile", "standard"])
+def test_a_few_rows_transform_as_the_whole_table_does(scaling, monkeypatch):
+    """Row by row and in small batches (the value-by-value lookups and cached plans a served request takes), the
+    inputs are bit for bit those of the vectorised path over the whole table, for every column kind."""
+    from neuraltab.data import preprocess, read
+
+    rng = np.random.default_rng(12)
+    train, new = _every_kind(rng, 400), _every_kind(rng, 60)
+    new.loc[new.index[:3], "color"] = ["ochre", None, "teal"]  # unseen, missing
+    new.loc[new.index[3], "mixed"] = 7  # an unseen number among text
+    pre = Preprocessor(_EVERY_KIND, scaling=scaling).fit(train)
+    batches = {size: [pre.transform(read.read_table(new.iloc[i: i + size].reset_index(drop=True)))
+                      for i in range(0, len(new), size)] for size in (1, 7)}
+    monkeypatch.setattr(preprocess, "_FEW_ROWS", 0)
+    monkeypatch.setattr(read, "_FEW_ROWS", 0)
+    monkeypatch.setattr("neuraltab.data.quantile._PLAN_CACHE", {})
+    whole = pre.transform(read.read_table(new))
+    for parts in batches.values():
+        np.testing.assert_array_equal(np.concatenate([b.x_num for b in parts]), whole.x_num)
+        np.testing.assert_array_equal(np.concatenate([b.x_cat for b in parts]), whole.x_cat)
+    assert (whole.x_cat[:3, 0] == 0).all() and whole.x_cat[3, 1] == 0  # the unseen values took the unknown slot
+    assert np.isfinite(whole.x_num).all()
+
+
+def test_cached_quantile_plans_follow_a_change_in_place():
+    from neuraltab.data.quantile import quantile_normal_rows
+
+    q = np.linspace(0.0, 1.0, 50)[:, None].copy()
+    x = np.array([[0.25, 0.5]])
+    before = quantile_normal_rows(x.copy(), q)
+    q *= 2.0  # the same array, other values: a cached plan of the old ones would be wrong
+    after = quantile_normal_rows(x.copy(), q)
+    np.testing.assert_array_equal(after, quantile_normal_rows(x.copy(), q.copy()))
+    assert not np.array_equal(before, after)

@@ -364,7 +364,8 @@ def test_few_rows_read_as_many_rows_do(monkeypatch):
 
     df = pd.DataFrame({"word": ["low", "high", "low"], "money": ["$1,200", "12%", "(3)"], "gap": ["-", "n.a.", "7"],
                        "spaced": [" no", "no ", "yes"], "empty": ["", "x", "y"], "num": [1.5, 2.0, None],
-                       "mixed": ["a", 3, None], "dashes": ["-", "--", "-"]})
+                       "mixed": ["a", 3, None], "dashes": ["-", "--", "-"],
+                       "category": pd.Categorical([" a", "b", "a"]), "arrow": pd.Series([" x", "1,5", None], dtype="str")})
     fast = read.read_table(df)
     monkeypatch.setattr(read, "_FEW_ROWS", 0)
     slow = read.read_table(df)

@@ -76,6 +76,15 @@ def _category_codes(s: pd.Series, vocab: list[str]) -> tuple[np.ndarray, np.ndar
     """Codes int64[n] of the column's values in ``vocab`` (1 + position; 0 for missing and unseen values) and the unseen
     values' mask bool[n], as looking up :func:`_category_keys` gives (tested against it). Text held by Arrow and
     booleans are looked up directly, which is that lookup without making a Python string per value."""
+    if len(s) <= _FEW_ROWS and (s.dtype == object or isinstance(s.dtype, pd.StringDtype)):
+        # a few rows (a served request): each value looked up in a dict, cheaper than building Arrow or pandas
+        # lookups per call; the keys are _category_keys's (tested equal to the vectorised path)
+        lookup = _lookup(vocab)
+        values = s.to_numpy(dtype=object)
+        missing = pd.isna(values)  # as s.isna(), on the values
+        keys = [v if isinstance(v, str) else None if gap else label_key(v) for v, gap in zip(values, missing)]
+        codes = np.array([0 if k is None else lookup.get(k, 0) for k in keys], dtype=np.int64)
+        return codes, np.array([k is not None and c == 0 for k, c in zip(keys, codes)], dtype=bool)
     if (isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow" and hasattr(s.array, "__arrow_array__")
             and all(isinstance(v, str) for v in vocab)):
         import pyarrow as pa
@@ -97,6 +106,23 @@ def _category_codes(s: pd.Series, vocab: list[str]) -> tuple[np.ndarray, np.ndar
     keys = _category_keys(s)
     codes = pd.Index(vocab, dtype=object).get_indexer(keys).astype(np.int64) + 1
     return codes, (codes == 0) & pd.notna(keys)
+
+
+_FEW_ROWS = 64  # up to this many rows, category codes are looked up value by value
+# id(vocab) -> (that list, a copy, key -> code): holding the list keeps its id unique, the copy catches a change
+_LOOKUPS: dict[int, tuple[list[str], list[str], dict[str, int]]] = {}
+
+
+def _lookup(vocab: list[str]) -> dict[str, int]:
+    """{key: 1 + its position in ``vocab``}, kept for the next call with the same vocabulary."""
+    cached = _LOOKUPS.get(id(vocab))
+    if cached is not None and cached[0] is vocab and cached[1] == vocab:
+        return cached[2]
+    lookup = {key: i + 1 for i, key in enumerate(vocab)}
+    if len(_LOOKUPS) >= 256:
+        _LOOKUPS.pop(next(iter(_LOOKUPS)))  # the oldest
+    _LOOKUPS[id(vocab)] = (vocab, list(vocab), lookup)
+    return lookup
 
 
 def _number_codes(s: pd.Series, vocab: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -256,13 +282,16 @@ class Preprocessor:
                                                                 cased[:5]) + ", rename them") if cased else ""
             raise SchemaError(f"{source}: missing {len(missing_cols)} feature column(s) the model was trained on: "
                               f"{shown}{hint or '; add them (values may be empty)'}")
+        # each column taken out of the frame once: in pandas 3 that is most of a few rows' work
+        columns = {c: df[c] for c in expected}
         if len(df) > 1:  # one row with a gap is common; a whole column of gaps is likely a mistake in the file
-            empty = [c for c in expected if not df[c].notna().any()]
+            empty = [c for c in expected if not columns[c].notna().any()]
             if empty:
                 shown = ", ".join(repr(c) for c in empty[:5]) + (" ..." if len(empty) > 5 else "")
                 notify(f"{source}: {len(empty)} feature column(s) are empty in every row: {shown}; each is filled in "
                        "as in training (the median, or the unknown category), so predictions ignore it")
-        raw = self._numeric_rows(df, source=source, notify=notify, check_types=check_types)  # float64[d, n]
+        raw = self._numeric_rows(columns, source=source, notify=notify, check_types=check_types,
+                                 n_rows=len(df))  # float64[d, n]
         missing = np.isnan(raw)
         # in place: memory touched for the first time is slow to come by (a page fault per 4 KiB)
         x = raw
@@ -284,9 +313,9 @@ class Preprocessor:
 
         x_cat = np.zeros((len(df), len(self.vocabs)), dtype=np.int64)
         for j, (col, vocab) in enumerate(self.vocabs):
-            codes, unseen = _category_codes(df[col], vocab)
+            codes, unseen = _category_codes(columns[col], vocab)
             if unseen.any():
-                examples = ", ".join(repr(v) for v in pd.unique(_category_keys(df[col][unseen]))[:3])
+                examples = ", ".join(repr(v) for v in pd.unique(_category_keys(columns[col][unseen]))[:3])
                 notify(f"{source}: column {col!r} has {int(unseen.sum())} value(s) not seen in training ({examples}); "
                        "they are treated as unknown")
             x_cat[:, j] = codes
@@ -297,20 +326,23 @@ class Preprocessor:
         """float64[n, d]: the numeric inputs, NaN where missing or not finite."""
         return np.ascontiguousarray(self._numeric_rows(df, source=source, notify=notify, check_types=check_types).T)
 
-    def _numeric_rows(self, df: pd.DataFrame, *, source: str, notify: Notify, check_types: bool) -> np.ndarray:
-        """float64[d, n]: :meth:`_numeric_matrix` transposed, an input per row (contiguous)."""
-        out = np.empty((len(self.numeric_inputs), len(df)), dtype=np.float64)
+    def _numeric_rows(self, df: pd.DataFrame | dict[str, pd.Series], *, source: str, notify: Notify,
+                      check_types: bool, n_rows: int | None = None) -> np.ndarray:
+        """float64[d, n]: :meth:`_numeric_matrix` transposed, an input per row (contiguous). ``df``: the table, or
+        its feature columns by name (with ``n_rows``, their length)."""
+        out = np.empty((len(self.numeric_inputs), len(df) if n_rows is None else n_rows), dtype=np.float64)
         parsed: dict[str, dict[str, np.ndarray]] = {}
         for j, (col, part) in enumerate(self.numeric_inputs):
-            if part is None and isinstance(df[col].dtype, np.dtype) and df[col].dtype.kind in "biuf":
-                out[j] = df[col].to_numpy()  # cast as it is copied: no temporary
+            s = df[col]
+            if part is None and isinstance(s.dtype, np.dtype) and s.dtype.kind in "biuf":
+                out[j] = s.to_numpy()  # cast as it is copied: no temporary
             elif part is None:
-                out[j] = _to_float(df[col], col, source, notify, check_types=check_types)
+                out[j] = _to_float(s, col, source, notify, check_types=check_types)
             else:
                 if col not in parsed:
-                    stamps = parse_datetimes(df[col], dayfirst=self.schema.dayfirst(col))
+                    stamps = parse_datetimes(s, dayfirst=self.schema.dayfirst(col))
                     if check_types:
-                        _check_parsed(df[col], stamps.isna().to_numpy(), col, "dates", source, notify)
+                        _check_parsed(s, stamps.isna().to_numpy(), col, "dates", source, notify)
                     parsed[col] = _datetime_parts(stamps)
                 out[j] = parsed[col][part]
         out[~np.isfinite(out)] = np.nan

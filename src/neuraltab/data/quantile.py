@@ -47,8 +47,9 @@ def quantile_normal_rows(rows: np.ndarray, quantiles: np.ndarray, *, out: np.nda
     d, n = rows.shape
     if out is None:
         out = np.empty((d, n), dtype=np.float64)
-    # a plan takes about what the reference takes for a few thousand values: small batches keep the reference
-    plans = [_InterpolationPlan.make(quantiles[:, j]) if n >= _CHUNK // 4 else None for j in range(d)]
+    # a plan takes about what the reference takes for a few thousand values: made once per quantiles array and
+    # kept (a served model transforms a few rows per call), so small batches use it too
+    plans = _plans(quantiles)
 
     def work(j: int, start: int) -> None:
         part = rows[j, start: start + _CHUNK]
@@ -70,6 +71,22 @@ def quantile_normal_rows(rows: np.ndarray, quantiles: np.ndarray, *, out: np.nda
 
 
 _CHUNK = 1 << 14  # values per piece of work: the temporaries of a chunk fit in the CPU's cache
+# id(quantiles) -> (that array, a copy of its values, its columns' plans); holding the array keeps its id unique,
+# the copy catches a change in place
+_PLAN_CACHE: dict[int, tuple[np.ndarray, np.ndarray, list]] = {}
+_PLAN_CACHE_SIZE = 16
+
+
+def _plans(quantiles: np.ndarray) -> list["_InterpolationPlan | None"]:
+    """:meth:`_InterpolationPlan.make` of each column of ``quantiles``, from the cache when these are its values."""
+    cached = _PLAN_CACHE.get(id(quantiles))
+    if cached is not None and cached[0] is quantiles and np.array_equal(cached[1], quantiles):
+        return cached[2]
+    plans = [_InterpolationPlan.make(quantiles[:, j]) for j in range(quantiles.shape[1])]
+    if len(_PLAN_CACHE) >= _PLAN_CACHE_SIZE:
+        _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))  # the oldest
+    _PLAN_CACHE[id(quantiles)] = (quantiles, np.array(quantiles), plans)
+    return plans
 
 
 def _ndtri(u: np.ndarray) -> np.ndarray:

@@ -120,15 +120,22 @@ def read_table_and_format(source: str | Path | pd.DataFrame, *, encoding: str | 
     return _strip_values(_clean_column_names(df, name, notify), name, notify), number_format
 
 
+def _text_columns(df: pd.DataFrame) -> list[int]:
+    """Positions of the columns of text (object or string dtype), from the dtypes alone: taking each column out of
+    the frame to look at its dtype cost a few-row table more than the rest of its reading."""
+    return [j for j, dtype in enumerate(df.dtypes) if dtype == np.dtype(object) or (
+        # a Series of categories counts as text when they are strings, which its dtype alone does not say
+        pd.api.types.is_string_dtype(df.iloc[:, j]) if isinstance(dtype, pd.CategoricalDtype)
+        else pd.api.types.is_string_dtype(dtype))]
+
+
 def _strip_values(df: pd.DataFrame, name: str, notify: Notify) -> pd.DataFrame:
     """``df`` with spaces around text values removed (column names are stripped too), so that " no", "no " and "no"
     are one category or class; a notice names the columns where that merged values. The input is not modified."""
     out = df
     merged: list[str] = []
-    for j in range(df.shape[1]):
+    for j in _text_columns(df):
         s = df.iloc[:, j]
-        if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
-            continue
         if len(s) <= _FEW_ROWS and not any(isinstance(v, str) and v != v.strip() for v in s.to_numpy()):
             continue  # nothing to strip; for a few rows (a served request) this look costs less than pandas' strip
         if s.dtype == object:  # mixed cells: only the text ones change
@@ -276,7 +283,9 @@ _THOUSANDS_COMMA = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?(\d{1,3}([.\u00a0\u202f]\d{3})+|\d+)(,\d+)?$")
 _DIGIT = re.compile(r"\d")
 _NULL_SET = frozenset(NULL_MARKERS)
-_FEW_ROWS = 256  # up to this many rows, text columns are first looked at in Python
+# up to this many rows, text columns are first looked at in Python: cheaper than pandas' strip and number regexes
+# well past a 1,000-row request (benchmarks/README.md, "Figures behind the code")
+_FEW_ROWS = 4096
 _FORMATTED_SHARE = 0.95  # this share of a column's values must be numbers in the format for it to be converted
 _PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 # a number with a currency sign before or after it, a percent sign, or in parentheses (accounting's negatives)
@@ -328,10 +337,8 @@ def _parse_formatted_numbers(df: pd.DataFrame, *, delimiter: str,
     separator = r"\d[.,\u00a0\u202f]\d" if decimal == "," else r"\d[,\u00a0\u202f]\d"
     found: list[tuple[int, pd.Series, np.ndarray, dict[str, np.ndarray], np.ndarray, list[str], bool, np.ndarray,
                       pd.Series]] = []
-    for j in range(df.shape[1]):
+    for j in _text_columns(df):
         s = df.iloc[:, j]
-        if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
-            continue
         if len(s) <= _FEW_ROWS and not any(isinstance(v, str) and (_DIGIT.search(v) or v.strip() in _NULL_SET)
                                            for v in s.to_numpy()):
             continue  # no digit and no missing-value word: no number here; cheaper than pandas' regexes for a few rows

@@ -1,19 +1,18 @@
 """A small ONNX graph builder and the numeric pieces the pipeline graph is made of: counting sorted knots at or below
-a value (what ``searchsorted`` does, as comparisons and sums), and the standard normal's inverse CDF.
+a value (what ``searchsorted`` does, as a lookup on a grid and a few comparisons), and the standard normal's inverse CDF.
 
 Only :mod:`onnx` is needed here; every constant is a numpy array.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["GraphBuilder", "OPSET", "ML_OPSET", "count_knots", "ndtri", "ndtri_reference"]
+__all__ = ["GraphBuilder", "OPSET", "ML_OPSET", "count_knots", "grid_cells", "knot_counts", "ndtri", "ndtri_reference"]
 
 OPSET = 18  # Reduce* take their axes as an input from 18 on
 ML_OPSET = 2  # LabelEncoder with string keys and int64 values
@@ -73,29 +72,93 @@ class GraphBuilder:
 def count_knots(g: GraphBuilder, x: str, knots: np.ndarray, *, strict: bool, hint: str) -> str:
     """int64[N, d]: per column j, how many of ``knots[j]`` (sorted, float[d, m]) are <= x (``strict``: < x).
 
-    ``x``: float[N, d] of the knots' dtype, with no NaN. Long knot lists are searched in two steps, blocks of about
-    sqrt(m) knots and then one block, so that a value costs about 2 sqrt(m) comparisons instead of m.
+    ``x``: float[N, d] of the knots' dtype; where it is NaN the count is some valid count. See :func:`knot_counts`.
     """
-    compare = "Less" if strict else "LessOrEqual"
-    d, m = knots.shape
-    x3 = g.op("Unsqueeze", x, g.const([2], "axis", np.int64))  # [N, d, 1]
-    if m <= 64:
-        hits = g.op("Cast", g.op(compare, g.const(knots[None], hint), x3), to=TensorProto.INT64)
-        return g.op("ReduceSum", hits, g.const([2], "axis", np.int64), keepdims=0)
-    size = math.isqrt(m - 1) + 1  # knots per block
-    n_blocks = -(-m // size)
-    padded = np.full((d, n_blocks * size), np.inf, dtype=knots.dtype)  # +inf is never at or below a finite value
-    padded[:, :m] = knots
-    blocks = padded.reshape(d, n_blocks, size)
-    # blocks before the last one that starts at or below x lie wholly at or below it (the knots are sorted)
-    heads = g.op("Cast", g.op(compare, g.const(blocks[None, :, :, 0], f"{hint}_heads"), x3), to=TensorProto.INT64)
-    n_heads = g.op("ReduceSum", heads, g.const([2], "axis", np.int64), keepdims=0)  # [N, d]
-    block = g.op("Max", g.op("Sub", n_heads, g.const(1, "one", np.int64)), g.const(0, "zero", np.int64))
-    flat = g.op("Add", block, g.const(np.arange(d, dtype=np.int64) * n_blocks, "offsets"))
-    rows = g.op("Gather", g.const(blocks.reshape(d * n_blocks, size), f"{hint}_blocks"), flat, axis=0)  # [N, d, size]
-    inside = g.op("ReduceSum", g.op("Cast", g.op(compare, rows, x3), to=TensorProto.INT64),
-                  g.const([2], "axis", np.int64), keepdims=0)
-    return g.op("Add", g.op("Mul", block, g.const(size, "size", np.int64)), inside)
+    at_most, below = knot_counts(g, x, knots, hint=hint, below=strict)
+    return below if strict else at_most
+
+
+_CELL_KNOTS = 2  # distinct knots per grid cell aimed at: each one is a Gather and a comparison per value
+_MAX_CELLS = 1 << 16  # per column, so that a skewed column's table stays small; its cells then hold more knots
+
+
+def knot_counts(g: GraphBuilder, x: str, knots: np.ndarray, *, hint: str, below: bool = True) -> tuple[str, str | None]:
+    """(knots <= x, knots < x), int64[N, d] each, for sorted ``knots`` float[d, m] (ties and infinities allowed, no
+    NaN) and x float[N, d] of their dtype; the second is None unless ``below``.
+
+    A searchsorted without a loop over the knots: each column's distinct knots lie on a uniform grid over their
+    finite range, where a value's cell is ``floor(clip((x - lo) * scale, 0, cells - 1))``. That is monotone in x,
+    and the graph's Sub, Mul, Max, Min and Floor round as numpy's do, so the cells of the knots themselves are
+    computed here: every knot in an earlier cell is below x, every one in a later cell above it, and the few in x's
+    own cell are compared one by one (padded with NaN, which is never at or below anything).
+    """
+    knots = np.asarray(knots)
+    if knots.dtype not in (np.float32, np.float64) or np.isnan(knots).any():
+        raise ValueError("knot_counts takes float32 or float64 knots without NaN")
+    dtype = knots.dtype.type
+    plans = [_grid(column, dtype) for column in knots]
+    width = max(len(p["window"][0]) for p in plans)  # knots per cell, the most of any column
+    cell_offsets = np.cumsum([0] + [len(p["base"]) for p in plans[:-1]]).astype(np.int64)
+    slot_offsets = np.cumsum([0] + [len(p["at_most"]) for p in plans[:-1]]).astype(np.int64)
+
+    t = g.op("Mul", g.op("Sub", x, g.const([p["lo"] for p in plans], f"{hint}_lo", dtype)),
+             g.const([p["scale"] for p in plans], f"{hint}_scale", dtype))
+    t = g.op("Min", g.op("Max", t, g.const(0, "zero", dtype)), g.const([p["top"] for p in plans], f"{hint}_top", dtype))
+    cell = g.op("Cast", g.op("Floor", t), to=TensorProto.INT64)
+    # NaN casts to some integer: clamped into the column's cells so that every Gather below stays in range
+    cell = g.op("Min", g.op("Max", cell, g.const(0, "zero", np.int64)),
+                g.const([len(p["base"]) - 1 for p in plans], f"{hint}_last_cell", np.int64))
+    cell = g.op("Add", cell, g.const(cell_offsets, f"{hint}_cell_offsets"))  # [N, d] into the columns' cells, flat
+    slot = g.op("Gather", g.const(np.concatenate([p["base"] + o for p, o in zip(plans, slot_offsets)]),
+                                  f"{hint}_base"), cell, axis=0)
+    for k in range(width):  # the distinct knots in x's cell at or below it
+        column = [p["window"][:, k] if k < p["window"].shape[1] else np.full(len(p["base"]), np.nan) for p in plans]
+        knot = g.op("Gather", g.const(np.concatenate(column).astype(dtype), f"{hint}_window"), cell, axis=0)
+        slot = g.op("Add", slot, g.op("Cast", g.op("LessOrEqual", knot, x), to=TensorProto.INT64))
+    # slot (within its column): how many distinct knots are <= x; the tables turn it into counts with ties
+    at_most = g.op("Gather", g.const(np.concatenate([p["at_most"] for p in plans]), f"{hint}_at_most"), slot, axis=0)
+    if not below:
+        return at_most, None
+    previous = g.op("Gather", g.const(np.concatenate([p["previous"] for p in plans]).astype(dtype), f"{hint}_previous"),
+                    slot, axis=0)
+    first = g.op("Gather", g.const(np.concatenate([p["first"] for p in plans]), f"{hint}_first"), slot, axis=0)
+    return at_most, g.op("Where", g.op("Equal", previous, x), first, at_most)
+
+
+def grid_cells(values: np.ndarray, lo: Any, scale: Any, top: Any) -> np.ndarray:
+    """The cells :func:`knot_counts`'s graph puts ``values`` in, computed with the same operations in their dtype."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = (values - lo) * scale
+        return np.floor(np.minimum(np.maximum(t, values.dtype.type(0)), top)).astype(np.int64)
+
+
+def _grid(knots: np.ndarray, dtype: type) -> dict[str, Any]:
+    """One column's grid for :func:`knot_counts`: its range, scale and per-cell tables."""
+    distinct = np.unique(knots)  # sorted
+    finite = distinct[np.isfinite(distinct)]
+    lo = dtype(finite[0]) if len(finite) else dtype(0)
+    span = float(finite[-1]) - float(lo) if len(finite) else 0.0
+    cells = 1 << max(len(distinct) - 1, 1).bit_length()
+    while True:
+        # a finite scale: an infinite one would make (lo - lo) * scale NaN
+        scale = dtype(min(cells / span, float(np.finfo(dtype).max) / 4)) if span > 0 else dtype(0)
+        top = dtype(cells - 1)
+        at = grid_cells(distinct, lo, scale, top)
+        per_cell = np.bincount(at, minlength=cells)
+        if per_cell.max() <= _CELL_KNOTS or cells >= min(_MAX_CELLS, 64 * len(distinct)):
+            break
+        cells *= 2
+    base = np.searchsorted(at, np.arange(cells), side="left").astype(np.int64)  # distinct knots in earlier cells
+    window = np.full((cells, per_cell.max()), np.nan)
+    for c in np.flatnonzero(per_cell):
+        window[c, :per_cell[c]] = distinct[base[c]:base[c] + per_cell[c]]
+    slots = np.arange(len(distinct) + 1)  # how many distinct knots are <= x
+    return {
+        "lo": lo, "scale": scale, "top": top, "base": base, "window": window,
+        "at_most": np.searchsorted(knots, distinct, side="right")[slots - 1] * (slots > 0),
+        "first": np.searchsorted(knots, distinct, side="left")[slots - 1] * (slots > 0),
+        "previous": np.concatenate([[np.nan], distinct]),
+    }
 
 
 # The inverse normal CDF as P. J. Acklam's rational approximations (a central one and one for each tail), whose

@@ -30,7 +30,7 @@ from ..errors import ArtifactError, option
 from ..networks.bag import Bag
 from ..networks.mlp import MLP
 from ..networks.tabm import TabM
-from .graph import GraphBuilder, count_knots, ndtri
+from .graph import GraphBuilder, count_knots, knot_counts, ndtri
 
 __all__ = ["bin_index", "build_graph", "snap_to_knots", "unsupported"]
 
@@ -176,8 +176,7 @@ def snap_to_knots(g: GraphBuilder, x32: str, quantiles: np.ndarray) -> str:
     knots = np.ascontiguousarray(np.asarray(quantiles, dtype=np.float64).T)  # [d, m]
     with np.errstate(over="ignore"):  # beyond float32's range: ±inf, which no finite input equals
         knots32 = knots.astype(np.float32)
-    at_most = count_knots(g, x32, knots32, strict=False, hint="knots32")
-    below = count_knots(g, x32, knots32, strict=True, hint="knots32")
+    at_most, below = knot_counts(g, x32, knots32, hint="knots32")
     d, m = knots.shape
     last = g.op("Max", g.op("Sub", at_most, g.const(1, "one", np.int64)), g.const(0, "zero", np.int64))
     flat = g.op("Add", last, g.const(np.arange(d, dtype=np.int64) * m, "offsets"))
@@ -192,8 +191,7 @@ def _quantile_normal(g: GraphBuilder, x: str, quantiles: np.ndarray) -> str:
     q = np.ascontiguousarray(np.asarray(quantiles, dtype=np.float64).T)  # [d, m]
     d, m = q.shape
     refs = np.linspace(0.0, 1.0, m)
-    at_most = count_knots(g, x, q, strict=False, hint="quantiles")  # [N, d]
-    below = count_knots(g, x, q, strict=True, hint="quantiles")
+    at_most, below = knot_counts(g, x, q, hint="quantiles")  # [N, d] each
     # on a knot (or a run of equal knots): the mean of the first and last ranks it holds
     first = g.op("Gather", g.const(refs, "refs"), g.op("Min", below, g.const(m - 1, "last", np.int64)), axis=0)
     last = g.op("Gather", g.const(refs, "refs"), g.op("Max", g.op("Sub", at_most, g.const(1, "one", np.int64)),
@@ -281,7 +279,7 @@ def _tabm(g: GraphBuilder, net: TabM, x_num: str | None, x_cat: str | None) -> s
 def _numeric_embeddings(g: GraphBuilder, net: TabM, x: str) -> str:
     """float32[N, n_num * d_embedding]: the piecewise-linear embeddings, flattened as the network flattens them.
 
-    A value's bin is :func:`bin_index`'s, the network's own comparisons and sum; the embedding is the sum of the
+    A value's bin is :func:`bin_index`'s, the network's own definition; the embedding is the sum of the
     weight rows of the bins below it, plus the fraction of the way through its own bin times that bin's row, plus the
     linear term, as :meth:`PiecewiseLinearEmbeddings.forward` computes it.
     """
@@ -294,19 +292,16 @@ def _numeric_embeddings(g: GraphBuilder, net: TabM, x: str) -> str:
     width = torch.where(width > 0, width, torch.ones_like(width))
     inverse = 1.0 / width  # computed as the network computes it, so that the two multiply by the same numbers
     before = torch.cumsum(emb.weight, 1) - emb.weight + emb.bias0[:, None, :]
-    table = torch.cat([before, emb.weight], -1).reshape(-1, 2 * d)
 
     x3 = g.op("Unsqueeze", x, g.const([2], "axis", np.int64))  # [N, n, 1]
     bins = bin_index(g, x, _f32(edges), emb.last_bin.numpy())
     flat = g.op("Add", bins, g.const(np.arange(n, dtype=np.int64) * t, "offsets"))  # [N, n]
-    bounds = g.op("Gather", g.const(_f32(torch.stack([left, inverse], -1).reshape(-1, 2)), "bounds"), flat, axis=0)
-    start = g.op("Gather", bounds, g.const(0, "i", np.int64), axis=2)
-    scale = g.op("Gather", bounds, g.const(1, "i", np.int64), axis=2)
+    # one Gather per table: a Gather of [left, inverse] (or [before, own]) then a Split costs more than both
+    start = g.op("Gather", g.const(_f32(left).ravel(), "left"), flat, axis=0)
+    scale = g.op("Gather", g.const(_f32(inverse).ravel(), "inverse"), flat, axis=0)
     frac = g.op("Unsqueeze", g.op("Mul", g.op("Sub", x, start), scale), g.const([2], "axis", np.int64))  # [N, n, 1]
-    rows = g.op("Gather", g.const(_f32(table), "table"), flat, axis=0)  # [N, n, 2d]
-    split = g.const([d, d], "split", np.int64)
-    row_before, row_own = g.name("before"), g.name("own")
-    g.op("Split", rows, split, axis=2, outputs=[row_before, row_own])
+    row_before = g.op("Gather", g.const(_f32(before).reshape(-1, d), "before"), flat, axis=0)  # [N, n, d]
+    row_own = g.op("Gather", g.const(_f32(emb.weight).reshape(-1, d), "own"), flat, axis=0)
     out = g.op("Add", row_before, g.op("Mul", frac, row_own))
     out = g.op("Add", out, g.op("Mul", g.const(_f32(emb.weight0), "weight0"), x3))  # [N, n, d]
     return g.op("Reshape", out, g.const([-1, n * d], "shape", np.int64))
@@ -314,10 +309,9 @@ def _numeric_embeddings(g: GraphBuilder, net: TabM, x: str) -> str:
 
 def bin_index(g: GraphBuilder, x: str, edges: np.ndarray, last_bin: np.ndarray) -> str:
     """int64[N, n]: :func:`neuraltab.networks.tabm.bin_index` (the network's own definition) of x float32[N, n]:
-    the edges at or below each value, counted, less one, clamped to ``[0, last_bin]``."""
-    x3 = g.op("Unsqueeze", x, g.const([2], "axis", np.int64))
-    count = g.op("ReduceSum", g.op("Cast", g.op("LessOrEqual", g.const(edges[None], "edges"), x3), to=TensorProto.INT64),
-                 g.const([2], "axis", np.int64), keepdims=0)
+    the edges at or below each value, counted (:func:`~neuraltab.export.graph.count_knots`), less one, clamped to
+    ``[0, last_bin]``."""
+    count = count_knots(g, x, np.asarray(edges, dtype=np.float32), strict=False, hint="edges")
     return g.op("Min", g.op("Max", g.op("Sub", count, g.const(1, "one", np.int64)), g.const(0, "zero", np.int64)),
                 g.const(np.asarray(last_bin, dtype=np.int64), "last_bin"))
 

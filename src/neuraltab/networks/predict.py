@@ -23,7 +23,10 @@ def predict_output(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *
     their ``forward``, under bf16 autocast when ``precision="bf16"``.
     """
     was_training = model.training
-    model.eval()
+    # only when some module trains: switching modes walks every module, which a few rows' prediction notices
+    switch = any(m.training for m in model.modules())
+    if switch:
+        model.eval()
     fast = getattr(model, "inference_forward", None)
     plan = _plan(model, torch.bfloat16 if precision == "bf16" else torch.float32) if fast else None
     outs = []
@@ -35,7 +38,8 @@ def predict_output(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, *
             with autocast(x_num.device, precision):
                 out = model(x_num[rows], x_cat[rows]).float()  # [b, k, n_out]
         outs.append(out.mean(1).squeeze(-1) if task == "regression" else _mean_probabilities(out))
-    model.train(was_training)
+    if switch:
+        model.train(was_training)
     out = torch.cat(outs)
     return temper(out, temperature) if task != "regression" and temperature != 1.0 else out
 

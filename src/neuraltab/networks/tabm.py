@@ -107,7 +107,7 @@ def bin_index(x: Tensor, edges: Tensor, last_bin: Tensor) -> Tensor:
     with its last edge): the number of edges at or below the value, less one, clamped to ``[0, last_bin]`` (int64[n]).
 
     The one definition of the bins. Here it is ``searchsorted`` (far faster on a CPU than comparing every edge); the
-    ONNX graph, which has no such op, counts the same edges with comparisons and a sum
+    ONNX graph, which has no such op, counts the same edges with a grid lookup and a few comparisons
     (:func:`neuraltab.export.pipeline.bin_index`), tested equal to this on edges, between and outside them.
 
     >>> bin_index(torch.tensor([[-1.0], [0.0], [0.5], [2.0], [9.0]]), torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([1]))
