@@ -41,13 +41,19 @@ def launch_local(nproc: int, args: list[str]) -> int:
 
     # torchrun's own rule: the cores shared out among the processes unless the user set it
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, compute_threads() // nproc)))
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)  # its INFO lines on every start
+    for name in list(logging.root.manager.loggerDict):  # the launcher's own log lines, each module its logger
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
     try:
         elastic_launch(config, sys.executable)("-m", "neuraltab", *without_nproc(args))
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
+        # a rank a signal ended is the cause; the others then failed their collectives, each saying so in one line
+        # (SIGTERM is how the launcher stops the rest, so another signal is the cause where there is one)
+        ended = sorted((f.exitcode == -signal.SIGTERM, f.timestamp, r, f) for r, f in exc.failures.items()
+                       if f.exitcode < 0)
+        rank, failure = ended[0][2:] if ended else exc.get_first_failure()
         code = failure.exitcode
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"

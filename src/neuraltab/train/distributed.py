@@ -226,8 +226,12 @@ def leave() -> None:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The gist of a torch.distributed error: its first line, less the source location and gloo's advice."""
+    import re
+
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+    line = re.sub(r"^\[[^\]]*\]\s*", "", text[0] if text else type(exc).__name__)
+    return line.split(" This is typically caused", 1)[0].rstrip(". ")[:300]
 
 
 @contextlib.contextmanager
