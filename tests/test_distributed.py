@@ -248,8 +248,9 @@ def test_nproc_two_reaches_one_process_accuracy(tmp_path):
     """``neuraltab train --nproc 2``: the same global batch in two gloo processes reaches one process's test accuracy
     within noise, says which path trained, and leaves only the model file behind."""
     common = ["train", str(HR), "-t", "left", "--epochs", "6", "--json", "--threads", "1"]
-    one = _cli(*common, "--stream", "-o", str(tmp_path / "one" / "m.ntab"), cwd=tmp_path)
+    (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
+    one = _cli(*common, "--stream", "-o", str(tmp_path / "one" / "m.ntab"), cwd=tmp_path)
     two = _cli(*common, "--nproc", "2", "-o", str(tmp_path / "two" / "m.ntab"), cwd=tmp_path / "two")
     assert one.returncode == 0, one.stderr[-2000:]
     assert two.returncode == 0, two.stderr[-2000:]

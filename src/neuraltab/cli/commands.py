@@ -75,7 +75,8 @@ def _run(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except UserError as exc:
-        print(f"error: {cli_words(exc.template)}", file=sys.stderr)
+        if not getattr(exc, "from_rank_zero", False):  # a distributed run's other ranks leave it to rank 0
+            print(f"error: {cli_words(exc.template)}", file=sys.stderr)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -125,6 +125,8 @@ class Context:
                 result = ("error", exc)
         kind, value = self.broadcast_object(result)
         if kind == "error":
+            if self.rank != 0:
+                value.from_rank_zero = True  # rank 0 says it; the command line prints it once
             raise value
         return value
 
@@ -135,12 +137,12 @@ class Context:
 
 
 def requested(environ: Any = os.environ) -> bool:
-    """Whether this process is one of several: torchrun's ``WORLD_SIZE`` above 1, or an initialised group of more
-    than one process."""
+    """Whether this process trains as a rank of a process group: torchrun's ``WORLD_SIZE`` above 1, or a group the
+    caller initialised (Ray's TorchTrainer does, even for one worker)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size() > 1
+        return True
     try:
         return int(environ.get("WORLD_SIZE", "1")) > 1
     except ValueError:
