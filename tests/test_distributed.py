@@ -375,3 +375,64 @@ def test_a_rank_whose_peer_dies_fails_with_one_line_without_torchrun(tmp_path):
     assert len(errors) == 1 and errors[0].startswith("error: rank 0 of 2: the process group failed"), err[-2000:]
     assert "Traceback" not in err
     assert list(tmp_path.glob("*.ckpt")) and not (tmp_path / "m.ntab").exists()  # rank 0's last checkpoint kept
+
+
+# ======================================================================================================================
+# NCCL on GPUs: run where CUDA is (a lent GPU machine), skipped elsewhere
+# ======================================================================================================================
+
+NCCL_ONE = textwrap.dedent('''
+    """A caller's own NCCL group of one process (as Ray's TorchTrainer makes for one GPU worker), then neuraltab.fit."""
+    import json, sys
+    import torch, torch.distributed as dist
+    import neuraltab
+    from neuraltab.train import distributed
+
+    torch.cuda.set_device(0)
+    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{sys.argv[3]}", rank=0, world_size=1,
+                            device_id=torch.device("cuda", 0))
+    model = neuraltab.fit(sys.argv[1], "y", epochs=4, k=2, d_block=32, n_blocks=1, n_bins=8, d_embedding=4)
+    ctx = distributed.current()
+    print(json.dumps({"backend": ctx.backend, "device": str(ctx.device), "path": model.history["path"],
+                      "accuracy": model.metrics["test"]["accuracy"], "model_device": str(model.device)}))
+    dist.destroy_process_group()
+''')
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_nccl_group_of_one_trains_through_ddp_on_the_gpu(tmp_path):
+    df = _table(4_000, seed=6)
+    df.to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "one.py").write_text(NCCL_ONE)
+    done = subprocess.run([PYTHON, str(tmp_path / "one.py"), str(tmp_path / "t.csv"), str(tmp_path),
+                           str(_free_port())], env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["backend"] == "nccl" and result["device"] == "cuda:0" and result["path"] == "autograd"
+    assert result["accuracy"] > 0.8, result
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available() or __import__("torch").cuda.device_count() < 2,
+                    reason="needs two CUDA GPUs")
+def test_nproc_two_on_two_gpus_uses_nccl(tmp_path):
+    df = _table(4_000, seed=7)
+    df.to_csv(tmp_path / "t.csv", index=False)
+    done = _cli("train", str(tmp_path / "t.csv"), "-t", "y", "--epochs", "4", "--nproc", "2", "--device", "cuda",
+                "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert any("(nccl)" in n for n in result["notices"]) and result["metrics"]["test"]["accuracy"] > 0.8
+
+
+def test_a_distributed_environment_without_a_file_or_a_rendezvous_is_one_line(tmp_path, monkeypatch):
+    import neuraltab
+    from neuraltab.errors import ConfigError, UserError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="a distributed run reads a table file"):
+        neuraltab.fit(_table(50), "y", epochs=1)
+    _table(50).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(UserError, match="RANK, MASTER_ADDR, MASTER_PORT are not set; launch it with torchrun"):
+        neuraltab.fit(str(tmp_path / "t.csv"), "y", epochs=1)
