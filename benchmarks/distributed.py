@@ -1,11 +1,13 @@
 """One process against two (gloo, DistributedDataParallel) on this machine, the same global batch (issue 19): seconds
 per epoch, the whole run's wall time and the test accuracy, training on hr.csv (or it repeated --times k).
 
-Each run is a fresh process group: `python -m torch.distributed.run --standalone --nproc-per-node N` around the same
-child, which calls `neuraltab.fit` (rank 0 reports). One process runs three ways: in memory (the default path, the
-hand-derived step where it applies), streamed (the same step, block by block), and streamed through autograd (what
-the two-process run trains with, so the ratio shows what splitting the rows buys, apart from the step). Prints a
-markdown table and writes JSON.
+Each run is a fresh process running the same child, which calls `neuraltab.fit`'s two stages; the two-process run
+is that child under `python -m torch.distributed.run --standalone --nproc-per-node 2` (rank 0 reports). One process
+runs four ways: in memory (the default path, the hand-derived step where it applies), streamed (the same step, block
+by block), and streamed through autograd (what the two-process run trains with, so the ratio shows what splitting
+the rows buys apart from the step), with its default threads and with one (each of the two ranks gets one of the two
+cores: torchrun sets OMP_NUM_THREADS=1). Each child first sets up its process as the ``neuraltab`` command does (how
+OpenMP's threads wait on a busy machine). Prints a markdown table and writes JSON.
 
     python benchmarks/distributed.py                         # hr.csv, 10 epochs, 3 repeats (medians)
     python benchmarks/distributed.py --times 10 --epochs 3 --repeat 1
@@ -30,10 +32,15 @@ from scale import DEFAULT_DATA, repeated  # noqa: E402  (the same repeated file 
 
 CHILD = """
 import json, os, sys, time
+from neuraltab.cli import runtime
+runtime.keep_freed_memory()
+runtime.prepare(["neuraltab", "train"])  # as the command does, before torch loads: how OpenMP's threads wait
 import neuraltab
 from neuraltab.api import fit_prepared, prepare
 path, mode, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 started = time.perf_counter()
+if mode == "autograd-1":
+    mode, options = "autograd", {**options, "threads": 1}
 prepared = prepare(path, "left", stream=mode != "memory", **options)
 model = fit_prepared(prepared, fast=mode != "autograd")
 wall = time.perf_counter() - started
@@ -76,6 +83,7 @@ def main() -> None:
         path = args.data if args.times == 1 else repeated(args.data, args.times, Path(folder))
         for label, mode, nproc in (("1 process, in memory", "memory", 1), ("1 process, streamed", "stream", 1),
                                    ("1 process, streamed, autograd", "autograd", 1),
+                                   ("1 process, streamed, autograd, 1 thread", "autograd-1", 1),
                                    ("2 processes (gloo), streamed", "stream", 2)):
             results = [run(path, mode, nproc, options) for _ in range(args.repeat)]
             good = [r for r in results if "error" not in r]

@@ -251,9 +251,9 @@ def failures(ctx: Context | None) -> Iterator[None]:
         raise
     except (dist.DistError, RuntimeError) as exc:
         text = str(exc)
-        if not isinstance(exc, dist.DistError) and not any(
-                word in text for word in ("gloo", "Gloo", "NCCL", "Connection", "connection", "timed out", "Timeout",
-                                          "peer", "Socket")):
+        words = ("gloo", "Gloo", "NCCL", "Connection", "connection", "timed out", "Timed out", "Timeout", "peer",
+                 "Socket")
+        if not isinstance(exc, dist.DistError) and not any(word in text for word in words):
             raise  # not the group's failure: a bug, with its traceback
         raise DistributedError(f"rank {ctx.rank} of {ctx.world_size}: the process group failed, so training stopped "
                                f"(another rank died or did not answer within {timeout_seconds():g} s, "
