@@ -594,9 +594,16 @@ def _prepare_streamed(data: Any, target: str, cfg: TrainConfig, *, notify: _Noti
 
     source = source_name(data)
     budget = stream.budget_bytes(cfg.memory_budget)
-    if distributed is not None and not distributed.is_writer:
-        notify = _Notices([])  # rank 0 says what there is to say about the data
-    table = stream.StreamTable.open(data, encoding=encoding, decimal=decimal, notify=notify, budget=budget)
+    if distributed is not None:
+        budget = distributed.on_rank_zero(lambda: budget)  # the same caps, so the same samples, on every rank
+        if not distributed.is_writer:
+            notify = _Notices([])  # rank 0 says what there is to say about the data
+
+    def open_table() -> stream.StreamTable:
+        return stream.StreamTable.open(data, encoding=encoding, decimal=decimal, notify=notify, budget=budget)
+
+    # rank 0 sniffs the file and says what is wrong with it, once
+    table = open_table() if distributed is None else distributed.on_rank_zero(open_table)
     guess = stream.limits_for(budget, raw_row_bytes=64.0 * len(table.columns), input_row_bytes=8.0 * len(table.columns))
 
     def schema_pass() -> tuple[Schema, int, dict[str, Any]]:
