@@ -1,5 +1,6 @@
 """``neuraltab train --nproc N``: the same command in N processes on this machine, started by torchrun's launcher
-(``torch.distributed.run``'s API, as ``torchrun --standalone --nproc-per-node N -m neuraltab train ...``)."""
+(``torch.distributed.run``'s API: torchrun in its standalone mode, N processes per node, running
+``-m neuraltab train ...``)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..device import autocast
-from ..errors import UserError
+from ..errors import UserError, option
 from .autograd import ensemble_loss, penalty
 
 __all__ = ["DISTRIBUTED_REASON", "TIMEOUT_VARIABLE", "Context", "DistributedError", "Plan", "current",
@@ -187,7 +187,7 @@ def join(device: torch.device) -> tuple[Context | None, torch.device]:
         if missing:
             raise UserError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE')} asks for a distributed run, but "
                             f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set; launch it with "
-                            "torchrun (or neuraltab train --nproc N)")
+                            f"torchrun (or with {option('nproc')} N)")
         backend = "nccl" if device.type == "cuda" else "gloo"
         try:
             dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_seconds()),
@@ -199,8 +199,8 @@ def join(device: torch.device) -> tuple[Context | None, torch.device]:
         _CREATED = True
     backend = str(dist.get_backend())
     if backend == "nccl" and device.type != "cuda":
-        raise UserError("the process group uses NCCL, which needs a GPU, but this run trains on the CPU; pass "
-                        "--device cuda, or start the group with the gloo backend")
+        raise UserError(f"the process group uses NCCL, which needs a GPU, but this run trains on the CPU; pass "
+                        f"{option('device', 'cuda')}, or start the group with the gloo backend")
     _share_cores(int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size())))
     _CONTEXT = Context(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
                        backend=backend, device=device)
