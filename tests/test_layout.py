@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"train", "export"},  # export sits beside training, below the api whose Model.to_onnx calls it
     {"api"},
     {"estimators", "serve", "report", "playground"},
-    {"cli"},
+    {"cli", "__main__"},  # `python -m neuraltab` (and torchrun -m neuraltab) runs the command
 ]
 # the one call up a layer, made inside the method only: Model.report is the report's Python front door (issue 16)
 ALLOWED_UP = {("neuraltab.api", "neuraltab.report")}

@@ -23,7 +23,7 @@ SRC = Path(neuraltab.__file__).parent
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # train's own options: where the data and the model go, and how the command reports
 TRAIN_RUN_OPTIONS = {"data", "target", "output", "force", "encoding", "decimal", "dayfirst", "checkpoint_every", "resume",
-                     "as_json", "quiet", "report"}
+                     "nproc", "as_json", "quiet", "report"}
 # the estimators train on every row they are given, with the task their class states
 NOT_ESTIMATOR_PARAMETERS = {"task", "test_size"}
 # packages that are commands' own front ends: their messages name their own command's flags

@@ -455,6 +455,7 @@ class Prepared:
     source: str
     training_summary: dict[str, Any] | None = None  # data.summary of the training rows, saved for drift checks
     epochs: Any = None  # a streamed table's EpochSource: its training rows, block by block (see train.streamed)
+    distributed: Any = None  # the process group's Context when this process is one rank of several (train.distributed)
 
     @property
     def n_out(self) -> int:
@@ -533,6 +534,16 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
         notify(f"{option('valid_size', cfg.valid_size)} set but not used: {option('preset', 'best')} validates each "
                f"fold model on its own fold ({option('folds')} sets how many)")
     source = source_name(data)
+    from .train import distributed  # the process group, when torchrun (or Ray, Spark) started this process
+
+    if distributed.requested():
+        if not isinstance(data, (str, Path)) or rows is not None:
+            raise ConfigError("a distributed run reads a table file (CSV or Parquet, one file or a folder), each rank "
+                              "its own shard of the rows; write the DataFrame to Parquet and pass its path")
+        ctx, device = distributed.join(resolve_device(cfg.device))
+        with distributed.failures(ctx):
+            return _prepare_streamed(data, target, cfg, notify=notify, encoding=encoding, decimal=decimal,
+                                     distributed=ctx, device=device)
     if should_stream(data, stream=cfg.stream, memory_budget=cfg.memory_budget):
         if cfg.preset == "best":
             raise ConfigError(f"{source}: {option('preset', 'best')} needs the table in memory, and this one is "
@@ -587,24 +598,52 @@ def _rows_per_model(cfg: TrainConfig, n_train: int) -> int:
 
 
 def _prepare_streamed(data: Any, target: str, cfg: TrainConfig, *, notify: _Notices, encoding: str | None,
-                      decimal: str | None) -> Prepared:
+                      decimal: str | None, distributed: Any = None, device: torch.device | None = None) -> Prepared:
     """:func:`prepare` for a table read in record batches (see :mod:`neuraltab.data.stream`): the schema from a
     uniform sample of its rows, the preprocessing from one pass of statistics, validation and test rows held in memory
-    (samples when capped), and the training rows left on disk for the epochs to stream."""
+    (samples when capped), and the training rows left on disk for the epochs to stream.
+
+    With ``distributed`` (this process is one rank of several), rank 0 infers the schema and hands it to the others;
+    each rank gathers the statistics of its shard of the rows, and every rank merges all the ranks' into the same
+    preprocessing (that of one process reading the whole table); each rank's epochs stream its own shard."""
     from .data import stream
+    from .train.distributed import DISTRIBUTED_REASON
     from .train.streamed import EpochSource
 
     source = source_name(data)
     budget = stream.budget_bytes(cfg.memory_budget)
-    table = stream.StreamTable.open(data, encoding=encoding, decimal=decimal, notify=notify, budget=budget)
+    if distributed is not None:
+        budget = distributed.on_rank_zero(lambda: budget)  # the same caps, so the same samples, on every rank
+        if not distributed.is_writer:
+            notify = _Notices([])  # rank 0 says what there is to say about the data
+
+    def open_table() -> stream.StreamTable:
+        return stream.StreamTable.open(data, encoding=encoding, decimal=decimal, notify=notify, budget=budget)
+
+    # rank 0 sniffs the file and says what is wrong with it, once
+    table = open_table() if distributed is None else distributed.on_rank_zero(open_table)
     guess = stream.limits_for(budget, raw_row_bytes=64.0 * len(table.columns), input_row_bytes=8.0 * len(table.columns))
-    schema, n_rows, _ = stream.infer_streamed_schema(table, target, cfg, sample_rows=guess.sample_rows, notify=notify)
+
+    def schema_pass() -> tuple[Schema, int, dict[str, Any]]:
+        schema, n_rows, _ = stream.infer_streamed_schema(table, target, cfg, sample_rows=guess.sample_rows,
+                                                         notify=notify)
+        return schema, n_rows, table.types  # the types: the columns the pass found must be read as text
+
+    if distributed is None:
+        schema, n_rows, _ = schema_pass()
+    else:
+        schema, n_rows, table.types = distributed.on_rank_zero(schema_pass)
     test_size = cfg.test_size
     valid_size = cfg.valid_size if cfg.early_stopping else 0.0  # without early stopping, validation rows train
-    stats = stream.gather_statistics(table, schema, cfg, guess, test_size=test_size, valid_size=valid_size)
+    stats = stream.gather_statistics(table, schema, cfg, guess, test_size=test_size, valid_size=valid_size,
+                                     shard=None if distributed is None else distributed.shard)
+    n_local = stats.n_train
+    if distributed is not None:
+        stats.sample = stats.valid = stats.test = None  # the samples' own parts travel, once
+        stats = stream.merge_statistics(distributed.gather_objects(stats), max_categories=cfg.max_categories)
     if stats.n_unlabelled:
         notify(f"{source}: dropped {stats.n_unlabelled} row(s) whose target {target!r} is missing")
-    device = resolve_device(cfg.device)
+    device = device if device is not None else resolve_device(cfg.device)
     cfg = resolve(cfg, n_train=stats.n_train, device_type=device.type, native_bf16=native_bf16(device))
     cfg = cfg.replace(stream=True)
     with _torch_threads(cfg.threads or compute_threads()):
@@ -622,27 +661,49 @@ def _prepare_streamed(data: Any, target: str, cfg: TrainConfig, *, notify: _Noti
     limits = stream.limits_for(budget, raw_row_bytes=64.0 * len(table.columns), input_row_bytes=input_bytes)
     buffer_rows = max(min(limits.buffer_rows, stats.n_train), 1)
 
+    shard = None if distributed is None else distributed.shard
+
     def blocks(epoch: int) -> Iterator[Batch]:
         return stream.training_blocks(table, pre, seed=cfg.seed, epoch=epoch, test_size=test_size,
-                                      valid_size=valid_size, buffer_rows=buffer_rows)
+                                      valid_size=valid_size, buffer_rows=buffer_rows, shard=shard)
 
-    epochs = EpochSource(blocks=blocks, n_rows=stats.n_train, task=schema.task, y_mean=pre.y_mean, y_std=pre.y_std)
+    epochs = EpochSource(blocks=blocks, n_rows=n_local, task=schema.task, y_mean=pre.y_mean, y_std=pre.y_std)
     number_format = {"decimal": decimal, "decimal_from": "given" if decimal else None}
+    if distributed is None:
+        data_fingerprint = stream.fingerprint(table, n_rows=n_rows)
+    else:  # one rank reads the whole file for its hash
+        data_fingerprint = distributed.on_rank_zero(lambda: stream.fingerprint(table, n_rows=n_rows))
+        notify(f"distributed over {distributed.world_size} processes ({distributed.backend}), a global batch of "
+               f"{cfg.batch_size} rows, each rank its own shard of the rows; {DISTRIBUTED_REASON}")
     return Prepared(cfg=cfg, target=target, schema=schema, preprocessor=pre, batches=batches,
                     splits={name: np.zeros(0, dtype=np.int64) for name in frames}, device=device,
-                    data_fingerprint=stream.fingerprint(table, n_rows=n_rows), number_format=number_format,
-                    notices=notify.messages, source=source, epochs=epochs)
+                    data_fingerprint=data_fingerprint, number_format=number_format,
+                    notices=notify.messages, source=source, epochs=epochs, distributed=distributed)
 
 
 def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), checkpoint: str | Path | None = None,
                  checkpoint_every: int = 10, resume: bool = False, fast: bool = True) -> Model:
     """Train a fresh network on prepared data and return the :class:`Model` (see :func:`fit` for the checkpoint;
     ``fast=False`` trains through autograd even where a hand-derived CPU step covers the run)."""
+    from .train import distributed
+
+    ctx = prepared.distributed
+    if ctx is not None and not ctx.is_writer:
+        callbacks = [cb for cb in callbacks if getattr(cb, "every_rank", False)]  # rank 0 renders the run
+    with distributed.failures(ctx):
+        return _fit_prepared(prepared, callbacks=callbacks, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                             resume=resume, fast=fast)
+
+
+def _fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback], checkpoint: str | Path | None,
+                  checkpoint_every: int, resume: bool, fast: bool) -> Model:
     from .train import train
     from .train.calibrate import temperature_for
     from .train.checkpoint import Checkpoint
 
     cfg = prepared.cfg
+    ctx = prepared.distributed
+    writer = ctx is None or ctx.is_writer
     with _torch_threads(cfg.threads or compute_threads()):
         spec, network = prepared.new_network()
         torch.set_num_threads(prepared.threads(network))
@@ -650,19 +711,21 @@ def fit_prepared(prepared: Prepared, *, callbacks: Sequence[Callback] = (), chec
         if checkpoint is not None:
             identity = {"data": prepared.data_fingerprint["sha256"], "target": prepared.target,
                         "config": {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}}
+            if ctx is not None:  # another number of ranks shards and batches the rows otherwise
+                identity["processes"] = ctx.world_size
             ckpt = Checkpoint(checkpoint, every=checkpoint_every, identity=identity)
-            if resume and not ckpt.path.exists():
+            if resume and writer and not ckpt.path.exists():
                 _Notices(callbacks, into=prepared.notices)(f"{ckpt.path}: no checkpoint to resume from; training "
                                                            "from the start")
         try:
             history = train(network, prepared.tensors("train"), prepared.tensors("valid"), task=prepared.schema.task,
                             cfg=cfg, callbacks=callbacks, checkpoint=ckpt, resume=resume, fast=fast,
-                            epoch_source=prepared.epochs)
+                            epoch_source=prepared.epochs, distributed=ctx)
         except ConfigError:  # a diverged run: its checkpoint would only diverge again, so none is left behind
-            if ckpt is not None:
+            if ckpt is not None and writer:
                 ckpt.path.unlink(missing_ok=True)
             raise
-        if ckpt is not None and history.stop_reason != "interrupted":
+        if ckpt is not None and writer and history.stop_reason != "interrupted":
             ckpt.path.unlink(missing_ok=True)
         temperature = temperature_for(network, prepared.tensors("valid"), task=prepared.schema.task, cfg=cfg)
         if temperature is not None:  # in the spec, so that a file without one (written before) predicts as it did

@@ -75,7 +75,8 @@ def _run(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except UserError as exc:
-        print(f"error: {cli_words(exc.template)}", file=sys.stderr)
+        if not getattr(exc, "from_rank_zero", False):  # a distributed run's other ranks leave it to rank 0
+            print(f"error: {cli_words(exc.template)}", file=sys.stderr)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -174,6 +175,9 @@ def _print_json(obj: Any) -> None:
                                                                  "the model file).")),
         parameter("resume", bool, typer.Option(False, "--resume", help="Continue an interrupted run from its "
                                                                        "checkpoint.", show_default=True)),
+        parameter("nproc", int, typer.Option(1, "--nproc", min=1, help="Train in N processes on this machine "
+                                             "(DistributedDataParallel, started through torchrun; for several "
+                                             "machines run torchrun yourself, see the README).")),
         parameter("as_json", bool, typer.Option(False, "--json", help="Print a machine-readable result on stdout.",
                                                 show_default=True)),
         parameter("quiet", bool, typer.Option(False, "--quiet", "-q", help="No progress or notices.",
@@ -189,8 +193,19 @@ def train(**given: Any) -> None:
     --resume to continue where it stopped (same result as an uninterrupted run)."""
     data, target, output, force = given["data"], given["target"], given["output"], given["force"]
     resume, as_json, quiet = given["resume"], given["as_json"], given["quiet"]
+    from ..train import distributed
 
     def body() -> None:
+        if given["nproc"] > 1:
+            if distributed.requested():
+                raise UserError(f"{option('nproc')} starts its own processes, but this one is already one of "
+                                f"several (torchrun's WORLD_SIZE); leave {option('nproc')} out under torchrun")
+            if str(data) == "-":
+                raise DataError(f"DATA - (standard input) can be read by one process only; save it to a file for "
+                                f"{option('nproc')}")
+            from .launch import launch_local
+
+            raise typer.Exit(launch_local(given["nproc"], sys.argv[1:]))
         if str(data) == "-" and output is None:
             raise DataError(f"DATA - (standard input) has no name to put the model next to; pass {option('output')}")
         # a folder of table files (streamed) names its model beside it, as `neuraltab train .` does too
@@ -209,6 +224,10 @@ def train(**given: Any) -> None:
             fitted = api.fit(str(path), target, callbacks=[progress], encoding=given["encoding"],
                              decimal=given["decimal"], dayfirst=given["dayfirst"], checkpoint=ckpt,
                              checkpoint_every=given["checkpoint_every"], resume=resume, **config_values(given))
+            ctx = distributed.current()
+            if ctx is not None and not ctx.is_writer:  # rank 0 writes the model and says what it did
+                distributed.leave()
+                return
             fitted.save(out, force=overwrite)
             if report_file is not None:  # while standard input's copy still exists
                 fitted.report(str(path), report_file, force=force, notify=progress.on_notice)
@@ -232,6 +251,7 @@ def train(**given: Any) -> None:
             _print_train_result(_stdout(), fitted, out)
             if report_file is not None:
                 _stdout().print(f"report written to {report_file}")
+        distributed.leave()
         if fitted.history["stop_reason"] == "interrupted":  # as shells report a process a signal ended: 128 + N
             raise typer.Exit(128 + (getattr(fitted, "stop_signal", None) or signal.SIGINT))
 

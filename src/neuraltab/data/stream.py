@@ -42,7 +42,8 @@ from .schema import Schema, _unlabelled, infer_schema, label_key
 
 __all__ = ["EVALUATION", "BottomK", "Limits", "Statistics", "StreamTable", "block_bytes_for", "budget_bytes",
            "fingerprint", "fit_preprocessor", "gather_statistics", "infer_streamed_schema", "labelled_rows",
-           "limits_for", "row_keys", "should_stream", "split_codes", "training_blocks", "widening"]
+           "limits_for", "merge_statistics", "row_keys", "shard_of", "should_stream", "split_codes", "training_blocks",
+           "widening"]
 
 _CSV_SUFFIXES = {".csv", ".tsv", ".txt", ".tab", ".data", ".dat"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -51,8 +52,9 @@ _READAHEAD = 2  # record batches decoded ahead: pyarrow's default (16) would hol
 _MAX_LABELS = 1024  # target values tracked so that the schema's sample holds every class
 _PRUNE_AT = 100_000  # distinct values a column's counts may hold before the rarest are dropped
 TRAIN, VALID, TEST = 0, 1, 2
-# independent hash streams: the split, the schema's sample, the training sample, held-out samples, evaluation
-_SPLIT, _SCHEMA, _TRAIN_SAMPLE, _VALID_SAMPLE, _TEST_SAMPLE, EVALUATION = range(6)
+# independent hash streams: the split, the schema's sample, the training sample, held-out samples, evaluation, the
+# shard of a distributed run's rank
+_SPLIT, _SCHEMA, _TRAIN_SAMPLE, _VALID_SAMPLE, _TEST_SAMPLE, EVALUATION, _SHARD = range(7)
 
 
 # ======================================================================================================================
@@ -151,6 +153,29 @@ def split_codes(positions: np.ndarray, *, seed: int, test_size: float, valid_siz
     return codes
 
 
+def shard_of(positions: np.ndarray, *, seed: int, world_size: int) -> np.ndarray:
+    """int64[n]: the rank (0 .. world_size-1) whose shard each row position belongs to, by a seeded hash of the
+    position, so the shards are disjoint, together complete, balanced whatever the file's order, and known to every
+    rank without a word exchanged.
+
+    >>> r = shard_of(np.arange(10_000), seed=0, world_size=4)
+    >>> sorted(set(r.tolist())), bool(abs((r == 0).mean() - 0.25) < 0.02)
+    ([0, 1, 2, 3], True)
+    """
+    if world_size <= 1:
+        return np.zeros(len(positions), dtype=np.int64)
+    return np.minimum((row_keys(positions, seed=seed, stream=_SHARD) * world_size).astype(np.int64), world_size - 1)
+
+
+def _mine(df: pd.DataFrame, positions: np.ndarray, shard: tuple[int, int] | None, *,
+          seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows of a chunk in this rank's ``shard`` (rank, world size); all of them without one."""
+    if shard is None or shard[1] <= 1:
+        return df, positions
+    keep = shard_of(positions, seed=seed, world_size=shard[1]) == shard[0]
+    return df[keep], positions[keep]
+
+
 class BottomK:
     """The ``k`` rows with the smallest keys offered so far: a uniform sample without replacement that merges across
     chunks. ``frame()`` gives them in table order."""
@@ -184,6 +209,12 @@ class BottomK:
             df, k_all, p_all = df.iloc[chosen], k_all[chosen], p_all[chosen]
             self.threshold = float(k_all.max())
         self.parts, self.n_pending = [(df, k_all, p_all)], len(k_all)
+
+    def merge(self, other: "BottomK") -> None:
+        """Take in another sample's rows: the k smallest keys of both, which is the sample of the union of their rows
+        (the keys hash row positions, the same in every process)."""
+        for df, keys, positions in other.parts:
+            self.offer(df, keys, positions)
 
     def frame(self) -> tuple[pd.DataFrame, np.ndarray]:
         """(the sampled rows in table order, with a fresh index; their positions)."""
@@ -513,6 +544,7 @@ class Statistics:
     y_sq: float = 0.0  # sum of squared deviations from the running mean (merged as Chan et al.)
     valid: pd.DataFrame | None = None
     test: pd.DataFrame | None = None
+    samples: list[BottomK] = field(default_factory=list)  # the train, valid and test samples, for merging
 
     @property
     def n_train(self) -> int:
@@ -533,8 +565,10 @@ def labelled_rows(df: pd.DataFrame, start: int, target: str) -> tuple[pd.DataFra
 
 
 def gather_statistics(table: StreamTable, schema: Schema, cfg: Any, limits: Limits, *, test_size: float,
-                      valid_size: float) -> Statistics:
-    """One pass over ``table``: the statistics of its training rows, merged chunk by chunk, and the held-out rows."""
+                      valid_size: float, shard: tuple[int, int] | None = None) -> Statistics:
+    """One pass over ``table``: the statistics of its training rows, merged chunk by chunk, and the held-out rows.
+    With ``shard`` (rank, world size), only the rows of that rank's shard (:func:`shard_of`) count; the ranks'
+    statistics then combine with :func:`merge_statistics` into those of the whole table."""
     stats = Statistics()
     target = schema.target
     samples = [BottomK(limits.sample_rows), BottomK(limits.valid_rows), BottomK(limits.test_rows)]
@@ -549,6 +583,7 @@ def gather_statistics(table: StreamTable, schema: Schema, cfg: Any, limits: Limi
     for start, df in table.frames():
         stats.n_rows = start + len(df)
         df, positions, n_left_out = labelled_rows(df, start, target)
+        df, positions = _mine(df, positions, shard, seed=cfg.seed)
         stats.n_unlabelled += n_left_out
         codes = split_codes(positions, seed=cfg.seed, test_size=test_size, valid_size=valid_size)
         for part in (TRAIN, VALID, TEST):
@@ -573,16 +608,49 @@ def gather_statistics(table: StreamTable, schema: Schema, cfg: Any, limits: Limi
             stats.counts[col] = merged
         if schema.task == "regression":
             y = probe.encode_target(train[target], source=table.name).astype(np.float64)
-            n_b, mean_b = len(y), float(y.mean())
-            sq_b = float(((y - mean_b) ** 2).sum())
-            mean_a = stats.y_sum / y_n if y_n else 0.0
-            delta = mean_b - mean_a
-            stats.y_sq += sq_b + delta * delta * y_n * n_b / (y_n + n_b)
-            stats.y_sum += float(y.sum())
-            y_n += n_b
+            _add_moments(stats, y_n, len(y), float(y.sum()), float(((y - y.mean()) ** 2).sum()))
+            y_n += len(y)
     stats.counts = {c: s.astype(np.int64) for c, s in stats.counts.items()}
+    stats.samples = samples
     stats.sample, stats.valid, stats.test = (s.frame()[0] for s in samples)
     return stats
+
+
+def _add_moments(stats: Statistics, n_a: int, n_b: int, sum_b: float, sq_b: float) -> None:
+    """Merge a part's target count, sum and sum of squared deviations into ``stats`` (Chan et al.)."""
+    if not n_b:
+        return
+    mean_a = stats.y_sum / n_a if n_a else 0.0
+    delta = sum_b / n_b - mean_a
+    stats.y_sq += sq_b + delta * delta * n_a * n_b / (n_a + n_b)
+    stats.y_sum += sum_b
+
+
+def merge_statistics(parts: list[Statistics], *, max_categories: int) -> Statistics:
+    """The statistics of the union of disjoint shards' rows, from each shard's (in rank order): sums of the counts,
+    the samples' smallest keys (the very sample one process over the whole table draws), gaps anywhere. Every rank
+    merging the same parts gets the same result, so every rank fits the same preprocessing."""
+    out = Statistics(n_rows=max(p.n_rows for p in parts), missing=dict(parts[0].missing))
+    out.samples = [BottomK(s.k) for s in parts[0].samples]
+    out.counts = {c: pd.Series(dtype=np.int64) for c in parts[0].counts}
+    for part in parts:
+        out.n_unlabelled += part.n_unlabelled
+        _add_moments(out, out.n_split[TRAIN], part.n_split[TRAIN], part.y_sum, part.y_sq)
+        out.n_split = [a + b for a, b in zip(out.n_split, part.n_split)]
+        out.pruned |= part.pruned
+        for col, gaps in part.missing.items():
+            out.missing[col] = out.missing[col] or gaps
+        for col, counts in part.counts.items():
+            merged = out.counts[col].add(counts, fill_value=0)
+            if len(merged) > _PRUNE_AT:
+                merged = merged.nlargest(max(10 * max_categories, _PRUNE_AT // 10))
+                out.pruned.add(col)
+            out.counts[col] = merged
+        for mine, theirs in zip(out.samples, part.samples):
+            mine.merge(theirs)
+    out.counts = {c: s.astype(np.int64) for c, s in out.counts.items()}
+    out.sample, out.valid, out.test = (s.frame()[0] for s in out.samples)
+    return out
 
 
 def fit_preprocessor(schema: Schema, stats: Statistics, *, scaling: str, max_categories: int, source: str,
@@ -606,21 +674,22 @@ def fit_preprocessor(schema: Schema, stats: Statistics, *, scaling: str, max_cat
 
 
 def training_blocks(table: StreamTable, pre: Preprocessor, *, seed: int, epoch: int, test_size: float,
-                    valid_size: float, buffer_rows: int) -> Iterator[Batch]:
+                    valid_size: float, buffer_rows: int, shard: tuple[int, int] | None = None) -> Iterator[Batch]:
     """The training rows of one epoch as model inputs, in blocks of ``buffer_rows // 2`` rows (the last one shorter).
 
     The rows pass through a shuffle buffer of ``buffer_rows`` rows: when it is full, a random half of it leaves as a
     block and the next rows take its place, so a row can leave up to the buffer's length away from its place in the
     file; a table whose training rows fit in the buffer leaves as one block in a uniformly random order. The order
-    depends only on ``seed`` and ``epoch``.
+    depends only on ``seed`` and ``epoch`` (and the ``shard``, (rank, world size): only its rows are handed out).
     """
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([seed, epoch] + ([shard[0]] if shard is not None and shard[1] > 1 else []))
     target = pre.schema.target
     half = max(buffer_rows // 2, 1)
     x_num = x_cat = y = None
     fill = 0
     for start, df in table.frames():
         df, positions, _ = labelled_rows(df, start, target)
+        df, positions = _mine(df, positions, shard, seed=seed)
         train = df[split_codes(positions, seed=seed, test_size=test_size, valid_size=valid_size) == TRAIN]
         if not len(train):
             continue

@@ -57,6 +57,7 @@ def train(
     resume: bool = False,
     fast: bool = True,
     epoch_source: EpochSource | None = None,
+    distributed: Any = None,
 ) -> History:
     """Train ``model`` in place on (x_num, x_cat, y) tensors already on the model's device; return the History.
 
@@ -67,14 +68,28 @@ def train(
     signal stops the run; ``resume=True`` continues from it. ``fast=False`` trains through autograd even where a
     hand-derived step covers the run (for callers that change weights between steps). With an ``epoch_source`` (a
     streamed table) each epoch's rows come from it, block by block, and ``train_data`` only shows their shapes.
+    With ``distributed`` (a :class:`~.distributed.Context`; an ``epoch_source`` of this rank's shard), the model trains
+    in DistributedDataParallel with the other ranks, and only rank 0 writes the checkpoint (see :mod:`.distributed`).
     """
     x_num, x_cat, y = train_data
     device = x_num.device
     n = x_num.shape[0] if epoch_source is None else epoch_source.n_rows
-    batch_size = min(cfg.batch_size, n)
-    steps = math.ceil(n / batch_size)
+    plan = None
+    if distributed is not None:
+        from . import distributed as dist_train
+
+        if epoch_source is None:
+            raise ValueError("a distributed run trains on an epoch source of its rank's shard")
+        plan = dist_train.plan(distributed, n, cfg.batch_size)
+        n, batch_size, steps = plan.n_global, plan.local_batch * distributed.world_size, plan.steps
+    else:
+        batch_size = min(cfg.batch_size, n)
+        steps = math.ceil(n / batch_size)
     # a hand-derived step where one covers this run exactly (CPU, Adam/AdamW), else autograd + torch.optim
-    stepper, path, path_reason = select(model, task=task, cfg=cfg, x_num=x_num, x_cat=x_cat, y=y, allowed=fast)
+    if distributed is not None:
+        stepper, path, path_reason = None, "autograd", dist_train.DISTRIBUTED_REASON
+    else:
+        stepper, path, path_reason = select(model, task=task, cfg=cfg, x_num=x_num, x_cat=x_cat, y=y, allowed=fast)
     if epoch_source is not None and stepper is not None and not hasattr(stepper, "bind"):
         stepper, path, path_reason = None, "autograd", STREAMED_REASON  # a step that cannot take rows block by block
     optimizer = stepper.optimizer if stepper is not None else make_optimizer(model, cfg, device)
@@ -86,8 +101,14 @@ def train(
     # the loop's own callbacks first: the time limit's reason wins a tie, and early stopping fills in the logs' best
     callbacks = [*([TimeLimit(cfg.time_limit)] if cfg.time_limit else []), *([early] if early else []), *callbacks]
     first_epoch = 1
-    if resume and checkpoint is not None and checkpoint.path.exists():
-        snap = checkpoint.load()
+    writer = distributed is None or distributed.is_writer
+
+    def load_snapshot() -> Snapshot | None:
+        return checkpoint.load() if resume and checkpoint is not None and checkpoint.path.exists() else None
+
+    # a distributed run resumes from rank 0's file, whatever the other ranks' machines can see
+    snap = distributed.on_rank_zero(load_snapshot) if distributed is not None and resume else load_snapshot()
+    if snap is not None:
         snap.restore(model=model, optimizer=optimizer, shuffle=generator)
         first_epoch = snap.epochs_done + 1
         c = snap.counters
@@ -121,7 +142,23 @@ def train(
             "patience": cfg.patience, "first_epoch": first_epoch, "path": path, "path_reason": path_reason,
         })
     model.train()
-    if epoch_source is not None:
+    if distributed is not None:
+        net = dist_train.wrap(model, distributed)
+        dropout = getattr(model, "dropout_generator", None)
+
+        def run_epoch(perm: torch.Tensor | None, should_stop: Any) -> tuple[float, bool]:
+            seed = dist_train.epoch_seed(cfg.seed, run.epoch, distributed.rank)
+            if dropout is not None:  # each rank its own masks, each epoch from its own seed (exact on resume)
+                dropout.manual_seed(seed)
+
+            def agreed() -> bool:
+                should_stop()
+                return dist_train.agree_stop(distributed, run)
+
+            return dist_train.distributed_epoch(distributed, epoch_source, net, optimizer, epoch=run.epoch, plan=plan,
+                                                device=device, task=task, cfg=cfg, shapes=train_data,
+                                                generator=torch.Generator().manual_seed(seed), should_stop=agreed)
+    elif epoch_source is not None:
         def run_epoch(perm: torch.Tensor | None, should_stop: Any) -> tuple[float, bool]:
             return streamed_epoch(epoch_source, model, optimizer, epoch=run.epoch, generator=generator, device=device,
                                   batch_size=batch_size, task=task, grad_clip=cfg.grad_clip, precision=cfg.precision,
@@ -148,7 +185,7 @@ def train(
             perm = torch.randperm(n, generator=generator).to(device) if epoch_source is None else None
             train_loss, _complete = run_epoch(perm, should_stop)
             if run.stop_training and run.discard_epoch:  # a partial epoch cannot be replayed: keep its start
-                if checkpoint is not None and at_epoch_start is not None:
+                if checkpoint is not None and at_epoch_start is not None and writer:
                     checkpoint.save(at_epoch_start)
                 break
             if not math.isfinite(train_loss) or train_loss > exploded:
@@ -169,8 +206,12 @@ def train(
                 break
             logs: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
             if use_valid:
-                pred = predict_output(model, valid_data[0], valid_data[1], task=task, precision=cfg.precision)
-                logs["valid_loss"], logs["valid_score"] = _score(task, pred, valid_data[2], cfg.loss)
+                if writer:
+                    pred = predict_output(model, valid_data[0], valid_data[1], task=task, precision=cfg.precision)
+                    logs["valid_loss"], logs["valid_score"] = _score(task, pred, valid_data[2], cfg.loss)
+                if distributed is not None:  # rank 0's result on every rank, bit for bit: the same decisions
+                    logs["valid_loss"], logs["valid_score"] = distributed.broadcast(
+                        [logs.get("valid_loss", 0.0), logs.get("valid_score", 0.0)])
             else:
                 logs["best_epoch"], logs["best_score"] = epoch, None
             logs["seconds"] = time.perf_counter() - started
@@ -178,9 +219,11 @@ def train(
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
             history.best_epoch, history.best_score = logs["best_epoch"], logs["best_score"]
+            if distributed is not None:
+                dist_train.agree_stop(distributed, run)
             if checkpoint is not None:
                 at_epoch_start = snapshot(epoch)
-                if epoch % checkpoint.every == 0 or (run.stop_training and run.discard_epoch):
+                if writer and (epoch % checkpoint.every == 0 or (run.stop_training and run.discard_epoch)):
                     checkpoint.save(at_epoch_start)
             if run.stop_training:
                 break
