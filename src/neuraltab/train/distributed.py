@@ -304,26 +304,19 @@ def _fixed_batches(source: Any, epoch: int, size: int, device: torch.device,
                    generator: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
     """The source's rows for ``epoch`` in batches of exactly ``size`` rows, each block in a random order, without
     end: once the blocks run out, rows of the last block again (the shard's rows are short of the plan's steps)."""
+    def blocks() -> Iterator[tuple[torch.Tensor, ...]]:
+        last = None
+        for block in source.tensors(epoch, device):
+            if len(block[0]):
+                last = block
+                yield block
+        while last is not None:  # the shard ran out before the plan's steps did
+            yield last
+
     carry: tuple[torch.Tensor, ...] | None = None
-    last: tuple[torch.Tensor, ...] | None = None
-    for block in source.tensors(epoch, device):
-        if not len(block[0]):
-            continue
-        last = block
+    for block in blocks():
         perm = torch.randperm(len(block[0]), generator=generator).to(device)
         rows = tuple(t[perm] for t in block)
-        if carry is not None:
-            rows = tuple(torch.cat([a, b]) for a, b in zip(carry, rows))
-        i = 0
-        while len(rows[0]) - i >= size:
-            yield tuple(t[i:i + size] for t in rows)
-            i += size
-        carry = tuple(t[i:] for t in rows)
-    if last is None:
-        return
-    while True:
-        perm = torch.randperm(len(last[0]), generator=generator).to(device)
-        rows = tuple(t[perm] for t in last)
         if carry is not None:
             rows = tuple(torch.cat([a, b]) for a, b in zip(carry, rows))
         i = 0
