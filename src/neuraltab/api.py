@@ -814,7 +814,7 @@ def _fold_ids(y: np.ndarray | None, n_folds: int, *, seed: int, classes: bool) -
     fold holds each class's share of the rows (within one row).
 
     >>> _fold_ids(np.array([0, 0, 0, 0, 1, 1]), 2, seed=0, classes=True).tolist()
-    [1, 0, 0, 1, 0, 1]
+    [0, 1, 1, 0, 0, 1]
     """
     n = len(y) if y is not None else 0
     if n < n_folds:
