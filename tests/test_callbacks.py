@@ -109,16 +109,30 @@ def _logs(score, loss):
     return {"valid_score": score, "valid_loss": loss}
 
 
-def test_early_stopping_waits_patience_epochs_and_breaks_ties_by_the_lower_loss():
+def test_early_stopping_waits_patience_epochs_on_the_loss_and_breaks_ties_by_the_higher_score():
     early = EarlyStopping(patience=2)
     early.run = Run(torch.nn.Linear(1, 1))
-    sequence = [(0.5, 1.0), (0.7, 0.9), (0.7, 0.8), (0.6, 0.7), (0.7, 0.85)]  # epoch 3 ties 2 on score, lower loss
+    # epoch 3 ties 2 on the loss with a higher score; epoch 4's score is the highest but its loss is worse
+    sequence = [(0.5, 1.0), (0.7, 0.8), (0.72, 0.8), (0.9, 0.85), (0.8, 0.9)]
     for epoch, (score, loss) in enumerate(sequence, start=1):
         logs = _logs(score, loss)
         early.on_epoch_end(epoch, logs)
-        assert logs["best_epoch"] == (1 if epoch == 1 else 2 if epoch == 2 else 3)
-        assert early.run.stop_training == (epoch == 5)  # epochs 4 and 5 did not improve on 3
-    assert early.run.stop_reason == "early_stopping" and early.best_score == 0.7
+        assert logs["best_epoch"] == min(epoch, 3)
+        assert early.run.stop_training == (epoch == 5)  # epochs 4 and 5 did not improve on 3's loss
+    assert early.run.stop_reason == "early_stopping" and early.best_score == 0.72
+
+
+def test_early_stopping_reads_a_checkpoint_written_when_the_score_came_first():
+    old = EarlyStopping(patience=3)
+    old.load_state({"best_key": [0.9, -0.3], "since_best": 1, "best_epoch": 4, "best_score": 0.9}, None)
+    new = EarlyStopping(patience=3)
+    new.load_state({"best_key": [-0.3, 0.9], "since_best": 1, "best_epoch": 4, "best_score": 0.9, "monitor": "loss"},
+                   None)
+    assert old.best_key == new.best_key == (-0.3, 0.9)
+    for early in (old, new):
+        early.run = Run(torch.nn.Linear(1, 1))
+        early.on_epoch_end(5, _logs(0.95, 0.35))  # a higher score at a higher loss is no improvement
+        assert early.best_epoch == 4 and early.since_best == 2
 
 
 def test_early_stopping_keeps_a_copy_of_the_best_weights_not_a_view():

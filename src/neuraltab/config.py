@@ -117,7 +117,7 @@ class TrainConfig:
                                      chosen="from the number of training rows")
     epochs: int | None = _option(None, "Most epochs to train.", rule=_int_in(1, optional=True),
                                  chosen="1000; early stopping usually ends sooner")
-    early_stopping: bool = _option(True, "Stop when the validation score stops improving, and keep the best epoch's "
+    early_stopping: bool = _option(True, "Stop when the validation loss stops improving, and keep the best epoch's "
                                    "weights.", rule=(lambda v: isinstance(v, bool), "True or False"))
     patience: int = _option(16, "Epochs without improvement before early stopping.", rule=_int_in(1))
     time_limit: float | None = _option(None, "Seconds of training at most; the best model so far is kept.",

@@ -49,9 +49,12 @@ class Progress(Callback):
     def status(self, logs: dict[str, Any]) -> str:
         parts = [f"loss {logs['train_loss']:.4f}"]
         if logs.get("valid_score") is not None:
-            metric = "acc" if self.info["monitor"] == "accuracy" else "rmse/std(y)"
-            score = abs(logs["valid_score"])
-            parts.append(f"valid {metric} {score:.4f} (best {abs(logs['best_score']):.4f} @ {logs['best_epoch']})")
+            score, kept = abs(logs["valid_score"]), abs(logs["best_score"])
+            if self.info["monitor"] == "-rmse":
+                parts.append(f"valid rmse/std(y) {score:.4f} (best {kept:.4f} @ {logs['best_epoch']})")
+            else:  # the loss chooses the epoch kept; the accuracy is what a reader follows
+                parts.append(f"valid loss {logs['valid_loss']:.4f} acc {score:.4f} (kept epoch {logs['best_epoch']}, "
+                             f"acc {kept:.4f})")
         per_epoch = logs["seconds"] / logs["epoch"]
         remaining = self.info["max_epochs"] - logs["epoch"]
         if self.info["monitor"] is not None:

@@ -1,6 +1,6 @@
 """Callbacks: hooks the training loop calls, and the one stop flag they share.
 
-Every way a run ends early goes through :meth:`Run.stop`: :class:`EarlyStopping` (patience on the validation score),
+Every way a run ends early goes through :meth:`Run.stop`: :class:`EarlyStopping` (patience on the validation loss),
 :class:`TimeLimit` (seconds), :class:`StopOnSignal` (Ctrl-C, SIGTERM) and any user callback (a server's cancel, a
 page's stop button). The loop checks the flag after every optimizer step and after every epoch.
 """
@@ -79,10 +79,13 @@ def overrides_step(callback: Callback) -> bool:
 
 
 class EarlyStopping(Callback):
-    """Stops when the validation score has not improved for ``patience`` epochs, keeping the best epoch's weights.
+    """Stops when the validation loss has not improved for ``patience`` epochs, keeping the best epoch's weights.
 
-    A tie on the score (accuracy often plateaus, e.g. at the majority class) goes to the lower validation loss. It
-    writes ``best_epoch`` and ``best_score`` into each epoch's logs, so it must run before callbacks that read them.
+    The loss, not the accuracy, decides: accuracy moves in steps of one validation row and plateaus, so on small
+    validation sets it stops fold models too early and picks among epochs by noise (benchmarks/README.md). A tie on
+    the loss goes to the higher score. For regression the loss is the squared error, so the choice is the RMSE's. It
+    writes ``best_epoch`` and ``best_score`` (the validation score of the epoch kept) into each epoch's logs, so it
+    must run before callbacks that read them.
     """
 
     def __init__(self, patience: int) -> None:
@@ -94,7 +97,7 @@ class EarlyStopping(Callback):
         self.best_state: dict[str, torch.Tensor] | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        key = (logs["valid_score"], -logs["valid_loss"])
+        key = (-logs["valid_loss"], logs["valid_score"])
         if self.best_key is None or key > self.best_key:
             self.best_key, self.best_epoch, self.best_score, self.since_best = key, epoch, logs["valid_score"], 0
             self.best_state = {k: v.detach().clone() for k, v in self.run.model.state_dict().items()}
@@ -107,10 +110,12 @@ class EarlyStopping(Callback):
     def state(self) -> dict[str, Any]:
         """The counters a checkpoint keeps (the best weights travel separately)."""
         return {"best_key": self.best_key, "since_best": self.since_best, "best_epoch": self.best_epoch,
-                "best_score": self.best_score}
+                "best_score": self.best_score, "monitor": "loss"}
 
     def load_state(self, counters: dict[str, Any], best_state: dict[str, torch.Tensor] | None) -> None:
         key = counters["best_key"]
+        if key is not None and counters.get("monitor") != "loss":  # a checkpoint from when the score came first
+            key = (key[1], key[0])
         self.best_key = tuple(key) if key is not None else None  # type: ignore[assignment]
         self.since_best, self.best_epoch = counters["since_best"], counters["best_epoch"]
         self.best_score, self.best_state = counters["best_score"], best_state

@@ -62,7 +62,7 @@ def train(
     """Train ``model`` in place on (x_num, x_cat, y) tensors already on the model's device; return the History.
 
     With a validation set and ``cfg.early_stopping``, training stops after ``cfg.patience`` epochs without a better
-    validation score and the best epoch's weights are restored. Without one, the last epoch's weights are kept.
+    validation loss and the best epoch's weights are restored. Without one, the last epoch's weights are kept.
     Ctrl-C, SIGTERM, ``cfg.time_limit`` and any callback's ``run.stop()`` end training early and keep the best
     weights found so far. With a ``checkpoint``, the full state is saved every ``checkpoint.every`` epochs and when a
     signal stops the run; ``resume=True`` continues from it. ``fast=False`` trains through autograd even where a
@@ -138,7 +138,8 @@ def train(
             "max_epochs": cfg.epochs, "steps_per_epoch": steps, "n_train": n,
             "n_valid": len(valid_data[0]) if use_valid else 0, "device": str(device),
             "n_parameters": sum(p.numel() for p in model.parameters()),
-            "monitor": ("-rmse" if task == "regression" else "accuracy") if use_valid else None,
+            "monitor": ("-rmse" if task == "regression" else "squared_error" if cfg.loss == "squared_error" else
+                        "log_loss") if use_valid else None,
             "patience": cfg.patience, "first_epoch": first_epoch, "path": path, "path_reason": path_reason,
         })
     model.train()
