@@ -13,7 +13,7 @@ from conftest import FAST, make_table
 from neuraltab.api import fit_prepared, load_bytes, prepare
 from neuraltab.artifacts import bundle_bytes, read_bundle_bytes
 from neuraltab.networks import predict_output, temper
-from neuraltab.train.calibrate import HIGHEST, LOWEST, fit_temperature
+from neuraltab.train.calibrate import HIGHEST, LOWEST, calibrated_log_loss, fit_temperature
 
 
 def _p(t: torch.Tensor) -> np.ndarray:
@@ -41,6 +41,16 @@ def test_temperature_minimises_the_log_loss_sklearn_computes():
     grid = {g: log_loss(y, _p(temper(torch.from_numpy(proba).float(), g)))
             for g in np.linspace(LOWEST, HIGHEST, 400)}
     assert after <= min(grid.values()) + 1e-4  # the bisection found the minimum a fine grid finds
+
+
+def test_the_calibrated_loss_is_sklearns_log_loss_of_the_tempered_probabilities():
+    proba, y = _overconfident(seed=2)
+    tempered = _p(temper(torch.from_numpy(proba).float(), fit_temperature(proba, y)))
+    assert calibrated_log_loss(proba, y) == pytest.approx(log_loss(y, tempered), abs=1e-6)
+    assert calibrated_log_loss(proba, y) < log_loss(y, proba) - 0.05  # overconfidence is not charged for
+    # the same accuracy, one overconfident and one soft version of it: the same calibrated loss
+    soft = torch.softmax(torch.from_numpy(np.log(proba) / 3), 1).numpy()
+    assert calibrated_log_loss(soft, y) == pytest.approx(calibrated_log_loss(proba, y), abs=1e-4)
 
 
 def test_tempering_leaves_every_rows_class_and_sums_to_one():

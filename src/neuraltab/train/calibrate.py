@@ -16,7 +16,7 @@ import torch
 from ..config import TrainConfig
 from ..networks.predict import predict_output
 
-__all__ = ["fit_temperature", "temperature_for", "LOWEST", "HIGHEST"]
+__all__ = ["calibrated_log_loss", "fit_temperature", "temperature_for", "LOWEST", "HIGHEST"]
 
 # the temperatures allowed: a few hundred validation rows all classified right would otherwise ask for T -> 0,
 # probabilities of 0 and 1 that a wrong test row pays for without bound
@@ -62,3 +62,15 @@ def temperature_for(network: torch.nn.Module, valid: tuple[torch.Tensor, torch.T
         return None
     proba = predict_output(network, valid[0], valid[1], task=task, precision=cfg.precision)
     return fit_temperature(proba, valid[2])
+
+
+def calibrated_log_loss(proba: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
+    """The log-loss of ``proba`` on labels ``y`` after temperature scaling with :func:`fit_temperature`'s T."""
+    p = np.asarray(proba.to("cpu", torch.float64) if isinstance(proba, torch.Tensor) else proba, dtype=np.float64)
+    codes = np.asarray(y.to("cpu") if isinstance(y, torch.Tensor) else y, dtype=np.int64)
+    if len(codes) == 0:
+        return 0.0
+    z = np.log(np.maximum(p, _FLOOR)) / fit_temperature(p, codes)
+    z -= z.max(axis=1, keepdims=True)
+    log_q = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_q[np.arange(len(codes)), codes].mean())

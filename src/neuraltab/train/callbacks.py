@@ -83,7 +83,9 @@ class EarlyStopping(Callback):
 
     The loss, not the accuracy, decides: accuracy moves in steps of one validation row and plateaus, so on small
     validation sets it stops fold models too early and picks among epochs by noise (benchmarks/README.md). A tie on
-    the loss goes to the higher score. For regression the loss is the squared error, so the choice is the RMSE's. It
+    the loss goes to the higher score. For the default model's classification the loss is the log-loss after the
+    temperature scaling the model will get (:func:`~.calibrate.calibrated_log_loss`), so an epoch is not charged
+    for overconfidence that scaling removes; for regression it is the squared error, so the choice is the RMSE's. It
     writes ``best_epoch`` and ``best_score`` (the validation score of the epoch kept) into each epoch's logs, so it
     must run before callbacks that read them.
     """

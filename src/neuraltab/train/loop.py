@@ -20,6 +20,7 @@ from ..device import flush_denormals
 from ..errors import ConfigError, Message, option
 from ..networks.predict import predict_output
 from .autograd import autograd_epoch, make_optimizer
+from .calibrate import calibrated_log_loss
 from .callbacks import Callback, EarlyStopping, Run, StopOnSignal, TimeLimit, overrides_step
 from .checkpoint import Checkpoint, Snapshot
 from .fast import select
@@ -31,7 +32,8 @@ __all__ = ["Callback", "History", "train"]
 _EXPLODED = 100.0  # times an untrained model's loss: a loss above it has diverged
 
 
-def _score(task: str, pred: torch.Tensor, y: torch.Tensor, loss: str = "auto") -> tuple[float, float]:
+def _score(task: str, pred: torch.Tensor, y: torch.Tensor, loss: str = "auto",
+           calibrated: bool = False) -> tuple[float, float]:
     """(validation loss, validation score where higher is better) from averaged predictions."""
     if task == "regression":
         mse = float(((pred - y) ** 2).mean())
@@ -40,6 +42,8 @@ def _score(task: str, pred: torch.Tensor, y: torch.Tensor, loss: str = "auto") -
     if loss == "squared_error":
         one_hot = torch.nn.functional.one_hot(y, pred.shape[1]).to(pred.dtype)
         return float(((pred - one_hot) ** 2).sum(1).mean()), accuracy
+    if calibrated:  # the loss the probabilities will have once temperature-scaled (train/calibrate.py)
+        return calibrated_log_loss(pred, y), accuracy
     # the log in numpy: torch's CPU log (MKL's vector math) gave another last bit on its first call in some processes
     chosen = pred.gather(1, y[:, None]).squeeze(1).to("cpu", torch.float64).numpy()
     return float(-np.log(np.maximum(chosen, 1e-12)).mean()), accuracy
@@ -209,7 +213,8 @@ def train(
             if use_valid:
                 if writer:
                     pred = predict_output(model, valid_data[0], valid_data[1], task=task, precision=cfg.precision)
-                    logs["valid_loss"], logs["valid_score"] = _score(task, pred, valid_data[2], cfg.loss)
+                    logs["valid_loss"], logs["valid_score"] = _score(task, pred, valid_data[2], cfg.loss,
+                                                                     calibrated=cfg.model == "default")
                 if distributed is not None:  # rank 0's result on every rank, bit for bit: the same decisions
                     logs["valid_loss"], logs["valid_score"] = distributed.broadcast(
                         [logs.get("valid_loss", 0.0), logs.get("valid_score", 0.0)])
