@@ -106,3 +106,22 @@ def test_the_temperature_survives_the_file_and_an_old_file_predicts_untempered()
 def test_regression_and_the_plain_mlp_get_no_temperature():
     assert "temperature" not in neuraltab.fit(make_table(200, task="regression"), "label", **FAST).spec
     assert "temperature" not in neuraltab.fit(make_table(200), "label", model="mlp", epochs=3, threads=1).spec
+
+
+def test_the_default_model_early_stops_on_the_calibrated_loss_and_the_plain_mlp_on_the_raw_one():
+    df = make_table(300)
+    default = neuraltab.fit(df, "label", seed=0, test_size=0, **FAST)
+    prepared = prepare(df, "label", seed=0, test_size=0, **FAST)
+    x_num, x_cat, y = prepared.tensors("valid")
+    proba = predict_output(default.network, x_num, x_cat, task="binary", precision=default.config.precision)
+    kept = default.history["epochs"][default.history["best_epoch"] - 1]
+    # the kept epoch's weights are the model's: its logged validation loss is their calibrated loss, not the raw one
+    assert kept["valid_loss"] == pytest.approx(calibrated_log_loss(proba, y), abs=1e-6)
+    assert kept["valid_loss"] < log_loss(y.numpy(), _p(proba), labels=[0, 1]) - 1e-4
+    assert kept["valid_loss"] == min(e["valid_loss"] for e in default.history["epochs"])
+    mlp = neuraltab.fit(df, "label", seed=0, test_size=0, model="mlp", epochs=5, threads=1)
+    prepared = prepare(df, "label", seed=0, test_size=0, model="mlp", epochs=5, threads=1)
+    x_num, x_cat, y = prepared.tensors("valid")
+    proba = predict_output(mlp.network, x_num, x_cat, task="binary", precision=mlp.config.precision)
+    kept = mlp.history["epochs"][mlp.history["best_epoch"] - 1]
+    assert kept["valid_loss"] == pytest.approx(log_loss(y.numpy(), _p(proba), labels=[0, 1]), abs=1e-5)
