@@ -90,11 +90,11 @@ def serve(data: Any = None, target: str | None = None, *, host: str = "127.0.0.1
           on_listen: Callable[[dict[str, Any]], None] | None = None) -> None:
     """Serve until Ctrl-C; ``on_listen`` gets the URL (and any warning) once the server listens."""
     server, thread, url = start(data, target, host=host, port=port, token=token)
-    if on_listen is not None:
-        on_listen({"url": url, "warning": exposure_warning(host)})
-    if open_browser:
-        webbrowser.open(url)
-    try:
+    try:  # from the moment the URL is out, Ctrl-C is the way to stop: a quick one must stop as cleanly as a late one
+        if on_listen is not None:
+            on_listen({"url": url, "warning": exposure_warning(host)})
+        if open_browser:
+            webbrowser.open(url)
         while thread.is_alive():
             thread.join(0.25)
     except KeyboardInterrupt:

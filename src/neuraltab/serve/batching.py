@@ -7,10 +7,12 @@ most ``max_rows`` rows and split back into one response each. A job that arrives
 once: a lone request never waits. Jobs that queued behind a running prediction may wait for companions until
 ``max_wait`` seconds after the first of them arrived, and no longer.
 
-Batching never changes an answer. JSON rows are checked in full before they are batched, so the model's own checks
-have nothing left to object to in them; CSV bodies, which the model checks as whole files, are never batched. And one
-bad request never fails its neighbours: a batch whose prediction raises a user error all the same is predicted again
-one request at a time, so each gets its own answer.
+Batching never changes an answer beyond float32 rounding (a matrix product over one row and over several may add in
+another order, by the CPU's BLAS kernels; a label is the same unless two classes tie to the last bit). JSON rows are
+checked in full before they are batched, so the model's own checks have nothing left to object to in them; CSV
+bodies, which the model checks as whole files, are never batched. And one bad request never fails its neighbours: a
+batch whose prediction raises a user error all the same is predicted again one request at a time, so each gets its
+own answer.
 """
 
 from __future__ import annotations
