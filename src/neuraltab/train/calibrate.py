@@ -24,11 +24,16 @@ LOWEST, HIGHEST = 0.2, 5.0
 _FLOOR = 1e-12  # the smallest probability whose log is taken, as in the loop's validation loss
 
 
+def _arrays(proba: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 probabilities and int64 class codes, in numpy whatever they came as."""
+    p = np.asarray(proba.to("cpu", torch.float64) if isinstance(proba, torch.Tensor) else proba, dtype=np.float64)
+    return p, np.asarray(y.to("cpu") if isinstance(y, torch.Tensor) else y, dtype=np.int64)
+
+
 def fit_temperature(proba: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
     """The temperature in [LOWEST, HIGHEST] with the lowest log-loss of ``softmax(log(proba) / T)`` on labels ``y``
     (class codes); 1.0 with no rows. Float64 arithmetic in numpy: the same inputs give the same temperature."""
-    p = np.asarray(proba.to("cpu", torch.float64) if isinstance(proba, torch.Tensor) else proba, dtype=np.float64)
-    codes = np.asarray(y.to("cpu") if isinstance(y, torch.Tensor) else y, dtype=np.int64)
+    p, codes = _arrays(proba, y)
     if len(codes) == 0:
         return 1.0
     s = np.log(np.maximum(p, _FLOOR))
@@ -66,8 +71,7 @@ def temperature_for(network: torch.nn.Module, valid: tuple[torch.Tensor, torch.T
 
 def calibrated_log_loss(proba: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
     """The log-loss of ``proba`` on labels ``y`` after temperature scaling with :func:`fit_temperature`'s T."""
-    p = np.asarray(proba.to("cpu", torch.float64) if isinstance(proba, torch.Tensor) else proba, dtype=np.float64)
-    codes = np.asarray(y.to("cpu") if isinstance(y, torch.Tensor) else y, dtype=np.int64)
+    p, codes = _arrays(proba, y)
     if len(codes) == 0:
         return 0.0
     z = np.log(np.maximum(p, _FLOOR)) / fit_temperature(p, codes)
