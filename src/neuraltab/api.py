@@ -792,8 +792,9 @@ def fit_bagged(prepared: Prepared, *, callbacks: Sequence[Callback] = ()) -> Mod
     if all(len(idx) for idx, _ in held):
         idx = np.concatenate([idx for idx, _ in held])
         out = np.concatenate([model._output(_rows(pool, rows)) for rows, model in held])
-        if prepared.schema.task != "regression" and cfg.model == "default":  # as fit_prepared's, on the held rows
-            from .train.calibrate import fit_temperature
+        from .train.calibrate import fit_temperature, is_tempered
+
+        if is_tempered(prepared.schema.task, cfg):  # as fit_prepared's, on the held rows
 
             spec["temperature"] = fit_temperature(out, pool.y[idx])
             out = temper(torch.from_numpy(out), spec["temperature"]).numpy()

@@ -16,7 +16,7 @@ import torch
 from ..config import TrainConfig
 from ..networks.predict import predict_output
 
-__all__ = ["calibrated_log_loss", "fit_temperature", "temperature_for", "LOWEST", "HIGHEST"]
+__all__ = ["calibrated_log_loss", "fit_temperature", "is_tempered", "temperature_for", "LOWEST", "HIGHEST"]
 
 # the temperatures allowed: a few hundred validation rows all classified right would otherwise ask for T -> 0,
 # probabilities of 0 and 1 that a wrong test row pays for without bound
@@ -34,9 +34,11 @@ def fit_temperature(proba: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarr
     """The temperature in [LOWEST, HIGHEST] with the lowest log-loss of ``softmax(log(proba) / T)`` on labels ``y``
     (class codes); 1.0 with no rows. Float64 arithmetic in numpy: the same inputs give the same temperature."""
     p, codes = _arrays(proba, y)
-    if len(codes) == 0:
-        return 1.0
-    s = np.log(np.maximum(p, _FLOOR))
+    return 1.0 if len(codes) == 0 else _temperature(np.log(np.maximum(p, _FLOOR)), codes)
+
+
+def _temperature(s: np.ndarray, codes: np.ndarray) -> float:
+    """:func:`fit_temperature` on the log-probabilities ``s`` of at least one row."""
     chosen = s[np.arange(len(codes)), codes]
 
     def slope(b: float) -> float:  # d/db of mean(logsumexp(b s) - b s_y): the expected minus the true class's log p
@@ -59,11 +61,17 @@ def fit_temperature(proba: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarr
     return float(1 / math.exp((lo + hi) / 2))
 
 
+def is_tempered(task: str, cfg: TrainConfig) -> bool:
+    """Whether this run's probabilities are temperature-scaled: the default model's classification only (the plain
+    MLP reproduces the classic recipe, which predicts as Keras does)."""
+    return task != "regression" and cfg.model == "default"
+
+
 def temperature_for(network: torch.nn.Module, valid: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, *,
                     task: str, cfg: TrainConfig) -> float | None:
     """The temperature a freshly trained default model's probabilities get, fitted on its validation rows; None for
     regression, for the plain MLP (the classic recipe predicts as Keras does) and without validation rows."""
-    if task == "regression" or cfg.model != "default" or valid is None or len(valid[2]) == 0:
+    if not is_tempered(task, cfg) or valid is None or len(valid[2]) == 0:
         return None
     proba = predict_output(network, valid[0], valid[1], task=task, precision=cfg.precision)
     return fit_temperature(proba, valid[2])
@@ -74,7 +82,8 @@ def calibrated_log_loss(proba: torch.Tensor | np.ndarray, y: torch.Tensor | np.n
     p, codes = _arrays(proba, y)
     if len(codes) == 0:
         return 0.0
-    z = np.log(np.maximum(p, _FLOOR)) / fit_temperature(p, codes)
+    s = np.log(np.maximum(p, _FLOOR))
+    z = s / _temperature(s, codes)
     z -= z.max(axis=1, keepdims=True)
     log_q = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     return float(-log_q[np.arange(len(codes)), codes].mean())

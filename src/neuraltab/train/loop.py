@@ -20,7 +20,7 @@ from ..device import flush_denormals
 from ..errors import ConfigError, Message, option
 from ..networks.predict import predict_output
 from .autograd import autograd_epoch, make_optimizer
-from .calibrate import calibrated_log_loss
+from .calibrate import calibrated_log_loss, is_tempered
 from .callbacks import Callback, EarlyStopping, Run, StopOnSignal, TimeLimit, overrides_step
 from .checkpoint import Checkpoint, Snapshot
 from .fast import select
@@ -214,7 +214,7 @@ def train(
                 if writer:
                     pred = predict_output(model, valid_data[0], valid_data[1], task=task, precision=cfg.precision)
                     logs["valid_loss"], logs["valid_score"] = _score(task, pred, valid_data[2], cfg.loss,
-                                                                     calibrated=cfg.model == "default")
+                                                                     calibrated=is_tempered(task, cfg))
                 if distributed is not None:  # rank 0's result on every rank, bit for bit: the same decisions
                     logs["valid_loss"], logs["valid_score"] = distributed.broadcast(
                         [logs.get("valid_loss", 0.0), logs.get("valid_score", 0.0)])
