@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from neuraltab.config import TrainConfig, auto_batch_size, resolve
+from neuraltab.config import SMALL_TABLE, TrainConfig, auto_batch_size, resolve
 from neuraltab.errors import ConfigError, UserError
 
 
@@ -178,7 +178,15 @@ def test_resolve_fills_every_choice_for_the_default_model(device_type):
     if device_type == "cuda":
         assert (cfg.k, cfg.d_block) == (32, 512)
     else:
-        assert (cfg.k, cfg.d_block) == (8, 128)
+        assert (cfg.k, cfg.d_block) == (16, 128)  # 1000 rows: a small table's ensemble
+
+
+@pytest.mark.parametrize(("n_train", "device_type", "given", "expected"), [
+    (SMALL_TABLE - 1, "cpu", None, 16), (SMALL_TABLE, "cpu", None, 8), (100_000, "cpu", None, 8),
+    (1000, "cuda", None, 32), (100_000, "cuda", None, 32), (1000, "cpu", 3, 3)])
+def test_resolve_sizes_the_ensemble_from_the_rows_on_a_cpu(n_train, device_type, given, expected):
+    assert resolve(TrainConfig(k=given), n_train=n_train, device_type=device_type).k == expected
+    assert resolve(TrainConfig(model="mlp"), n_train=n_train, device_type=device_type).k is None
 
 
 @pytest.mark.parametrize("device_type", ["cpu", "cuda"])

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import ConfigError, closest_names, option
 
-__all__ = ["PRESETS", "PRESET_VALUES", "COLUMN_FIELDS", "TrainConfig", "column_names", "ignored_options", "resolve", "describe_options", "parse_bytes", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS", "LOSSES"]
+__all__ = ["SMALL_TABLE", "PRESETS", "PRESET_VALUES", "COLUMN_FIELDS", "TrainConfig", "column_names", "ignored_options", "resolve", "describe_options", "parse_bytes", "MODELS", "TASKS", "ACTIVATIONS", "OPTIMIZERS", "SCALINGS", "PRECISIONS", "LOSSES"]
 
 MODELS = ("default", "mlp")
 TASKS = ("auto", "binary", "multiclass", "regression")
@@ -80,7 +80,7 @@ class TrainConfig:
     activation: str = _option("relu", "Activation between the plain MLP's layers.", choices=ACTIVATIONS)
     # --- default model (model="default") ------------------------------------------------------------------------
     k: int | None = _option(None, "Ensemble members of the default model, sharing its backbone.",
-                            rule=_int_in(1, 256, optional=True), chosen="8 on a CPU, 32 on a GPU")
+                            rule=_int_in(1, 256, optional=True), chosen="8 on a CPU (16 under 5,000 training rows), 32 on a GPU")
     d_block: int | None = _option(None, "Width of the default model's blocks.", rule=_int_in(1, 8192, optional=True),
                                   chosen="128 on a CPU, 512 on a GPU")
     n_blocks: int = _option(2, "Depth of the default model, in blocks.", rule=_int_in(1, 16))
@@ -307,6 +307,11 @@ def describe_options() -> str:
     return "\n".join(lines)
 
 
+# Training rows under which the default model on a CPU doubles its ensemble (k=16): more members pay off most where
+# the rows are few and each epoch is cheap.
+SMALL_TABLE = 5_000
+
+
 def auto_batch_size(n_train: int) -> int:
     """Batch size from the number of training rows (the TabM recipe's schedule).
 
@@ -350,9 +355,10 @@ def resolve(cfg: TrainConfig, *, n_train: int, device_type: str, native_bf16: bo
         on_gpu = device_type == "cuda"
         # On a CPU the ensemble is the cost: k members multiply every matmul. The paper's k=32, d_block=512 is
         # affordable on a GPU but far too slow a step on a small CPU; k=8, d_block=128 is much cheaper and, on hr.csv,
-        # as accurate within seed noise (benchmarks/README.md).
+        # as accurate within seed noise (benchmarks/README.md). Under SMALL_TABLE rows an epoch is short, so twice the
+        # members cost seconds and average away more of a small table's noise.
         if cfg.k is None:
-            changes["k"] = 32 if on_gpu else 8
+            changes["k"] = 32 if on_gpu else 16 if n_train < SMALL_TABLE else 8
         if cfg.d_block is None:
             changes["d_block"] = 512 if on_gpu else 128
     return cfg.replace(**changes) if changes else cfg
