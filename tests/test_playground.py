@@ -184,6 +184,8 @@ def test_teaching_mode_explains_the_chosen_weights_change(tab, optimizer):
         t.session.command({"cmd": "step"})
         t.wait(lambda t: len(t.json("teach")) > n)
     r = t.json("teach")[-1]
+    steps = [m["step"] for m in t.json("teach")]
+    assert steps == sorted(set(steps)) and len(steps) >= 3  # one report per step, each naming its step
     assert r["batch"] == 1 and r["actualChange"] != 0
     assert r["product"] == pytest.approx(-r["lr"] * r["error"] * r["slope"] * r["input"])
     if optimizer == "sgd":

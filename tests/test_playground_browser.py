@@ -192,12 +192,14 @@ def test_teaching_mode_product_equals_the_weights_actual_change(server, page):
     for n in range(1, 4):
         page.click("#step")
         page.wait_for_function(f"window.playground.state().step === {n} && window.playground.state().teach "
+                               f"&& window.playground.state().teach.step === {n} "
                                f"&& document.getElementById('teach-product')", timeout=10_000)
-    page.wait_for_function("document.getElementById('teach-check').textContent.includes('equal')", timeout=10_000)
-    t = state(page)["teach"]
-    assert t["batch"] == 1 and t["weight"] == {"layer": 1, "to": 1, "from": 2}
+    assert "equal" in page.inner_text("#teach-check")
+    # the report and the table it drew, read together so that no later message falls between them
+    t, shown = page.evaluate("[window.playground.state().teach, document.getElementById('teach-product').textContent]")
+    assert t["step"] == 3 and t["batch"] == 1 and t["weight"] == {"layer": 1, "to": 1, "from": 2}
     assert t["product"] == pytest.approx(t["actualChange"], rel=1e-4, abs=1e-7) and t["actualChange"] != 0
-    shown = float(page.inner_text("#teach-product"))
+    shown = float(shown)
     assert shown == pytest.approx(t["actualChange"], rel=1e-3)
 
 

@@ -320,12 +320,12 @@ class Session:
             speed = int(self.settings["speed"]) or self._steps_per_epoch()
             due = self.since_frame >= speed or (not self.running and self.step_budget == 0)
         self._apply_edits()
+        if self.teacher.report is not None:  # before the frame, so a page that shows step n has step n's report
+            self.send({"type": "teach", "step": self.steps, **self.teacher.report})
+            self.teacher.report = None
         if due:
             self.since_frame = 0
             self._frame()
-        if self.teacher.report is not None:
-            self.send({"type": "teach", **self.teacher.report})
-            self.teacher.report = None
         if not self._wait():
             run.stop("playground")
             return
