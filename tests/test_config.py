@@ -206,7 +206,7 @@ def test_resolve_weight_decay_depends_on_the_optimizer(optimizer, expected):
 
 def test_resolve_keeps_explicit_values_and_is_idempotent():
     explicit = TrainConfig(k=4, d_block=64, dropout=0.0, lr=0.5, weight_decay=0.0, grad_clip=0.0, batch_size=7,
-                           epochs=3, scaling="none", precision="fp32")
+                           epochs=3, scaling="none", precision="fp32", average_weights=False)
     assert resolve(explicit, n_train=10_000, device_type="cuda") == explicit
     once = resolve(TrainConfig(), n_train=10_000, device_type="cpu")
     assert resolve(once, n_train=10_000, device_type="cuda") == once

@@ -562,7 +562,7 @@ def prepare(data: Any, target: str, *, callbacks: Sequence[Callback] = (), encod
         rows = {name: np.asarray(rows[name], dtype=np.int64) for name in ("train", "valid", "test")}
     device = resolve_device(cfg.device)
     cfg = resolve(cfg, n_train=_rows_per_model(cfg, len(rows["train"])), device_type=device.type,
-                  native_bf16=native_bf16(device))
+                  native_bf16=native_bf16(device), task=schema.task)
     with _torch_threads(cfg.threads or compute_threads()):
         pre = Preprocessor(schema, scaling=cfg.scaling, max_categories=cfg.max_categories)
         pre.fit(df.iloc[rows["train"]], source=source, notify=notify)
@@ -644,7 +644,8 @@ def _prepare_streamed(data: Any, target: str, cfg: TrainConfig, *, notify: _Noti
     if stats.n_unlabelled:
         notify(f"{source}: dropped {stats.n_unlabelled} row(s) whose target {target!r} is missing")
     device = device if device is not None else resolve_device(cfg.device)
-    cfg = resolve(cfg, n_train=stats.n_train, device_type=device.type, native_bf16=native_bf16(device))
+    cfg = resolve(cfg, n_train=stats.n_train, device_type=device.type, native_bf16=native_bf16(device),
+                  task=schema.task)
     cfg = cfg.replace(stream=True)
     with _torch_threads(cfg.threads or compute_threads()):
         pre = stream.fit_preprocessor(schema, stats, scaling=cfg.scaling, max_categories=cfg.max_categories,

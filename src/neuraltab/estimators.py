@@ -47,7 +47,8 @@ class _NeuralTabEstimator(BaseEstimator):
                  loss: str = "auto", l1: float = 0.0, l2: float = 0.0, lr: float | None = None,
                  weight_decay: float | None = None, grad_clip: float | None = None, batch_size: int | None = None,
                  epochs: int | None = None, early_stopping: bool = True, patience: int = 16,
-                 time_limit: float | None = None, keep_diverged: bool = False, scaling: str = "auto", valid_size: float = 0.2,
+                 time_limit: float | None = None, average_weights: bool | None = None, keep_diverged: bool = False,
+                 scaling: str = "auto", valid_size: float = 0.2,
                  categorical: tuple[str, ...] = (), numeric: tuple[str, ...] = (), drop: tuple[str, ...] = (),
                  max_categories: int = 1000, seed: int = 0, device: str = "auto", threads: int | None = None,
                  stream: bool = False, memory_budget: str | int | None = None, precision: str = "auto",
@@ -74,6 +75,7 @@ class _NeuralTabEstimator(BaseEstimator):
         self.early_stopping = early_stopping
         self.patience = patience
         self.time_limit = time_limit
+        self.average_weights = average_weights
         self.keep_diverged = keep_diverged
         self.scaling = scaling
         self.valid_size = valid_size

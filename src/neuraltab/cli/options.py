@@ -42,6 +42,9 @@ def config_parameters() -> list[inspect.Parameter]:
         if isinstance(field.default, bool):
             info = typer.Option(field.default, f"{flag}/--no-{flag[2:]}", help=meta["help"])
             annotation: Any = bool
+        elif kind is bool:  # chosen from the data unless either flag is given
+            info = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=meta["help"], show_default=_shown(field))
+            annotation = Optional[bool]
         elif isinstance(field.default, tuple):
             info = typer.Option(None, flag, help=meta["help"] + " Comma-separated, or the flag given more than once.",
                                 show_default=_shown(field), metavar="WIDTHS" if kind is int else "COLUMNS")

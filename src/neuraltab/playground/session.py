@@ -245,7 +245,8 @@ class Session:
                        loss=s["loss"], l1=rate if s["regularization"] == "l1" else 0.0,
                        l2=rate if s["regularization"] == "l2" else 0.0, dropout=float(s["dropout"]),
                        seed=int(s["seed"]), epochs=EPOCHS, early_stopping=False, device="cpu", threads=1,
-                       weight_decay=0.0, grad_clip=0.0 if s["model"] == "mlp" else None)
+                       weight_decay=0.0, grad_clip=0.0 if s["model"] == "mlp" else None,
+                       average_weights=False)  # the page draws the weights each step moves, not their average
         if self.scene is not None and self.scene.task == "regression" or (
                 self.table is None and s["dataset"] in toy.REGRESSION):
             options["loss"] = "squared_error"
@@ -256,7 +257,7 @@ class Session:
 
         prepared = self.scene.prepared
         cfg = TrainConfig.from_dict({**self._options(), "task": prepared.cfg.task})
-        return resolve(cfg, n_train=len(prepared.batches["train"]), device_type="cpu")
+        return resolve(cfg, n_train=len(prepared.batches["train"]), device_type="cpu", task=prepared.schema.task)
 
     def _scene(self) -> Scene:
         s = self.settings
@@ -437,6 +438,8 @@ class Session:
             parts.append(cli_words(option(name, value)))
         parts.append(cli_words(option("epochs", max(1, round(self.epoch())))))
         parts.append(cli_words(option("early_stopping", False)))
+        if o["model"] != "mlp" and self.scene is not None and self.scene.task == "regression":
+            parts.append(cli_words(option("average_weights", False)))  # train would average a regression's weights
         if self.table is None:
             parts.append(cli_words(option("test_size", round(min(1 - self.settings["ratio"] / 100, 0.85), 2))))
         return " ".join(parts)

@@ -1,8 +1,8 @@
 """Training checkpoints: the complete state of a run between two epochs, so that ``--resume`` continues it exactly.
 
 A checkpoint is a safetensors file written with :func:`neuraltab.artifacts.save_bundle` (atomic, checksummed, no
-pickle): current and best weights, the optimizer's moments, both random generators (batch order and dropout), the
-per-epoch history and the early-stopping counters. Resuming from it gives the same final model, bit for bit, as a
+pickle): current, best and averaged weights, the optimizer's moments, both random generators (batch order and
+dropout), the per-epoch history and the early-stopping counters. Resuming from it gives the same final model, bit for bit, as a
 run that was never interrupted (same machine, CPU).
 """
 
@@ -35,10 +35,12 @@ class Snapshot:
     rng_shuffle: torch.Tensor
     best: dict[str, torch.Tensor] | None
     counters: dict[str, Any] = field(default_factory=dict)  # best_key, since_best, history epochs/best
+    average: dict[str, torch.Tensor] | None = None  # the weight average (average_weights), by parameter name
 
     @classmethod
     def take(cls, *, epochs_done: int, model: torch.nn.Module, optimizer: Any,
-             shuffle: torch.Generator, best: dict[str, torch.Tensor] | None, counters: dict[str, Any]) -> "Snapshot":
+             shuffle: torch.Generator, best: dict[str, torch.Tensor] | None, counters: dict[str, Any],
+             average: dict[str, torch.Tensor] | None = None) -> "Snapshot":
         opt = optimizer.state_dict()
         return cls(
             epochs_done=epochs_done,
@@ -48,6 +50,7 @@ class Snapshot:
             rng_shuffle=shuffle.get_state(),
             best=best,  # already a private copy, replaced (never mutated) on improvement
             counters={**counters, "epochs": list(counters.get("epochs", []))},
+            average=average,  # already a private copy (WeightAverage.state)
         )
 
     def restore(self, *, model: torch.nn.Module, optimizer: Any, shuffle: torch.Generator) -> None:
@@ -78,6 +81,8 @@ class Checkpoint:
         tensors = {f"model.{k}": v for k, v in snap.model.items()}
         if snap.best is not None:
             tensors.update({f"best.{k}": v for k, v in snap.best.items()})
+        if snap.average is not None:
+            tensors.update({f"average.{k}": v for k, v in snap.average.items()})
         scalars: dict[str, dict[str, Any]] = {}
         for i, state in snap.optimizer["state"].items():
             for name, value in state.items():
@@ -89,7 +94,8 @@ class Checkpoint:
         tensors["rng.shuffle"] = snap.rng_shuffle
         meta = {"kind": "checkpoint", "identity": self.identity, "epochs_done": snap.epochs_done,
                 "param_groups": snap.optimizer["param_groups"], "optimizer_scalars": scalars,
-                "has_best": snap.best is not None, "counters": snap.counters}
+                "has_best": snap.best is not None, "has_average": snap.average is not None,
+                "counters": snap.counters}
         kept = self.path.exists()
         try:
             save_bundle(self.path, tensors, meta, force=True)
@@ -126,4 +132,5 @@ class Checkpoint:
             rng_shuffle=tensors["rng.shuffle"],
             best=part("best.") if meta["has_best"] else None,
             counters=meta["counters"],
+            average=part("average.") if meta.get("has_average") else None,
         )

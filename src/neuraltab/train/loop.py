@@ -7,6 +7,7 @@ early end (patience, time limit, Ctrl-C, a callback's request) goes through the 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Any, Sequence
@@ -20,6 +21,7 @@ from ..device import flush_denormals
 from ..errors import ConfigError, Message, option
 from ..networks.predict import predict_output
 from .autograd import autograd_epoch, make_optimizer
+from .average import WeightAverage
 from .calibrate import calibrated_log_loss, is_tempered
 from .callbacks import Callback, EarlyStopping, Run, StopOnSignal, TimeLimit, overrides_step
 from .checkpoint import Checkpoint, Snapshot
@@ -102,6 +104,8 @@ def train(
     history = History(path=path, path_reason=path_reason)
     run = Run(model, optimizer)
     early = EarlyStopping(cfg.patience) if use_valid else None
+    # the weights validated and kept: the last step's, or their moving average over about an epoch's steps
+    average = WeightAverage(model, steps_per_epoch=steps, stepper=stepper) if cfg.average_weights else None
     # the loop's own callbacks first: the time limit's reason wins a tie, and early stopping fills in the logs' best
     callbacks = [*([TimeLimit(cfg.time_limit)] if cfg.time_limit else []), *([early] if early else []), *callbacks]
     first_epoch = 1
@@ -120,6 +124,8 @@ def train(
             early.load_state(c, snap.best)
         history.best_epoch, history.best_score = c["best_epoch"], c["best_score"]
         history.epochs = list(c["epochs"])
+        if average is not None and snap.average is not None:
+            average.load_state(snap.average, c["average_steps"])
     # a training loss this far above an untrained model's (log of the class count, or predicting 0 for a standardised
     # target) has exploded: no run that is learning gets there, not even in its first epoch
     baseline = (max(1.0, float((y.double() ** 2).mean())) if task == "regression" else
@@ -131,9 +137,10 @@ def train(
         counters = early.state() if early is not None else {"best_key": None, "since_best": 0,
                                                             "best_epoch": history.best_epoch,
                                                             "best_score": history.best_score}
+        averaged = average.state() if average is not None else (None, 0)
         return Snapshot.take(epochs_done=epochs_done, model=model, optimizer=optimizer, shuffle=generator,
-                             best=early.best_state if early is not None else None,
-                             counters={**counters, "epochs": history.epochs})
+                             best=early.best_state if early is not None else None, average=averaged[0],
+                             counters={**counters, "epochs": history.epochs, "average_steps": averaged[1]})
 
     run.step = (first_epoch - 1) * steps
     for cb in callbacks:
@@ -179,6 +186,8 @@ def train(
 
     def should_stop() -> bool:  # asked after every step
         run.step += 1
+        if average is not None:
+            average.update()
         for hook in step_hooks:
             hook(run.step)
         return run.stop_training
@@ -210,20 +219,22 @@ def train(
                     cb.on_notice(Message(f"training diverged in epoch {epoch} ({became}); keeping {what}; {fix}"))
                 break
             logs: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-            if use_valid:
-                if writer:
-                    pred = predict_output(model, valid_data[0], valid_data[1], task=task, precision=cfg.precision)
-                    logs["valid_loss"], logs["valid_score"] = _score(task, pred, valid_data[2], cfg.loss,
-                                                                     calibrated=is_tempered(task, cfg))
-                if distributed is not None:  # rank 0's result on every rank, bit for bit: the same decisions
-                    logs["valid_loss"], logs["valid_score"] = distributed.broadcast(
-                        [logs.get("valid_loss", 0.0), logs.get("valid_score", 0.0)])
-            else:
-                logs["best_epoch"], logs["best_score"] = epoch, None
-            logs["seconds"] = time.perf_counter() - started
-            history.epochs.append(logs)
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, logs)
+            # validation and the callbacks (early stopping's best state among them) see the averaged weights
+            with average.swapped(model) if average is not None else contextlib.nullcontext():
+                if use_valid:
+                    if writer:
+                        pred = predict_output(model, valid_data[0], valid_data[1], task=task, precision=cfg.precision)
+                        logs["valid_loss"], logs["valid_score"] = _score(task, pred, valid_data[2], cfg.loss,
+                                                                         calibrated=is_tempered(task, cfg))
+                    if distributed is not None:  # rank 0's result on every rank, bit for bit: the same decisions
+                        logs["valid_loss"], logs["valid_score"] = distributed.broadcast(
+                            [logs.get("valid_loss", 0.0), logs.get("valid_score", 0.0)])
+                else:
+                    logs["best_epoch"], logs["best_score"] = epoch, None
+                logs["seconds"] = time.perf_counter() - started
+                history.epochs.append(logs)
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, logs)
             history.best_epoch, history.best_score = logs["best_epoch"], logs["best_score"]
             if distributed is not None:
                 dist_train.agree_stop(distributed, run)
@@ -237,6 +248,8 @@ def train(
         history.signal = run.signal
     if early is not None and early.best_state is not None:
         model.load_state_dict(early.best_state)
+    elif average is not None and history.stop_reason != "diverged":  # no epoch was chosen: the average to the end
+        average.load_into(model)
     model.eval()
     history.seconds = time.perf_counter() - started
     for cb in callbacks:
