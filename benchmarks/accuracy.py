@@ -219,7 +219,8 @@ def run_neuraltab(table: Table, train: np.ndarray, test: np.ndarray, threads: in
                 "epochs_run": len(hist.get("epochs", [])), "best_epoch": hist.get("best_epoch"),
                 "stop_reason": hist.get("stop_reason"), "notices": list(model.notices),
                 "resolved": {k: getattr(cfg, k, None) for k in ("model", "k", "d_block", "n_blocks", "batch_size",
-                                                                  "lr", "epochs", "scaling")}}
+                                                                  "lr", "epochs", "scaling", "precision",
+                                                                  "average_weights")}}
 
     return fit, predict, extras
 
