@@ -51,7 +51,7 @@ def test_swapped_shows_the_average_and_puts_the_raw_weights_back():
         model.weight.add_(1.0)
     avg.update()
     raw = model.weight.detach().clone()
-    with avg.swapped(model):
+    with avg.swapped():
         assert torch.allclose(model.weight, raw - 0.5)
     assert torch.equal(model.weight, raw)
 

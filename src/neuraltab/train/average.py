@@ -31,8 +31,8 @@ class WeightAverage:
         self.decay = 1.0 - 1.0 / max(1, steps_per_epoch)
         optimizer = getattr(stepper, "optimizer", None)
         # a hand-derived step keeps the live weights in its flat buffer and writes the model only once an epoch
-        self.source = (optimizer.param_views(optimizer.flat["w"]) if hasattr(optimizer, "param_views")
-                       else self.params)
+        live = optimizer.param_views(optimizer.flat["w"]) if hasattr(optimizer, "param_views") else self.params
+        self.source = [w.detach() for w in live]  # views: they follow every in-place step
         self.average = [p.detach().clone() for p in self.params]
         self.count = 0
 
@@ -42,23 +42,23 @@ class WeightAverage:
         self.count += 1
         weight = max(1.0 - self.decay, 1.0 / self.count)
         if weight == 1.0:
-            torch._foreach_copy_(self.average, [w.detach() for w in self.source])
+            torch._foreach_copy_(self.average, self.source)
         else:
-            torch._foreach_lerp_(self.average, [w.detach() for w in self.source], weight)
+            torch._foreach_lerp_(self.average, self.source, weight)
 
     @torch.no_grad()
-    def load_into(self, model: nn.Module) -> None:
+    def load_into(self) -> None:
         """The average as the model's weights (when no validation chose an epoch, at the end of training)."""
         if self.count:
-            torch._foreach_copy_(list(model.parameters()), self.average)
+            torch._foreach_copy_(self.params, self.average)
 
     @contextmanager
-    def swapped(self, model: nn.Module) -> Iterator[None]:
+    def swapped(self) -> Iterator[None]:
         """The average in the model's parameters inside the block, the raw weights back after it."""
         if not self.count:
             yield
             return
-        params = list(model.parameters())
+        params = self.params
         with torch.no_grad():
             raw = [p.detach().clone() for p in params]
             torch._foreach_copy_(params, self.average)

@@ -2,8 +2,8 @@
 
 A checkpoint is a safetensors file written with :func:`neuraltab.artifacts.save_bundle` (atomic, checksummed, no
 pickle): current, best and averaged weights, the optimizer's moments, both random generators (batch order and
-dropout), the per-epoch history and the early-stopping counters. Resuming from it gives the same final model, bit for bit, as a
-run that was never interrupted (same machine, CPU).
+dropout), the per-epoch history and the early-stopping counters. Resuming from it gives the same final model, bit
+for bit, as a run that was never interrupted (same machine, CPU).
 """
 
 from __future__ import annotations

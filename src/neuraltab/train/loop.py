@@ -220,7 +220,7 @@ def train(
                 break
             logs: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
             # validation and the callbacks (early stopping's best state among them) see the averaged weights
-            with average.swapped(model) if average is not None else contextlib.nullcontext():
+            with average.swapped() if average is not None else contextlib.nullcontext():
                 if use_valid:
                     if writer:
                         pred = predict_output(model, valid_data[0], valid_data[1], task=task, precision=cfg.precision)
@@ -249,7 +249,7 @@ def train(
     if early is not None and early.best_state is not None:
         model.load_state_dict(early.best_state)
     elif average is not None and history.stop_reason != "diverged":  # no epoch was chosen: the average to the end
-        average.load_into(model)
+        average.load_into()
     model.eval()
     history.seconds = time.perf_counter() - started
     for cb in callbacks:
