@@ -14,7 +14,6 @@ import neuraltab
 from neuraltab.config import TrainConfig, resolve
 from neuraltab.train import Callback
 from neuraltab.train.average import WeightAverage
-
 from neuraltab.train.checkpoint import Checkpoint
 from neuraltab.train.loop import train
 
@@ -60,11 +59,11 @@ def _weights(model):
     return torch.cat([p.detach().flatten() for p in model.network.parameters()])
 
 
-def _train(cfg, *, fast, valid=True, **kwargs):
+def _train(cfg, *, fast, **kwargs):
     x_num, x_cat, y = _data(120, "regression")
     model = _model(x_num, (3, 5), 1, k=4)
     torch.manual_seed(11)
-    valid_data = tuple(t[:40] for t in (x_num, x_cat, y)) if valid else None
+    valid_data = tuple(t[:40] for t in (x_num, x_cat, y))
     history = train(model, tuple(t[40:] for t in (x_num, x_cat, y)), valid_data, task="regression", cfg=cfg,
                     fast=fast, **kwargs)
     return model, history

@@ -260,7 +260,16 @@ def test_a_table_can_train_the_default_tabm(tab):
     t.wait(lambda t: t.last()[0]["epoch"] >= 1)
     header, blobs = t.last()
     assert header["weights"] is None and blobs["nodes"].size == header["nodeCount"] * NODE_GRID ** 2
-    assert "--model default" in header["command"]
+    assert "--model default" in header["command"] and "average-weights" not in header["command"]
+
+
+def test_a_regression_table_on_the_tabm_shows_the_steps_weights_and_says_so_in_the_command(tab):
+    t = tab(table=TableSource(data=make_table(300, task="regression"), target="label", name="made.csv"),
+            settings={"model": "default"})
+    t.wait(lambda t: t.frames())
+    # train would average a regression's weights; the page draws the weights the steps move, and its command says so
+    assert t.session.scene.task == "regression" and t.session._config().average_weights is False
+    assert "--no-average-weights" in t.last()[0]["command"]
 
 
 def test_hr_table_grid_is_in_the_columns_units(tab):
